@@ -1,0 +1,1 @@
+//! Withdrawal policy engine (see issue 3).
