@@ -1,6 +1,14 @@
 //! Wire formats shared by every component of the custody signer.
 //!
 //! `proto` holds what crosses a wire: REST API bodies, node↔coordinator frames and envelopes,
-//! and the decoders for settlement transactions. It holds no secrets and does no I/O.
+//! and the decoders for settlement transactions. It holds no secrets.
 
+pub mod api;
+pub mod eth;
 pub mod intent;
+pub mod sig;
+pub mod tls;
+pub mod wire;
+
+/// Chains a sign request may name.
+pub const SUPPORTED_CHAINS: &[&str] = &["ethereum"];

@@ -1,0 +1,364 @@
+//! The REST API. Every error is `{ "code", "message" }` with a stable code and an HTTP status;
+//! internal error text never reaches a client.
+
+use std::sync::Arc;
+
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, Path, State},
+    http::{header, HeaderMap, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Extension, Json, Router,
+};
+use proto::api::{
+    self, ApiError, CreateKeyRequest, KeyInfo, KeyStatus, RequestStatus, SignRequestBody,
+    SignRequestView,
+};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    orchestrator::Orchestrator,
+    store::{api_error, KeyRecord, RequestRecord},
+};
+
+/// Field names that mean "sign this hash for me". Refused outright: nodes sign only what they decode.
+const DIGEST_FIELDS: &[&str] = &[
+    "digest",
+    "hash",
+    "message_hash",
+    "sighash",
+    "signing_hash",
+    "msg_hash",
+];
+
+/// An API error response.
+#[derive(Debug)]
+pub struct ApiFail(pub StatusCode, pub ApiError);
+
+impl ApiFail {
+    fn new(status: StatusCode, code: &str, msg: impl Into<String>) -> Self {
+        Self(status, api_error(code, msg))
+    }
+}
+
+impl IntoResponse for ApiFail {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+/// Shared API state.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Orchestrator.
+    pub orch: Arc<Orchestrator>,
+    /// SHA-256 of accepted tokens.
+    pub token_hashes: Arc<Vec<[u8; 32]>>,
+}
+
+/// Name of a verified API client certificate on this connection, if any.
+#[derive(Clone, Debug, Default)]
+pub struct ClientCert(pub Option<String>);
+
+/// Builds the router.
+pub fn router(state: ApiState, max_body: usize) -> Router {
+    let authed = Router::new()
+        .route("/v1/keys", post(create_key))
+        .route("/v1/keys/{key_id}", get(get_key))
+        .route("/v1/nodes", get(list_nodes))
+        .route("/v1/sign-requests", post(create_sign_request))
+        .route("/v1/sign-requests/{request_id}", get(get_sign_request))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/openapi.json", get(openapi))
+        .merge(authed)
+        .fallback(|| async {
+            ApiFail::new(StatusCode::NOT_FOUND, "route.not_found", "no such endpoint")
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../../docs/openapi.json"),
+    )
+}
+
+async fn auth(
+    State(st): State<ApiState>,
+    cert: Option<Extension<ClientCert>>,
+    headers: HeaderMap,
+    req: axum::extract::Request,
+    next: Next,
+) -> Response {
+    if cert.is_some_and(|c| c.0 .0.is_some()) {
+        return next.run(req).await;
+    }
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return ApiFail::new(
+            StatusCode::UNAUTHORIZED,
+            "auth.missing",
+            "missing `Authorization: Bearer <token>` header",
+        )
+        .into_response();
+    };
+    let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer "));
+    let ok = token.is_some_and(|t| {
+        let h: [u8; 32] = Sha256::digest(t.trim().as_bytes()).into();
+        st.token_hashes.iter().any(|k| constant_time_eq(k, &h))
+    });
+    if !ok {
+        return ApiFail::new(
+            StatusCode::UNAUTHORIZED,
+            "auth.invalid",
+            "the API token is not valid",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn parse_json(body: Result<Bytes, BytesRejection>) -> Result<serde_json::Value, ApiFail> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiFail::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request.too_large",
+                "request body is over the size limit",
+            )
+        } else {
+            ApiFail::new(
+                StatusCode::BAD_REQUEST,
+                "request.unreadable",
+                "request body could not be read",
+            )
+        }
+    })?;
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiFail::new(
+            StatusCode::BAD_REQUEST,
+            "request.malformed_json",
+            format!("body is not valid JSON: {e}"),
+        )
+    })
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiFail> {
+    serde_json::from_value(v).map_err(|e| {
+        ApiFail::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "request.invalid",
+            format!("invalid request body: {e}"),
+        )
+    })
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiFail {
+    tracing::error!(error = %e, "internal error");
+    ApiFail::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error",
+    )
+}
+
+async fn create_key(
+    State(st): State<ApiState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<KeyInfo>), ApiFail> {
+    let req: CreateKeyRequest = typed(parse_json(body)?)?;
+    let unprocessable =
+        |code: &str, msg: String| ApiFail::new(StatusCode::UNPROCESSABLE_ENTITY, code, msg);
+    if !api::valid_key_id(&req.key_id) {
+        return Err(unprocessable(
+            "key.invalid_id",
+            format!(
+                "key id `{}` must be 1-64 characters of [A-Za-z0-9._-]",
+                req.key_id
+            ),
+        ));
+    }
+    let n = req.nodes.len();
+    if n < 2 || req.threshold < 2 || req.threshold as usize > n {
+        return Err(unprocessable(
+            "threshold.invalid",
+            format!("threshold {} of {n} nodes: need 2 <= t <= n", req.threshold),
+        ));
+    }
+    let mut uniq = req.nodes.clone();
+    uniq.sort();
+    uniq.dedup();
+    if uniq.len() != n {
+        return Err(unprocessable(
+            "nodes.duplicate",
+            "a node is listed twice".into(),
+        ));
+    }
+    let offline: Vec<&String> = req
+        .nodes
+        .iter()
+        .filter(|n| !st.orch.registry.is_connected(n))
+        .collect();
+    if !offline.is_empty() {
+        return Err(ApiFail::new(StatusCode::SERVICE_UNAVAILABLE, "nodes.unavailable", format!("nodes not connected: {offline:?}; every share holder must take part in key generation")));
+    }
+    let rec = KeyRecord {
+        info: KeyInfo {
+            key_id: req.key_id.clone(),
+            status: KeyStatus::Generating,
+            threshold: req.threshold,
+            nodes: req.nodes.clone(),
+            public_key: None,
+            ethereum_address: None,
+            error: None,
+        },
+        chain_code: None,
+    };
+    if !st.orch.store.insert_key(&rec).map_err(internal)? {
+        return Err(ApiFail::new(
+            StatusCode::CONFLICT,
+            "key.exists",
+            format!("key `{}` already exists", req.key_id),
+        ));
+    }
+    tokio::spawn(st.orch.clone().create_key(rec.clone()));
+    Ok((StatusCode::ACCEPTED, Json(rec.info)))
+}
+
+async fn get_key(
+    State(st): State<ApiState>,
+    Path(key_id): Path<String>,
+) -> Result<Json<KeyInfo>, ApiFail> {
+    st.orch
+        .store
+        .key(&key_id)
+        .map_err(internal)?
+        .map(|k| Json(k.info))
+        .ok_or_else(|| {
+            ApiFail::new(
+                StatusCode::NOT_FOUND,
+                "key.not_found",
+                format!("no key `{key_id}`"),
+            )
+        })
+}
+
+async fn list_nodes(State(st): State<ApiState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "connected": st.orch.registry.connected() }))
+}
+
+async fn create_sign_request(
+    State(st): State<ApiState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<SignRequestView>), ApiFail> {
+    let value = parse_json(body)?;
+    if let Some(obj) = value.as_object() {
+        if let Some(f) = DIGEST_FIELDS.iter().find(|f| obj.contains_key(**f)) {
+            return Err(ApiFail::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "request.bare_digest",
+                format!("field `{f}`: nodes never sign a hash handed to them; send `unsigned_tx`"),
+            ));
+        }
+    }
+    let body: SignRequestBody = typed(value)?;
+    validate_sign_body(&st, &body)?;
+    let rec = RequestRecord {
+        body: body.clone(),
+        view: SignRequestView {
+            request_id: body.request_id.clone(),
+            key_id: body.key_id.clone(),
+            chain: body.chain.clone(),
+            status: RequestStatus::Pending,
+            signers: vec![],
+            signature: None,
+            signed_tx: None,
+            error: None,
+        },
+    };
+    match st.orch.store.insert_request(&rec).map_err(internal)? {
+        Some(existing) if existing.body == body => Ok((StatusCode::OK, Json(existing.view))),
+        Some(_) => Err(ApiFail::new(
+            StatusCode::CONFLICT,
+            "request.id_conflict",
+            format!(
+                "request id `{}` was already used for a different request",
+                body.request_id
+            ),
+        )),
+        None => {
+            tokio::spawn(st.orch.clone().sign_request(body.request_id.clone()));
+            Ok((StatusCode::ACCEPTED, Json(rec.view)))
+        }
+    }
+}
+
+fn validate_sign_body(st: &ApiState, body: &SignRequestBody) -> Result<(), ApiFail> {
+    let unprocessable =
+        |code: &str, msg: String| ApiFail::new(StatusCode::UNPROCESSABLE_ENTITY, code, msg);
+    if !api::valid_request_id(&body.request_id) {
+        return Err(unprocessable(
+            "request.invalid_id",
+            "`request_id` must be 1-128 characters of [A-Za-z0-9._:-]".into(),
+        ));
+    }
+    if !proto::SUPPORTED_CHAINS.contains(&body.chain.as_str()) {
+        return Err(unprocessable(
+            "chain.unsupported",
+            format!(
+                "chain `{}` is not supported (supported: {:?})",
+                body.chain,
+                proto::SUPPORTED_CHAINS
+            ),
+        ));
+    }
+    let key = st.orch.store.key(&body.key_id).map_err(internal)?;
+    let Some(key) = key else {
+        return Err(ApiFail::new(
+            StatusCode::NOT_FOUND,
+            "key.not_found",
+            format!("no key `{}`", body.key_id),
+        ));
+    };
+    if key.info.status != KeyStatus::Ready {
+        return Err(ApiFail::new(
+            StatusCode::CONFLICT,
+            "key.not_ready",
+            format!("key `{}` is not ready", body.key_id),
+        ));
+    }
+    let bytes = crate::orchestrator::hex_tx(&body.unsigned_tx)
+        .map_err(|f| ApiFail::new(StatusCode::BAD_REQUEST, &f.code, f.message))?;
+    let tx = proto::eth::UnsignedEip1559::decode(&bytes)
+        .map_err(|e| unprocessable(e.code(), e.to_string()))?;
+    tx.intent(&body.key_id)
+        .map_err(|e| unprocessable(e.code(), e.to_string()))?;
+    Ok(())
+}
+
+async fn get_sign_request(
+    State(st): State<ApiState>,
+    Path(request_id): Path<String>,
+) -> Result<Json<SignRequestView>, ApiFail> {
+    st.orch
+        .store
+        .request(&request_id)
+        .map_err(internal)?
+        .map(|r| Json(r.view))
+        .ok_or_else(|| {
+            ApiFail::new(
+                StatusCode::NOT_FOUND,
+                "request.not_found",
+                format!("no sign request `{request_id}`"),
+            )
+        })
+}

@@ -1,0 +1,95 @@
+//! Command line of `coordinator`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::CoordConfig;
+
+/// The custody coordinator.
+#[derive(Parser, Debug)]
+#[command(name = "coordinator", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Serve the REST API and the node link.
+    Run {
+        /// Path to coordinator.toml.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print the SHA-256 to put in `api_token_sha256` for a token read from stdin.
+    HashToken,
+}
+
+/// Entry point shared by the `coordinator` binary and the devnet launcher.
+pub fn main_with(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
+    let cli = Cli::parse_from(args);
+    match cli.cmd {
+        Cmd::Run { config } => {
+            init_tracing();
+            let cfg = CoordConfig::load(&config)?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async {
+                let api = tokio::net::TcpListener::bind(&cfg.api_listen)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot bind API address `{}`: {e}", cfg.api_listen)
+                    })?;
+                let nodes = tokio::net::TcpListener::bind(&cfg.node_listen)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot bind node address `{}`: {e}", cfg.node_listen)
+                    })?;
+                crate::run(cfg, api, nodes, shutdown_signal()).await?;
+                Ok::<(), anyhow::Error>(())
+            })
+        }
+        Cmd::HashToken => {
+            let mut token = String::new();
+            std::io::stdin().read_line(&mut token)?;
+            println!("{}", token_sha256(token.trim()));
+            Ok(())
+        }
+    }
+}
+
+/// Hex SHA-256 of an API token, as stored in the config.
+pub fn token_sha256(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            let _ = ctrl_c.await;
+            return;
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default `info`.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

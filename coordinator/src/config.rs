@@ -1,0 +1,102 @@
+//! `coordinator.toml`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The coordinator's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordConfig {
+    /// Directory holding `coordinator.redb`.
+    pub data_dir: PathBuf,
+    /// REST API listen address.
+    pub api_listen: String,
+    /// Node link listen address (mutual TLS 1.3).
+    pub node_listen: String,
+    /// Cluster CA certificate (PEM).
+    pub ca_cert: PathBuf,
+    /// Server certificate (PEM), used on both listeners.
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// SHA-256 (hex) of each accepted API bearer token. Tokens themselves are never stored.
+    #[serde(default)]
+    pub api_token_sha256: Vec<String>,
+    /// Client-certificate names (DNS SAN, issued by the cluster CA) accepted instead of a token.
+    #[serde(default)]
+    pub api_client_cert_names: Vec<String>,
+    /// Also accept TLS 1.2 (modern suites only) on the public API.
+    #[serde(default)]
+    pub api_allow_tls12: bool,
+    /// Deadlines and limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Deadlines and limits.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Seconds for a DKG session.
+    pub keygen_timeout_secs: u64,
+    /// Seconds for an aux-info session (may include prime generation on nodes).
+    pub aux_timeout_secs: u64,
+    /// Seconds for one signing attempt.
+    pub sign_timeout_secs: u64,
+    /// Seconds a request waits for enough signer nodes to be connected.
+    pub wait_for_signers_secs: u64,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            keygen_timeout_secs: 120,
+            aux_timeout_secs: 900,
+            sign_timeout_secs: 60,
+            wait_for_signers_secs: 30,
+            max_body_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Config errors.
+#[derive(Debug, thiserror::Error)]
+#[error("config `{path}`: {msg}")]
+pub struct ConfigError {
+    path: String,
+    msg: String,
+}
+
+impl CoordConfig {
+    /// Reads a config file; relative paths are taken from the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let err = |msg: String| ConfigError {
+            path: path.display().to_string(),
+            msg,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let mut cfg: CoordConfig = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut cfg.data_dir,
+            &mut cfg.ca_cert,
+            &mut cfg.cert,
+            &mut cfg.key,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        for h in &cfg.api_token_sha256 {
+            if h.len() != 64 || hex::decode(h).is_err() {
+                return Err(err(format!(
+                    "api_token_sha256 entry `{h}` is not 64 hex characters"
+                )));
+            }
+        }
+        Ok(cfg)
+    }
+}

@@ -1,0 +1,434 @@
+//! Runs ceremonies and signing sessions. The coordinator decides *who* takes part and relays;
+//! each node decides for itself whether to take part, and every signature is re-verified here
+//! with libsecp256k1 before it is stored or returned.
+
+use std::{
+    collections::HashMap,
+    sync::{atomic::AtomicUsize, Arc},
+    time::Duration,
+};
+
+use proto::{
+    api::{ApiError, KeyStatus, RequestStatus, SignatureView},
+    eth::UnsignedEip1559,
+    sig::VerifiedSignature,
+    wire::{CoordFrame, SessionFailure, SessionKind, SessionOutput, SessionStart},
+};
+use rand::RngCore;
+
+use crate::{
+    config::Limits,
+    registry::Registry,
+    store::{api_error, KeyRecord, RequestRecord, Store},
+};
+
+/// Shared coordinator state.
+pub struct Orchestrator {
+    /// Store.
+    pub store: Arc<Store>,
+    /// Nodes and routes.
+    pub registry: Arc<Registry>,
+    /// Limits.
+    pub limits: Limits,
+    rotation: AtomicUsize,
+}
+
+/// Codes after which another signer subset is tried.
+const RETRYABLE: &[&str] = &[
+    "node.disconnected",
+    "session.timeout",
+    "session.aborted",
+    "nodes.unavailable",
+];
+
+fn failure_to_api(f: &SessionFailure) -> ApiError {
+    api_error(&f.code, f.message.clone())
+}
+
+impl Orchestrator {
+    /// Creates the orchestrator.
+    pub fn new(store: Arc<Store>, registry: Arc<Registry>, limits: Limits) -> Self {
+        Self {
+            store,
+            registry,
+            limits,
+            rotation: AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs one session among `parties` and collects every party's output.
+    pub async fn run_session(
+        &self,
+        key_id: &str,
+        parties: &[String],
+        kind: SessionKind,
+        timeout: Duration,
+    ) -> Result<Vec<(String, SessionOutput)>, SessionFailure> {
+        let mut sid = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut sid);
+        let mut reports = self.registry.open_route(sid, parties.to_vec());
+        let start = SessionStart {
+            session_id: sid,
+            key_id: key_id.to_string(),
+            parties: parties.to_vec(),
+            kind,
+        };
+        let result = self.collect(&start, &mut reports, timeout).await;
+        self.registry.close_route(&sid);
+        if let Err(f) = &result {
+            for p in parties {
+                self.registry.send(
+                    p,
+                    CoordFrame::Abort {
+                        session_id: sid,
+                        reason: f.code.clone(),
+                    },
+                );
+            }
+        }
+        result
+    }
+
+    async fn collect(
+        &self,
+        start: &SessionStart,
+        reports: &mut tokio::sync::mpsc::UnboundedReceiver<crate::registry::Report>,
+        timeout: Duration,
+    ) -> Result<Vec<(String, SessionOutput)>, SessionFailure> {
+        for p in &start.parties {
+            if !self.registry.send(p, CoordFrame::Start(start.clone())) {
+                return Err(SessionFailure {
+                    code: "node.disconnected".into(),
+                    message: format!("node `{p}` is not connected"),
+                    blame: vec![p.clone()],
+                });
+            }
+        }
+        let mut outputs: HashMap<String, SessionOutput> = HashMap::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while outputs.len() < start.parties.len() {
+            match tokio::time::timeout_at(deadline, reports.recv()).await {
+                Ok(Some((node, Ok(out)))) => {
+                    outputs.insert(node, out);
+                }
+                Ok(Some((node, Err(mut f)))) => {
+                    f.message = format!("node `{node}`: {}", f.message);
+                    return Err(f);
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    let missing: Vec<String> = start
+                        .parties
+                        .iter()
+                        .filter(|p| !outputs.contains_key(*p))
+                        .cloned()
+                        .collect();
+                    return Err(SessionFailure {
+                        code: "session.timeout".into(),
+                        message: format!(
+                            "no result from {} within {timeout:?}",
+                            missing.join(", ")
+                        ),
+                        blame: missing,
+                    });
+                }
+            }
+        }
+        Ok(start
+            .parties
+            .iter()
+            .filter_map(|p| outputs.remove(p).map(|o| (p.clone(), o)))
+            .collect())
+    }
+
+    /// DKG, then aux info if any node lacks it for this group. Updates the key record.
+    pub async fn create_key(self: Arc<Self>, mut rec: KeyRecord) {
+        let outcome = self
+            .ceremony(&rec.info.key_id, &rec.info.nodes, rec.info.threshold)
+            .await;
+        match outcome {
+            Ok((pk, chain_code)) => {
+                rec.info.ethereum_address = proto::eth::address_from_pubkey(&pk).ok();
+                rec.info.public_key = Some(hex::encode(pk));
+                rec.info.status = KeyStatus::Ready;
+                rec.chain_code = Some(hex::encode(chain_code));
+                tracing::info!(key = %rec.info.key_id, "key ready");
+            }
+            Err(f) => {
+                tracing::warn!(key = %rec.info.key_id, code = %f.code, message = %f.message, "key ceremony failed");
+                rec.info.status = KeyStatus::Failed;
+                rec.info.error = Some(failure_to_api(&f));
+            }
+        }
+        if let Err(e) = self.store.put_key(&rec) {
+            tracing::error!(error = %e, "cannot persist key record");
+        }
+    }
+
+    async fn ceremony(
+        &self,
+        key_id: &str,
+        nodes: &[String],
+        t: u16,
+    ) -> Result<([u8; 33], Vec<u8>), SessionFailure> {
+        let keygen_timeout = Duration::from_secs(self.limits.keygen_timeout_secs);
+        let outs = self
+            .run_session(
+                key_id,
+                nodes,
+                SessionKind::Keygen { threshold: t },
+                keygen_timeout,
+            )
+            .await?;
+        let mut pk: Option<(Vec<u8>, Vec<u8>)> = None;
+        let mut all_complete = true;
+        for (node, out) in &outs {
+            let SessionOutput::Keygen {
+                public_key,
+                chain_code,
+                complete,
+            } = out
+            else {
+                return Err(bad_output(node));
+            };
+            all_complete &= *complete;
+            match &pk {
+                None => pk = Some((public_key.clone(), chain_code.clone())),
+                Some((p, c)) if p == public_key && c == chain_code => {}
+                Some(_) => {
+                    return Err(SessionFailure {
+                        code: "ceremony.public_key_mismatch".into(),
+                        message: format!("node `{node}` reports a different public key"),
+                        blame: vec![node.clone()],
+                    })
+                }
+            }
+        }
+        let (pk, chain_code) = pk.ok_or_else(|| bad_output("none"))?;
+        if !all_complete {
+            let aux_timeout = Duration::from_secs(self.limits.aux_timeout_secs);
+            self.run_session(key_id, nodes, SessionKind::AuxInfo, aux_timeout)
+                .await?;
+        }
+        let pk: [u8; 33] = pk.try_into().map_err(|_| bad_output("any"))?;
+        Ok((pk, chain_code))
+    }
+
+    /// Drives a sign request to a final status, trying other signer subsets when a node fails.
+    pub async fn sign_request(self: Arc<Self>, request_id: String) {
+        let Ok(Some(mut rec)) = self.store.request(&request_id) else {
+            return;
+        };
+        let outcome = self.sign_attempts(&mut rec).await;
+        match outcome {
+            Ok((sig, signed_tx)) => {
+                rec.view.status = RequestStatus::Signed;
+                rec.view.signature = Some(SignatureView {
+                    r: format!("0x{}", hex::encode(sig.r)),
+                    s: format!("0x{}", hex::encode(sig.s)),
+                    v: sig.recovery_id,
+                    y_parity: sig.recovery_id,
+                });
+                rec.view.signed_tx = Some(format!("0x{}", hex::encode(signed_tx)));
+                rec.view.error = None;
+                tracing::info!(request = %request_id, signers = ?rec.view.signers, "request signed");
+            }
+            Err(f) => {
+                tracing::warn!(request = %request_id, code = %f.code, message = %f.message, "request failed");
+                rec.view.status = RequestStatus::Failed;
+                rec.view.error = Some(failure_to_api(&f));
+            }
+        }
+        if let Err(e) = self.store.put_request(&rec) {
+            tracing::error!(error = %e, "cannot persist request");
+        }
+    }
+
+    async fn sign_attempts(
+        &self,
+        rec: &mut RequestRecord,
+    ) -> Result<(VerifiedSignature, Vec<u8>), SessionFailure> {
+        let key = self
+            .store
+            .key(&rec.body.key_id)
+            .map_err(|e| internal(e.to_string()))?
+            .filter(|k| k.info.status == KeyStatus::Ready)
+            .ok_or_else(|| plain_failure("key.not_ready", "the key is not ready"))?;
+        let tx_bytes = hex_tx(&rec.body.unsigned_tx)?;
+        let tx = UnsignedEip1559::decode(&tx_bytes)
+            .map_err(|e| plain_failure(e.code(), &e.to_string()))?;
+        let pk = key_pk(&key)?;
+        let subsets = subsets(&key.info.nodes, key.info.threshold as usize);
+        let offset = self
+            .rotation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut blamed: Vec<String> = Vec::new();
+        let mut last = plain_failure("nodes.unavailable", "not enough signer nodes are connected");
+        let wait_until =
+            tokio::time::Instant::now() + Duration::from_secs(self.limits.wait_for_signers_secs);
+        let mut attempts = 0;
+        while attempts < subsets.len() * 2 {
+            let pick = (0..subsets.len())
+                .map(|k| &subsets[(offset + k) % subsets.len()])
+                .find(|s| {
+                    s.iter()
+                        .all(|n| self.registry.is_connected(n) && !blamed.contains(n))
+                });
+            let Some(signers) = pick.cloned() else {
+                if tokio::time::Instant::now() >= wait_until {
+                    return Err(last);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            };
+            attempts += 1;
+            rec.view.status = RequestStatus::Signing;
+            rec.view.signers = signers.clone();
+            self.store
+                .put_request(rec)
+                .map_err(|e| internal(e.to_string()))?;
+            let kind = SessionKind::Sign {
+                request_id: rec.body.request_id.clone(),
+                chain: rec.body.chain.clone(),
+                unsigned_tx: tx_bytes.clone(),
+            };
+            let timeout = Duration::from_secs(self.limits.sign_timeout_secs);
+            match self
+                .run_session(&rec.body.key_id, &signers, kind, timeout)
+                .await
+            {
+                Ok(outs) => return finish_signature(&outs, &pk, &tx),
+                Err(f) if RETRYABLE.contains(&f.code.as_str()) => {
+                    tracing::warn!(code = %f.code, blame = ?f.blame, "signing attempt failed; trying another subset");
+                    blamed.extend(f.blame.iter().cloned());
+                    last = f;
+                }
+                Err(f) => return Err(f),
+            }
+        }
+        Err(last)
+    }
+
+    /// After a restart: resume unfinished requests; ceremonies cannot resume and are failed.
+    pub fn resume(self: &Arc<Self>) {
+        if let Ok(keys) = self.store.keys() {
+            for mut k in keys
+                .into_iter()
+                .filter(|k| k.info.status == KeyStatus::Generating)
+            {
+                k.info.status = KeyStatus::Failed;
+                k.info.error = Some(api_error("ceremony.interrupted", "the coordinator restarted during the ceremony; create the key again under a new id"));
+                let _ = self.store.put_key(&k);
+            }
+        }
+        if let Ok(reqs) = self.store.requests() {
+            for r in reqs.into_iter().filter(|r| !r.view.status.is_final()) {
+                tracing::info!(request = %r.view.request_id, "resuming request after restart");
+                tokio::spawn(self.clone().sign_request(r.view.request_id));
+            }
+        }
+    }
+}
+
+fn finish_signature(
+    outs: &[(String, SessionOutput)],
+    pk: &[u8; 33],
+    tx: &UnsignedEip1559,
+) -> Result<(VerifiedSignature, Vec<u8>), SessionFailure> {
+    let digest = tx.signing_hash();
+    let mut sig: Option<VerifiedSignature> = None;
+    for (node, out) in outs {
+        let SessionOutput::Signature(s) = out else {
+            return Err(bad_output(node));
+        };
+        let verified = proto::sig::verify(pk, &digest, &s.r, &s.s).map_err(|e| SessionFailure {
+            code: "signature.invalid".into(),
+            message: format!("signature from node `{node}` rejected: {e}"),
+            blame: vec![node.clone()],
+        })?;
+        if sig.is_some_and(|prev| prev != verified) {
+            return Err(SessionFailure {
+                code: "signature.mismatch".into(),
+                message: format!("node `{node}` reports a different signature"),
+                blame: vec![node.clone()],
+            });
+        }
+        sig = Some(verified);
+    }
+    let sig = sig.ok_or_else(|| bad_output("none"))?;
+    let signed = tx.encode_signed(sig.r, sig.s, sig.recovery_id == 1);
+    Ok((sig, signed))
+}
+
+/// Every t-subset of `nodes`, in lexicographic order of positions.
+pub fn subsets(nodes: &[String], t: usize) -> Vec<Vec<String>> {
+    let n = nodes.len();
+    let mut out = Vec::new();
+    if t == 0 || t > n {
+        return out;
+    }
+    let mut idx: Vec<usize> = (0..t).collect();
+    loop {
+        out.push(idx.iter().map(|&i| nodes[i].clone()).collect());
+        let Some(pos) = (0..t).rev().find(|&i| idx[i] != i + n - t) else {
+            return out;
+        };
+        idx[pos] += 1;
+        for j in pos + 1..t {
+            idx[j] = idx[j - 1] + 1;
+        }
+    }
+}
+
+/// Parses hex with an optional `0x` prefix.
+pub fn hex_tx(s: &str) -> Result<Vec<u8>, SessionFailure> {
+    hex::decode(s.strip_prefix("0x").unwrap_or(s))
+        .map_err(|_| plain_failure("tx.malformed_hex", "`unsigned_tx` is not valid hex"))
+}
+
+fn key_pk(key: &KeyRecord) -> Result<[u8; 33], SessionFailure> {
+    key.info
+        .public_key
+        .as_deref()
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| internal("stored public key is malformed".into()))
+}
+
+fn plain_failure(code: &str, msg: &str) -> SessionFailure {
+    SessionFailure {
+        code: code.into(),
+        message: msg.into(),
+        blame: vec![],
+    }
+}
+
+fn internal(msg: String) -> SessionFailure {
+    tracing::error!(%msg, "internal error");
+    plain_failure("internal", "internal error")
+}
+
+fn bad_output(node: &str) -> SessionFailure {
+    SessionFailure {
+        code: "session.bad_output".into(),
+        message: format!("node `{node}` returned an unexpected output"),
+        blame: vec![node.to_string()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subsets_enumerate_all_combinations() {
+        let nodes: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let s = subsets(&nodes, 2);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0], vec!["a", "b"]);
+        assert_eq!(s[2], vec!["b", "c"]);
+        assert_eq!(subsets(&nodes, 3).len(), 1);
+        let five: Vec<String> = (0..5).map(|i| i.to_string()).collect();
+        assert_eq!(subsets(&five, 3).len(), 10);
+    }
+}

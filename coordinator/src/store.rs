@@ -1,0 +1,189 @@
+//! The coordinator's redb store: keys and sign requests. Nothing in it is secret.
+
+use std::path::Path;
+
+use proto::api::{ApiError, KeyInfo, SignRequestBody, SignRequestView};
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
+const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+#[error("coordinator store error: {0}")]
+pub struct StoreError(String);
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(impl From<$t> for StoreError {
+        fn from(e: $t) -> Self { StoreError(e.to_string()) }
+    })*};
+}
+db_err!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    serde_json::Error
+);
+
+/// A key as the coordinator knows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// Public view.
+    pub info: KeyInfo,
+    /// HD chain code (hex), for later derivation.
+    #[serde(default)]
+    pub chain_code: Option<String>,
+}
+
+/// A sign request as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// The body as accepted (for idempotency checks and for resuming after a restart).
+    pub body: SignRequestBody,
+    /// Public view.
+    pub view: SignRequestView,
+}
+
+/// The coordinator's store.
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens or creates `coordinator.redb` in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError(e.to_string()))?;
+        let db = Database::create(dir.join("coordinator.redb"))?;
+        let tx = db.begin_write()?;
+        tx.open_table(KEYS)?;
+        tx.open_table(REQUESTS)?;
+        tx.commit()?;
+        Ok(Self { db })
+    }
+
+    fn get<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        k: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(table)?;
+        let v = t.get(k)?;
+        Ok(match v {
+            Some(v) => Some(serde_json::from_slice(v.value())?),
+            None => None,
+        })
+    }
+
+    fn put<T: Serialize>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        k: &str,
+        v: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(v)?;
+        let tx = self.db.begin_write()?;
+        tx.open_table(table)?.insert(k, bytes.as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn all<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+    ) -> Result<Vec<T>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(table)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (_, v) = item?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// One key.
+    pub fn key(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.get(KEYS, key_id)
+    }
+
+    /// Stores a key.
+    pub fn put_key(&self, rec: &KeyRecord) -> Result<(), StoreError> {
+        self.put(KEYS, &rec.info.key_id, rec)
+    }
+
+    /// Creates a key record only if the id is free; returns `false` if taken.
+    pub fn insert_key(&self, rec: &KeyRecord) -> Result<bool, StoreError> {
+        self.insert_new(KEYS, &rec.info.key_id, rec)
+    }
+
+    /// Every key.
+    pub fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.all(KEYS)
+    }
+
+    /// One request.
+    pub fn request(&self, id: &str) -> Result<Option<RequestRecord>, StoreError> {
+        self.get(REQUESTS, id)
+    }
+
+    /// Stores a request.
+    pub fn put_request(&self, rec: &RequestRecord) -> Result<(), StoreError> {
+        self.put(REQUESTS, &rec.view.request_id, rec)
+    }
+
+    /// Creates a request only if the id is free; otherwise returns the existing one.
+    pub fn insert_request(&self, rec: &RequestRecord) -> Result<Option<RequestRecord>, StoreError> {
+        let tx = self.db.begin_write()?;
+        let existing = {
+            let mut t = tx.open_table(REQUESTS)?;
+            let existing = t
+                .get(rec.view.request_id.as_str())?
+                .map(|v| serde_json::from_slice::<RequestRecord>(v.value()))
+                .transpose()?;
+            if existing.is_none() {
+                let bytes = serde_json::to_vec(rec)?;
+                t.insert(rec.view.request_id.as_str(), bytes.as_slice())?;
+            }
+            existing
+        };
+        tx.commit()?;
+        Ok(existing)
+    }
+
+    /// Every request.
+    pub fn requests(&self) -> Result<Vec<RequestRecord>, StoreError> {
+        self.all(REQUESTS)
+    }
+
+    fn insert_new<T: Serialize>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        k: &str,
+        v: &T,
+    ) -> Result<bool, StoreError> {
+        let bytes = serde_json::to_vec(v)?;
+        let tx = self.db.begin_write()?;
+        let fresh = {
+            let mut t = tx.open_table(table)?;
+            let fresh = t.get(k)?.is_none();
+            if fresh {
+                t.insert(k, bytes.as_slice())?;
+            }
+            fresh
+        };
+        tx.commit()?;
+        Ok(fresh)
+    }
+}
+
+/// Convenience constructor for an API error.
+pub fn api_error(code: &str, message: impl Into<String>) -> ApiError {
+    ApiError {
+        code: code.to_string(),
+        message: message.into(),
+    }
+}

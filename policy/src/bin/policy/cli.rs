@@ -1,0 +1,127 @@
+//! Command-line arguments (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Withdrawal policy tooling for security officers.
+#[derive(Parser, Debug)]
+#[command(name = "policy", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Lint a policy file: every error with file, line and column.
+    Check {
+        /// The policy TOML file.
+        file: PathBuf,
+        /// Print a JSON report instead of diagnostics.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the policy hash (SHA-256 over the canonical form).
+    Hash {
+        /// The policy TOML file.
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign a policy as a security officer, adding the signature to a bundle.
+    Sign {
+        /// The policy TOML file, or an existing bundle (`.json`) to add a signature to.
+        file: PathBuf,
+        /// The officer's secret key file (from `policy keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// The bundle to create or extend; defaults to FILE with the extension `.bundle.json`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify a bundle against pinned officer keys.
+    Verify {
+        /// The bundle JSON file.
+        bundle: PathBuf,
+        /// Pinned officer public keys: hex, or files with one hex key per line.
+        #[arg(long, value_delimiter = ',', required = true)]
+        officers: Vec<String>,
+        /// How many distinct pinned officers must have signed.
+        #[arg(long)]
+        threshold: usize,
+        /// Refuse the bundle unless its version is above this one.
+        #[arg(long)]
+        installed_version: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate a withdrawal intent against a policy, as a signer node would.
+    Eval {
+        /// The policy TOML file.
+        file: PathBuf,
+        /// The withdrawal intent (JSON).
+        #[arg(long)]
+        intent: PathBuf,
+        /// Past signed withdrawals (JSON array); none if omitted.
+        #[arg(long)]
+        history: Option<PathBuf>,
+        /// Approvals (JSON array); none if omitted.
+        #[arg(long)]
+        approvals: Option<PathBuf>,
+        /// Evaluation time, unix seconds; defaults to the current time.
+        #[arg(long)]
+        now: Option<u64>,
+        /// When the node first saw the request, unix seconds; defaults to `--now`.
+        #[arg(long)]
+        first_seen: Option<u64>,
+        /// The request id approvals are bound to.
+        #[arg(long, default_value = "cli-eval")]
+        request_id: String,
+        /// The request's expiry, unix seconds.
+        #[arg(long)]
+        expires_at: Option<u64>,
+        /// Evaluate as if the node had frozen the key.
+        #[arg(long)]
+        frozen: bool,
+        /// Print the decision as JSON (the audit-log form).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate an Ed25519 key for an officer or an approver.
+    Keygen {
+        /// Where to write the secret key (mode 0600; never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the public key of a secret key file.
+    Pubkey {
+        /// The secret key file.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Sign an approval for a withdrawal request, as a member of an approver group.
+    Approve {
+        /// The policy TOML file the approval is bound to.
+        file: PathBuf,
+        /// The withdrawal intent (JSON).
+        #[arg(long)]
+        intent: PathBuf,
+        /// The request id.
+        #[arg(long)]
+        request_id: String,
+        /// The approver's secret key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The approval is void from this time on (unix seconds).
+        #[arg(long)]
+        expires_at: u64,
+        /// Append the approval to this JSON array file (created if missing).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}

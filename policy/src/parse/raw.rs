@@ -1,0 +1,149 @@
+//! The policy file exactly as written: serde structs that keep the span of every value that a
+//! semantic check may need to point at. Unknown fields are errors everywhere.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::{Spanned, Value};
+
+pub(crate) type Label = Spanned<String>;
+pub(crate) type Lit = Spanned<Value>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    pub version: Spanned<i64>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub request: Option<RawRequest>,
+    #[serde(default)]
+    pub chains: BTreeMap<Label, RawChain>,
+    #[serde(default)]
+    pub assets: BTreeMap<Label, RawAsset>,
+    #[serde(default)]
+    pub keys: BTreeMap<Label, RawKey>,
+    #[serde(default)]
+    pub approvers: BTreeMap<Label, RawGroup>,
+    pub destinations: Option<RawDestinations>,
+    #[serde(default)]
+    pub accounts: BTreeMap<Label, RawAccount>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRequest {
+    pub max_age: Option<Lit>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawChain {
+    pub id: Label,
+    pub max_fee: Lit,
+    #[serde(default)]
+    pub contract_calls: bool,
+    #[serde(default)]
+    pub messages: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAsset {
+    pub chain: Label,
+    pub asset: Label,
+    pub per_tx: Lit,
+    #[serde(default)]
+    pub velocity: Vec<RawWindow>,
+    #[serde(default)]
+    pub timelock: Vec<RawTimelock>,
+    #[serde(default)]
+    pub approval: Vec<RawApproval>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWindow {
+    pub window: Lit,
+    pub max: Lit,
+    #[serde(default)]
+    pub per_destination: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTimelock {
+    pub at_or_above: Lit,
+    pub delay: Lit,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApproval {
+    pub at_or_above: Lit,
+    pub require: Spanned<BTreeMap<Label, Spanned<i64>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKey {
+    pub assets: Vec<Label>,
+    #[serde(default)]
+    pub frozen: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGroup {
+    pub keys: Spanned<Vec<Label>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDestinations {
+    #[serde(default = "yes")]
+    pub require_allowlist: bool,
+    pub cooldown: Option<Lit>,
+    #[serde(default)]
+    pub allow: Vec<RawAllow>,
+    #[serde(default)]
+    pub deny: Vec<RawDeny>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAllow {
+    pub chain: Label,
+    pub address: Label,
+    pub label: String,
+    pub added: Option<Lit>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDeny {
+    pub chain: Label,
+    pub address: Label,
+    pub reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccount {
+    #[serde(default)]
+    pub limits: BTreeMap<Label, RawLimits>,
+    pub allow: Option<Vec<RawAllow>>,
+    #[serde(default)]
+    pub deny: Vec<RawDeny>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub per_tx: Lit,
+    #[serde(default)]
+    pub velocity: Vec<RawWindow>,
+}

@@ -1,0 +1,266 @@
+//! The `policy` binary as a security officer uses it, pinned by snapshots.
+
+use std::fs;
+use std::path::PathBuf;
+
+use crate::snapshot::{assert_snapshot, crate_dir, run, transcript};
+
+const EXAMPLE: &str = "../examples/policy.toml";
+const INTENT: &str = "../examples/policy-intent.json";
+const HISTORY: &str = "../examples/policy-history.json";
+const APPROVALS: &str = "../examples/policy-approvals.json";
+
+#[test]
+fn check_diagnostics_for_broken_policies() {
+    let dir = crate_dir().join("tests/broken");
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 10, "{names:?}");
+    for name in names {
+        let file = format!("tests/broken/{name}");
+        let t = transcript(&["check", &file]);
+        assert!(t.contains("exit: 1\n"), "{t}");
+        assert_snapshot(&format!("check-{}", name.trim_end_matches(".toml")), &t);
+    }
+}
+
+#[test]
+fn check_json_reports_errors_with_positions() {
+    let (code, stdout, _) = run(&["check", "tests/broken/unknown_group.toml", "--json"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["errors"][0]["line"], 17);
+    assert_eq!(v["errors"][0]["column"], 27);
+}
+
+#[test]
+fn check_and_hash_the_example() {
+    assert_snapshot("check-example", &transcript(&["check", EXAMPLE]));
+    let (code, hash, _) = run(&["hash", EXAMPLE]);
+    assert_eq!(code, 0);
+    let (_, json, _) = run(&["hash", EXAMPLE, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["hash"].as_str().unwrap(), hash.trim());
+    assert_eq!(v["version"], 3);
+}
+
+#[test]
+fn eval_table_defer_allow_and_deny() {
+    let base = [
+        "eval",
+        EXAMPLE,
+        "--intent",
+        INTENT,
+        "--history",
+        HISTORY,
+        "--request-id",
+        "req-42",
+    ];
+    let defer = [
+        &base[..],
+        &["--first-seen", "1717243200", "--now", "1717243200"],
+    ]
+    .concat();
+    assert_snapshot("eval-example-defer", &transcript(&defer));
+    let allow = [
+        &base[..],
+        &[
+            "--approvals",
+            APPROVALS,
+            "--first-seen",
+            "1717243200",
+            "--now",
+            "1717246800",
+        ],
+    ]
+    .concat();
+    assert_snapshot("eval-example-allow", &transcript(&allow));
+    let deny = [
+        "eval",
+        EXAMPLE,
+        "--intent",
+        "tests/fixtures/intent-deny.json",
+        "--now",
+        "1717243200",
+        "--frozen",
+    ];
+    assert_snapshot("eval-example-deny", &transcript(&deny));
+}
+
+#[test]
+fn eval_json_is_the_audit_form() {
+    let args = [
+        "eval",
+        EXAMPLE,
+        "--intent",
+        INTENT,
+        "--history",
+        HISTORY,
+        "--request-id",
+        "req-42",
+        "--now",
+        "1717243200",
+        "--json",
+    ];
+    let t = transcript(&args);
+    assert_snapshot("eval-example-json", &t);
+    let (code, a, _) = run(&args);
+    let (_, b, _) = run(&args);
+    assert_eq!(code, 3, "deferred");
+    assert_eq!(a, b);
+    let v: serde_json::Value = serde_json::from_str(&a).unwrap();
+    assert_eq!(v["outcome"]["kind"], "defer");
+    assert_eq!(v["outcome"]["missing_approvals"]["treasury"], 2);
+}
+
+#[test]
+fn usage_and_io_errors_exit_2() {
+    let (code, _, err) = run(&["check", "tests/broken/does-not-exist.toml"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("error: cannot read `tests/broken/does-not-exist.toml`"),
+        "{err}"
+    );
+    let (code, _, _) = run(&["frobnicate"]);
+    assert_eq!(code, 2);
+    let (code, _, err) = run(&[
+        "eval",
+        EXAMPLE,
+        "--intent",
+        "tests/fixtures/intent-bad.json",
+        "--now",
+        "1",
+    ]);
+    assert_eq!(code, 2);
+    assert_snapshot("eval-bad-intent", &err);
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("policy-cli-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn keygen_sign_verify_as_officers() {
+    let dir = tmp("officers");
+    let p = |n: &str| dir.join(n).display().to_string();
+    let mut officers = Vec::new();
+    for n in ["o1.key", "o2.key", "o3.key"] {
+        let (code, stdout, _) = run(&["keygen", "--out", &p(n)]);
+        assert_eq!(code, 0);
+        officers.push(stdout.trim().to_string());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                fs::metadata(p(n)).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+    }
+    let (code, _, err) = run(&["keygen", "--out", &p("o1.key")]);
+    assert_eq!(code, 2, "never overwrites a key: {err}");
+    assert_eq!(
+        run(&["pubkey", "--key", &p("o2.key")]).1.trim(),
+        officers[1]
+    );
+
+    fs::copy(crate_dir().join(EXAMPLE), p("policy.toml")).unwrap();
+    let bundle = p("policy.bundle.json");
+    assert_eq!(
+        run(&["sign", &p("policy.toml"), "--key", &p("o1.key")]).0,
+        0
+    );
+    let pinned = officers.join(",");
+    let verify = |threshold: &str| {
+        run(&[
+            "verify",
+            &bundle,
+            "--officers",
+            &pinned,
+            "--threshold",
+            threshold,
+        ])
+    };
+    let (code, _, err) = verify("2");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("only 1 of the required 2 pinned officers signed"),
+        "{err}"
+    );
+    // The second officer signs the bundle itself.
+    assert_eq!(run(&["sign", &bundle, "--key", &p("o2.key")]).0, 0);
+    let (code, out, _) = verify("2");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with(
+            "ok: 2 of 3 pinned officers signed (`acme-hot-wallets` version 3, threshold 2)"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        verify("4").0,
+        1,
+        "a threshold above the pinned officers is refused"
+    );
+    let (code, _, err) = run(&[
+        "verify",
+        &bundle,
+        "--officers",
+        &pinned,
+        "--threshold",
+        "2",
+        "--installed-version",
+        "3",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("does not increase"), "{err}");
+    // Officers can also be pinned through a file.
+    fs::write(
+        p("officers.txt"),
+        format!("# pinned\n{}\n", officers.join("\n")),
+    )
+    .unwrap();
+    let (code, json, _) = run(&[
+        "verify",
+        &bundle,
+        "--officers",
+        &p("officers.txt"),
+        "--threshold",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["signers"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn sign_refuses_a_readable_key_file() {
+    let dir = tmp("perm");
+    let key = dir.join("k.key");
+    fs::write(&key, format!("{}\n", "01".repeat(32))).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+        let (code, _, err) = run(&[
+            "sign",
+            EXAMPLE,
+            "--key",
+            &key.display().to_string(),
+            "--out",
+            &dir.join("b.json").display().to_string(),
+        ]);
+        assert_eq!(code, 2);
+        assert!(err.contains("chmod 600"), "{err}");
+    }
+}

@@ -1,0 +1,8 @@
+//! The crate's one integration-test binary.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod bundle;
+mod cli;
+mod example;
+mod props;
+mod snapshot;

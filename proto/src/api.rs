@@ -1,0 +1,178 @@
+//! REST API bodies of the coordinator. Documented in `docs/api.md` and `docs/openapi.json`.
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/keys`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    /// Caller-chosen key id: 1–64 characters of `[A-Za-z0-9._-]`.
+    pub key_id: String,
+    /// Signers needed (t), 2 ≤ t ≤ n.
+    pub threshold: u16,
+    /// Registered node ids that will hold shares (n of them).
+    pub nodes: Vec<String>,
+}
+
+/// Lifecycle of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    /// DKG or aux-info is running.
+    Generating,
+    /// Every node holds a complete share.
+    Ready,
+    /// The ceremony failed; see `error`.
+    Failed,
+}
+
+/// `GET /v1/keys/{key_id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Key id.
+    pub key_id: String,
+    /// Lifecycle state.
+    pub status: KeyStatus,
+    /// t.
+    pub threshold: u16,
+    /// Share holders, in keygen index order.
+    pub nodes: Vec<String>,
+    /// Compressed secp256k1 public key, hex (present once ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// Ethereum address of the key (present once ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ethereum_address: Option<String>,
+    /// Why the ceremony failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ApiError>,
+}
+
+/// `POST /v1/sign-requests`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SignRequestBody {
+    /// Client's idempotency key: 1–128 characters of `[A-Za-z0-9._:-]`.
+    pub request_id: String,
+    /// Which key signs.
+    pub key_id: String,
+    /// `ethereum`.
+    pub chain: String,
+    /// Hex (optionally `0x`-prefixed) unsigned EIP-2718 type-2 transaction.
+    pub unsigned_tx: String,
+}
+
+/// Status of a sign request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    /// Accepted, waiting for signers.
+    Pending,
+    /// An MPC session is running.
+    Signing,
+    /// Signed and verified; final.
+    Signed,
+    /// Refused by policy; final.
+    Denied,
+    /// Failed; final. See `error`.
+    Failed,
+}
+
+impl RequestStatus {
+    /// Whether no further change can happen.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RequestStatus::Signed | RequestStatus::Denied | RequestStatus::Failed
+        )
+    }
+}
+
+/// An Ethereum-style signature.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SignatureView {
+    /// 0x-hex, 32 bytes.
+    pub r: String,
+    /// 0x-hex, 32 bytes, low-s.
+    pub s: String,
+    /// y parity (0 or 1); for EIP-1559 `v` equals `y_parity`.
+    pub v: u8,
+    /// y parity (0 or 1).
+    pub y_parity: u8,
+}
+
+/// `GET /v1/sign-requests/{request_id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SignRequestView {
+    /// Client's id.
+    pub request_id: String,
+    /// Key.
+    pub key_id: String,
+    /// Chain.
+    pub chain: String,
+    /// Current status.
+    pub status: RequestStatus,
+    /// Nodes of the session that produced (or is producing) the signature.
+    #[serde(default)]
+    pub signers: Vec<String>,
+    /// Present when `signed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureView>,
+    /// 0x-hex raw signed transaction, ready to broadcast (when `signed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_tx: Option<String>,
+    /// Present when `failed` or `denied`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ApiError>,
+}
+
+/// Error body: a stable machine `code` and a message for humans.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApiError {
+    /// Stable code, e.g. `request.bare_digest`.
+    pub code: String,
+    /// Human-readable explanation; never the text of an internal error.
+    pub message: String,
+}
+
+/// Checks a key id: 1–64 characters of `[A-Za-z0-9._-]`.
+pub fn valid_key_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// Checks a request id: 1–128 characters of `[A-Za-z0-9._:-]`.
+pub fn valid_request_id(s: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+}
+
+/// Checks a node id: 1–64 characters of `[A-Za-z0-9._-]`.
+pub fn valid_node_id(s: &str) -> bool {
+    valid_key_id(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_validated() {
+        assert!(valid_key_id("treasury-1"));
+        assert!(!valid_key_id(""));
+        assert!(!valid_key_id("a/b"));
+        assert!(!valid_key_id(&"x".repeat(65)));
+        assert!(valid_request_id("wd:2026-11-24.001"));
+        assert!(!valid_request_id("has space"));
+    }
+
+    #[test]
+    fn sign_body_rejects_unknown_fields() {
+        let r: Result<SignRequestBody, _> = serde_json::from_str(
+            r#"{"request_id":"a","key_id":"k","chain":"ethereum","unsigned_tx":"02","digest":"00"}"#,
+        );
+        assert!(r.is_err());
+    }
+}

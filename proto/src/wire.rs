@@ -1,0 +1,321 @@
+//! Node ↔ coordinator frames and the signed, end-to-end envelopes that carry MPC messages.
+//!
+//! Frames are CBOR, each prefixed with a big-endian `u32` length, and bounded by [`MAX_FRAME`].
+//! The coordinator only routes [`Envelope`]s: it can drop or delay them but cannot read a
+//! point-to-point payload (encrypted to the recipient) or forge one (signed by the sender).
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::sig::VerifiedSignature;
+
+/// Largest frame accepted on a node↔coordinator link. Aux-info messages for n=5 stay far below.
+pub const MAX_FRAME: usize = 4 * 1024 * 1024;
+
+/// Wire protocol version, checked at `Hello`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A session id chosen by the coordinator. Nodes refuse one they have seen before.
+pub type SessionId = [u8; 32];
+
+/// What a session computes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionKind {
+    /// Distributed key generation (HD-capable) among `parties`, with threshold `threshold`.
+    Keygen {
+        /// t.
+        threshold: u16,
+    },
+    /// Auxiliary info (Paillier keys, ring-Pedersen parameters) for the group `parties`.
+    AuxInfo,
+    /// Sign a settlement transaction that every party decodes itself.
+    Sign {
+        /// Client's idempotency key.
+        request_id: String,
+        /// `ethereum` (more chains later).
+        chain: String,
+        /// The unsigned transaction bytes, exactly as the client sent them.
+        #[serde(with = "serde_bytes_vec")]
+        unsigned_tx: Vec<u8>,
+    },
+}
+
+/// Sent by the coordinator to every party of a new session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionStart {
+    /// Unique per session; bound into the execution id and every envelope.
+    pub session_id: SessionId,
+    /// The key this session creates or uses.
+    pub key_id: String,
+    /// Participating node ids, in protocol index order.
+    pub parties: Vec<String>,
+    /// What to compute.
+    pub kind: SessionKind,
+}
+
+/// A signed (and for point-to-point messages, encrypted) MPC message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Session this message belongs to.
+    pub session_id: SessionId,
+    /// Sender's index in the session.
+    pub from: u16,
+    /// Recipient index, or `None` for a broadcast.
+    pub to: Option<u16>,
+    /// Per-sender sequence number; 0 is the agreement (join) message.
+    pub seq: u32,
+    /// Plaintext for broadcasts, XChaCha20-Poly1305 ciphertext for point-to-point.
+    #[serde(with = "serde_bytes_vec")]
+    pub payload: Vec<u8>,
+    /// Ed25519 signature by the sender's identity key over [`Envelope::signed_bytes`].
+    #[serde(with = "serde_bytes_vec")]
+    pub signature: Vec<u8>,
+}
+
+impl Envelope {
+    /// The exact bytes the sender signs: a domain tag, then every header field and the payload.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.payload.len());
+        out.extend_from_slice(b"custody/envelope/v1\0");
+        out.extend_from_slice(&self.session_id);
+        out.extend_from_slice(&self.from.to_be_bytes());
+        match self.to {
+            None => out.push(0),
+            Some(to) => {
+                out.push(1);
+                out.extend_from_slice(&to.to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&(self.payload.len() as u64).to_be_bytes());
+        out.extend_from_slice(&self.payload);
+        out
+    }
+}
+
+/// What a session produced on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionOutput {
+    /// DKG finished; `complete` says whether the node already holds aux info for this group.
+    Keygen {
+        /// Compressed shared public key.
+        #[serde(with = "serde_bytes_vec")]
+        public_key: Vec<u8>,
+        /// BIP-32 chain code of the HD master key.
+        #[serde(with = "serde_bytes_vec")]
+        chain_code: Vec<u8>,
+        /// The node's key share is usable (aux info was already present).
+        complete: bool,
+    },
+    /// Aux info stored; pending key shares of this group are now complete.
+    AuxInfo,
+    /// A signature that the node has verified with libsecp256k1.
+    Signature(VerifiedSignature),
+}
+
+/// Why a session failed on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionFailure {
+    /// Stable machine code, e.g. `session.timeout`, `session.intent_mismatch`.
+    pub code: String,
+    /// Human-readable detail. Never contains secret material.
+    pub message: String,
+    /// Node ids this node blames, if any.
+    pub blame: Vec<String>,
+}
+
+/// Frames a node sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeFrame {
+    /// First frame on a connection.
+    Hello {
+        /// Must equal the node id in the client certificate.
+        node_id: String,
+        /// [`PROTOCOL_VERSION`].
+        version: u32,
+    },
+    /// An envelope to route.
+    Envelope(Envelope),
+    /// Outcome of a session on this node.
+    SessionResult {
+        /// Which session.
+        session_id: SessionId,
+        /// Output or failure.
+        result: Result<SessionOutput, SessionFailure>,
+    },
+}
+
+/// Frames the coordinator sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CoordFrame {
+    /// Answer to `Hello`.
+    Welcome,
+    /// Begin a session.
+    Start(SessionStart),
+    /// A routed envelope.
+    Envelope(Envelope),
+    /// Abandon a session (deadline passed or another party failed).
+    Abort {
+        /// Which session.
+        session_id: SessionId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Framing and decoding errors.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// Length prefix over [`MAX_FRAME`]; nothing was allocated.
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
+    TooLarge(usize),
+    /// Socket error or EOF.
+    #[error("connection error: {0}")]
+    Io(#[from] std::io::Error),
+    /// CBOR did not decode to the expected frame.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+/// Serialises a frame to CBOR.
+pub fn encode<T: Serialize>(frame: &T) -> Result<Vec<u8>, FrameError> {
+    let mut out = Vec::new();
+    ciborium::into_writer(frame, &mut out).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if out.len() > MAX_FRAME {
+        return Err(FrameError::TooLarge(out.len()));
+    }
+    Ok(out)
+}
+
+/// Parses a CBOR frame.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FrameError> {
+    ciborium::from_reader(bytes).map_err(|e| FrameError::Malformed(e.to_string()))
+}
+
+/// Reads one length-prefixed frame, refusing oversized lengths before allocating.
+pub async fn read_frame<R, T>(r: &mut R) -> Result<T, FrameError>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    T: DeserializeOwned,
+{
+    let len = r.read_u32().await? as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    decode(&buf)
+}
+
+/// Writes one length-prefixed frame.
+pub async fn write_frame<W, T>(w: &mut W, frame: &T) -> Result<(), FrameError>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+    T: Serialize,
+{
+    let bytes = encode(frame)?;
+    w.write_u32(bytes.len() as u32).await?;
+    w.write_all(&bytes).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+/// Serde helper: `Vec<u8>` as a CBOR byte string (not an array of integers).
+pub mod serde_bytes_vec {
+    use serde::{Deserializer, Serializer};
+
+    /// Serialise as bytes.
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    /// Deserialise bytes (or a sequence of u8, for self-describing formats like JSON).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = a.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_oversize_is_refused_before_allocation() {
+        let env = Envelope {
+            session_id: [3; 32],
+            from: 1,
+            to: Some(2),
+            seq: 9,
+            payload: vec![1, 2, 3],
+            signature: vec![4; 64],
+        };
+        let bytes = encode(&CoordFrame::Envelope(env.clone())).unwrap();
+        let back: CoordFrame = decode(&bytes).unwrap();
+        assert_eq!(back, CoordFrame::Envelope(env.clone()));
+        // Large payloads (aux-info messages are hundreds of KB) must decode too.
+        let big = Envelope {
+            payload: vec![7u8; 300_000],
+            ..env
+        };
+        let back: CoordFrame =
+            decode(&encode(&CoordFrame::Envelope(big.clone())).unwrap()).unwrap();
+        assert_eq!(back, CoordFrame::Envelope(big));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut huge: &[u8] = &[0xff, 0xff, 0xff, 0xff];
+            let err = read_frame::<_, CoordFrame>(&mut huge).await.unwrap_err();
+            assert!(matches!(err, FrameError::TooLarge(_)));
+            let mut garbage: &[u8] = &[0, 0, 0, 2, 0xff, 0x00];
+            let err = read_frame::<_, CoordFrame>(&mut garbage).await.unwrap_err();
+            assert!(matches!(err, FrameError::Malformed(_)));
+        });
+    }
+
+    #[test]
+    fn signed_bytes_bind_every_header_field() {
+        let a = Envelope {
+            session_id: [3; 32],
+            from: 1,
+            to: None,
+            seq: 9,
+            payload: vec![1],
+            signature: vec![],
+        };
+        let mut b = a.clone();
+        b.to = Some(0);
+        assert_ne!(a.signed_bytes(), b.signed_bytes());
+        let mut c = a.clone();
+        c.session_id[0] = 4;
+        assert_ne!(a.signed_bytes(), c.signed_bytes());
+    }
+}

@@ -1,0 +1,148 @@
+//! Command line of `signer-node`.
+
+use std::{io::IsTerminal, path::PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::{config::NodeConfig, seal::KdfParams, secret::Passphrase};
+
+/// Environment variable that may hold the passphrase (never a CLI argument).
+pub const PASSPHRASE_ENV: &str = "SIGNER_NODE_PASSPHRASE";
+
+/// A guardian's signer node.
+#[derive(Parser, Debug)]
+#[command(name = "signer-node", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Create the node's store, identity keys and Paillier primes (about a minute).
+    Init {
+        /// Directory for the node's store.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// This node's id, e.g. `node-1`.
+        #[arg(long)]
+        node_id: String,
+        /// Read the passphrase from this file (else $SIGNER_NODE_PASSPHRASE, else a prompt).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// Print the public identity as JSON only.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the node: dial the coordinator and take part in ceremonies and signing.
+    Run {
+        /// Path to node.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// Read the passphrase from this file (else $SIGNER_NODE_PASSPHRASE, else a prompt).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+}
+
+fn passphrase(file: Option<&PathBuf>, confirm: bool) -> anyhow::Result<Passphrase> {
+    if let Some(f) = file {
+        let s = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read passphrase file `{}`", f.display()))?;
+        return Ok(Passphrase::new(s));
+    }
+    if let Ok(s) = std::env::var(PASSPHRASE_ENV) {
+        return Ok(Passphrase::new(s));
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "no passphrase: pass --passphrase-file, set {PASSPHRASE_ENV}, or run in a terminal"
+        );
+    }
+    let p = Passphrase::new(rpassword::prompt_password("node passphrase: ")?);
+    if confirm {
+        let again = rpassword::prompt_password("repeat passphrase: ")?;
+        if again != p.expose_secret() {
+            anyhow::bail!("passphrases differ");
+        }
+    }
+    if p.expose_secret().is_empty() {
+        anyhow::bail!("empty passphrase");
+    }
+    Ok(p)
+}
+
+/// Entry point shared by the `signer-node` binary and the devnet launcher.
+pub fn main_with(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
+    let cli = Cli::parse_from(args);
+    match cli.cmd {
+        Cmd::Init {
+            data_dir,
+            node_id,
+            passphrase_file,
+            json,
+        } => {
+            let pass = passphrase(passphrase_file.as_ref(), true)?;
+            let public = crate::init::init_node(
+                &data_dir,
+                &node_id,
+                &pass,
+                None,
+                KdfParams::default(),
+                !json && std::io::stderr().is_terminal(),
+            )?;
+            let text = serde_json::to_string_pretty(&public)?;
+            if json {
+                println!("{text}");
+            } else {
+                println!("initialised node `{node_id}` in `{}`", data_dir.display());
+                println!("public identity (add it to every node's roster):\n{text}");
+            }
+            Ok(())
+        }
+        Cmd::Run {
+            config,
+            passphrase_file,
+        } => {
+            crate::cli::init_tracing();
+            let cfg = NodeConfig::load(&config)?;
+            let pass = passphrase(passphrase_file.as_ref(), false)?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(crate::run(cfg, pass, shutdown_signal()))?;
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default `info`.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

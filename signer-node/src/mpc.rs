@@ -1,0 +1,223 @@
+//! Runs cggmp24 protocols over envelopes. The protocol future is CPU-bound and blocks between
+//! awaits, so callers run it on a blocking thread with `futures::executor::block_on`.
+
+use std::{
+    marker::PhantomData,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use cggmp24::{security_level::SecurityLevel128, supported_curves::Secp256k1, ExecutionId};
+use futures::{Sink, Stream, StreamExt};
+use proto::wire::NodeFrame;
+use rand_core::SeedableRng;
+use round_based::{Incoming, MessageDestination, MessageType, MpcParty, Outgoing};
+use serde::{de::DeserializeOwned, Serialize};
+use sha2::Sha256;
+use tokio::sync::mpsc;
+
+use crate::envelope::SessionCrypto;
+
+/// The curve.
+pub type E = Secp256k1;
+/// Security level.
+pub type L = SecurityLevel128;
+/// A complete key share.
+pub type KeyShare = cggmp24::KeyShare<E, L>;
+/// A key share awaiting aux info.
+pub type IncompleteKeyShare = cggmp24::IncompleteKeyShare<E>;
+/// Aux info.
+pub type AuxInfo = cggmp24::key_share::AuxInfo<L>;
+/// Paillier primes.
+pub type Primes = cggmp24::PregeneratedPrimes<L>;
+
+/// A verified, decrypted message from a peer.
+#[derive(Debug)]
+pub struct RawIncoming {
+    /// Sender index.
+    pub from: u16,
+    /// Broadcast or point-to-point.
+    pub broadcast: bool,
+    /// Sender's sequence number.
+    pub seq: u32,
+    /// Plaintext (CBOR of the protocol message).
+    pub bytes: Vec<u8>,
+}
+
+/// Errors surfaced by the delivery layer to the protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// A peer sent bytes that are not a protocol message.
+    #[error("party {0} sent a message that does not decode")]
+    Decode(u16),
+    /// Our own message failed to serialise or seal.
+    #[error("could not seal an outgoing message")]
+    Seal,
+    /// The link to the coordinator is gone.
+    #[error("connection to the coordinator closed")]
+    Closed,
+}
+
+/// Outgoing half: seals each message and queues it for the coordinator link.
+pub struct OutSink<M> {
+    crypto: Arc<SessionCrypto>,
+    frames: mpsc::UnboundedSender<NodeFrame>,
+    seq: u32,
+    _m: PhantomData<fn(M)>,
+}
+
+impl<M> OutSink<M> {
+    /// `first_seq` is the next sequence number (0 is taken by the join message).
+    pub fn new(
+        crypto: Arc<SessionCrypto>,
+        frames: mpsc::UnboundedSender<NodeFrame>,
+        first_seq: u32,
+    ) -> Self {
+        Self {
+            crypto,
+            frames,
+            seq: first_seq,
+            _m: PhantomData,
+        }
+    }
+}
+
+impl<M> Unpin for OutSink<M> {}
+
+impl<M: Serialize> Sink<Outgoing<M>> for OutSink<M> {
+    type Error = DeliveryError;
+
+    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Outgoing<M>) -> Result<(), Self::Error> {
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&item.msg, &mut bytes).map_err(|_| DeliveryError::Seal)?;
+        let to = match item.recipient {
+            MessageDestination::AllParties => None,
+            MessageDestination::OneParty(j) => Some(j),
+        };
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        let env = self
+            .crypto
+            .seal(to, seq, &bytes)
+            .ok_or(DeliveryError::Seal)?;
+        self.frames
+            .send(NodeFrame::Envelope(env))
+            .map_err(|_| DeliveryError::Closed)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+type InStream<M> = Pin<Box<dyn Stream<Item = Result<Incoming<M>, DeliveryError>> + Send>>;
+
+/// Incoming half: `early` messages (received during the join phase) first, then the channel.
+/// When the session is aborted the channel closes and the protocol ends with an error.
+pub fn incoming<M: DeserializeOwned + Send + 'static>(
+    early: Vec<RawIncoming>,
+    rx: mpsc::Receiver<RawIncoming>,
+) -> InStream<M> {
+    let rest =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let mut id = 0u64;
+    Box::pin(futures::stream::iter(early).chain(rest).map(move |raw| {
+        id += 1;
+        let msg: M = ciborium::from_reader(raw.bytes.as_slice())
+            .map_err(|_| DeliveryError::Decode(raw.from))?;
+        Ok(Incoming {
+            id,
+            sender: raw.from,
+            msg_type: if raw.broadcast {
+                MessageType::Broadcast
+            } else {
+                MessageType::P2P
+            },
+            msg,
+        })
+    }))
+}
+
+/// A fresh ChaCha20 CSPRNG seeded once from the OS.
+pub fn rng() -> rand_chacha::ChaCha20Rng {
+    rand_chacha::ChaCha20Rng::from_rng(rand_core::OsRng)
+        .unwrap_or_else(|_| rand_chacha::ChaCha20Rng::from_entropy())
+}
+
+/// Everything a protocol run needs.
+pub struct Channels<M> {
+    /// Incoming messages.
+    pub incoming: InStream<M>,
+    /// Outgoing messages.
+    pub outgoing: OutSink<M>,
+}
+
+fn party<M: Serialize>(ch: Channels<M>) -> MpcParty<M, (InStream<M>, OutSink<M>)> {
+    MpcParty::connected((ch.incoming, ch.outgoing))
+}
+
+/// Distributed key generation, HD-enabled.
+pub fn keygen(
+    eid: &[u8; 32],
+    i: u16,
+    n: u16,
+    t: u16,
+    ch: Channels<cggmp24::keygen::ThresholdMsg<E, L, Sha256>>,
+) -> Result<IncompleteKeyShare, String> {
+    let mut rng = rng();
+    futures::executor::block_on(
+        cggmp24::keygen::<E>(ExecutionId::new(eid), i, n)
+            .set_threshold(t)
+            .hd_wallet(true)
+            .start(&mut rng, party(ch)),
+    )
+    .map_err(|e| format!("{e:?}"))
+}
+
+/// Aux-info generation for a group.
+pub fn aux_info(
+    eid: &[u8; 32],
+    i: u16,
+    n: u16,
+    primes: Primes,
+    ch: Channels<cggmp24::key_refresh::msg::Msg<Sha256, L>>,
+) -> Result<AuxInfo, String> {
+    let mut rng = rng();
+    futures::executor::block_on(
+        cggmp24::aux_info_gen(ExecutionId::new(eid), i, n, primes).start(&mut rng, party(ch)),
+    )
+    .map_err(|e| format!("{e:?}"))
+}
+
+/// Full interactive signing of data whose preimage this node computed itself.
+pub fn sign(
+    eid: &[u8; 32],
+    i: u16,
+    keygen_indexes: &[u16],
+    share: &KeyShare,
+    data: cggmp24::DataToSign<E>,
+    ch: Channels<cggmp24::signing::msg::Msg<E, Sha256>>,
+) -> Result<[u8; 64], String> {
+    let mut rng = rng();
+    let sig = futures::executor::block_on(
+        cggmp24::signing(ExecutionId::new(eid), i, keygen_indexes, share).sign(
+            &mut rng,
+            party(ch),
+            &data,
+        ),
+    )
+    .map_err(|e| format!("{e:?}"))?
+    .normalize_s();
+    let mut out = [0u8; 64];
+    sig.write_to_slice(&mut out);
+    Ok(out)
+}

@@ -1,0 +1,431 @@
+//! What a session computes on this node: validated against the node's own store and roster,
+//! with every digest computed here from bytes the node decoded itself.
+
+use proto::{
+    eth::UnsignedEip1559,
+    wire::{SessionFailure, SessionKind, SessionOutput, SessionStart},
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::{
+    identity::{PeerKeys, Roster},
+    mpc::{self, AuxInfo, IncompleteKeyShare, KeyShare, Primes, RawIncoming},
+    secret::{to_secret_json, SecretBytes},
+    session::{fail, OutSinkFactory},
+    store::{KeyMeta, RequestBinding, Store},
+};
+
+/// Sealed record holding this node's spare Paillier primes.
+pub const PRIMES_RECORD: &str = "primes";
+
+/// Record name of a key's complete share.
+pub fn share_record(key_id: &str) -> String {
+    format!("share/{key_id}")
+}
+
+fn incomplete_record(key_id: &str) -> String {
+    format!("incomplete/{key_id}")
+}
+
+/// Record name of the aux info of a signer group (aux info is reusable across keys of a group).
+pub fn aux_record(group: &[String]) -> String {
+    let mut h = Sha256::new();
+    for node in group {
+        h.update(node.as_bytes());
+        h.update([0]);
+    }
+    format!("aux/{}", hex::encode(h.finalize()))
+}
+
+fn store_err(e: impl std::fmt::Display) -> SessionFailure {
+    fail("store.error", e.to_string())
+}
+
+fn load_json<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    record: &str,
+) -> Result<Option<T>, SessionFailure> {
+    let Some(bytes) = store.get_secret(record).map_err(store_err)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(bytes.expose_secret())
+        .map(Some)
+        .map_err(|_| {
+            fail(
+                "store.corrupt",
+                format!("stored record `{record}` does not parse"),
+            )
+        })
+}
+
+fn secret_json<T: serde::Serialize>(v: &T) -> Result<SecretBytes, SessionFailure> {
+    to_secret_json(v).map_err(|_| fail("session.internal", "serialising a secret failed"))
+}
+
+/// Pinned keys of the session's parties, in session order.
+pub fn peer_keys(roster: &Roster, parties: &[String]) -> Result<Vec<PeerKeys>, SessionFailure> {
+    let mut seen = std::collections::HashSet::new();
+    parties
+        .iter()
+        .map(|p| {
+            if !seen.insert(p) {
+                return Err(fail("session.invalid", format!("party `{p}` listed twice")));
+            }
+            roster.get(p).cloned().ok_or_else(|| {
+                fail(
+                    "session.invalid",
+                    format!("party `{p}` is not in this node's roster"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// A validated session on this node.
+pub enum Plan {
+    /// DKG.
+    Keygen {
+        /// Key id.
+        key_id: String,
+        /// Group in index order.
+        group: Vec<String>,
+        /// Threshold.
+        t: u16,
+        /// Our index.
+        i: u16,
+    },
+    /// Aux info for a group.
+    Aux {
+        /// Group in index order.
+        group: Vec<String>,
+        /// Our index.
+        i: u16,
+    },
+    /// Signing an Ethereum transaction.
+    Sign(Box<SignPlan>),
+}
+
+/// The parts of a signing session.
+pub struct SignPlan {
+    key_id: String,
+    request_id: String,
+    i: u16,
+    keygen_indexes: Vec<u16>,
+    meta: KeyMeta,
+    preimage: Vec<u8>,
+    digest: [u8; 32],
+    intent: Vec<u8>,
+}
+
+impl Plan {
+    /// Validates a start frame against this node's own state.
+    pub fn prepare(store: &Store, start: &SessionStart, i: u16) -> Result<Plan, SessionFailure> {
+        if !proto::api::valid_key_id(&start.key_id) {
+            return Err(fail("session.invalid", "malformed key id"));
+        }
+        let n = start.parties.len() as u16;
+        match &start.kind {
+            SessionKind::Keygen { threshold } => {
+                if n < 2 || *threshold < 2 || *threshold > n {
+                    return Err(fail(
+                        "threshold.invalid",
+                        format!("threshold {threshold} of {n} parties is not allowed (need 2 <= t <= n)"),
+                    ));
+                }
+                if store.key_meta(&start.key_id).map_err(store_err)?.is_some() {
+                    return Err(fail(
+                        "key.exists",
+                        format!("key `{}` already exists on this node", start.key_id),
+                    ));
+                }
+                Ok(Plan::Keygen {
+                    key_id: start.key_id.clone(),
+                    group: start.parties.clone(),
+                    t: *threshold,
+                    i,
+                })
+            }
+            SessionKind::AuxInfo => Ok(Plan::Aux {
+                group: start.parties.clone(),
+                i,
+            }),
+            SessionKind::Sign {
+                request_id,
+                chain,
+                unsigned_tx,
+            } => Self::prepare_sign(store, start, i, request_id, chain, unsigned_tx),
+        }
+    }
+
+    fn prepare_sign(
+        store: &Store,
+        start: &SessionStart,
+        i: u16,
+        request_id: &str,
+        chain: &str,
+        unsigned_tx: &[u8],
+    ) -> Result<Plan, SessionFailure> {
+        if chain != "ethereum" {
+            return Err(fail(
+                "chain.unsupported",
+                format!("chain `{chain}` is not supported"),
+            ));
+        }
+        let meta = store
+            .key_meta(&start.key_id)
+            .map_err(store_err)?
+            .ok_or_else(|| {
+                fail(
+                    "key.not_found",
+                    format!("no key `{}` on this node", start.key_id),
+                )
+            })?;
+        if !meta.complete {
+            return Err(fail(
+                "key.not_ready",
+                "the key share is waiting for aux info",
+            ));
+        }
+        if start.parties.len() != meta.threshold as usize {
+            return Err(fail(
+                "session.invalid",
+                format!("signing needs exactly {} parties", meta.threshold),
+            ));
+        }
+        let keygen_indexes = start
+            .parties
+            .iter()
+            .map(|p| {
+                meta.group
+                    .iter()
+                    .position(|g| g == p)
+                    .map(|x| x as u16)
+                    .ok_or_else(|| {
+                        fail(
+                            "session.invalid",
+                            format!("`{p}` holds no share of this key"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let tx = UnsignedEip1559::decode(unsigned_tx).map_err(|e| fail(e.code(), e.to_string()))?;
+        let intent = tx
+            .intent(&start.key_id)
+            .map_err(|e| fail(e.code(), e.to_string()))?;
+        Ok(Plan::Sign(Box::new(SignPlan {
+            key_id: start.key_id.clone(),
+            request_id: request_id.to_string(),
+            i,
+            keygen_indexes,
+            meta,
+            preimage: tx.signing_preimage(),
+            digest: tx.signing_hash(),
+            intent: intent.canonical_bytes(),
+        })))
+    }
+
+    /// What this node believes the session computes; all parties must agree on it.
+    pub fn context_hash(&self, start: &SessionStart) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"custody/ctx/v1\0");
+        h.update(start.key_id.as_bytes());
+        h.update([0]);
+        for p in &start.parties {
+            h.update(p.as_bytes());
+            h.update([0]);
+        }
+        match self {
+            Plan::Keygen { t, .. } => {
+                h.update(b"keygen");
+                h.update(t.to_be_bytes());
+            }
+            Plan::Aux { .. } => h.update(b"aux"),
+            Plan::Sign(s) => {
+                h.update(b"sign\0");
+                h.update(s.request_id.as_bytes());
+                h.update([0]);
+                h.update(&s.intent);
+                h.update(s.digest);
+            }
+        }
+        h.finalize().into()
+    }
+
+    /// Durably binds a signing request id to what this node decoded.
+    pub fn bind(&self, store: &Store, ctx: &[u8; 32]) -> Result<(), SessionFailure> {
+        let Plan::Sign(s) = self else { return Ok(()) };
+        match store.bind_request(&s.request_id, ctx).map_err(store_err)? {
+            RequestBinding::Conflict => Err(fail(
+                "request.conflict",
+                format!(
+                    "request `{}` was seen before with a different transaction",
+                    s.request_id
+                ),
+            )),
+            RequestBinding::New | RequestBinding::Same => Ok(()),
+        }
+    }
+
+    /// Runs the protocol. Blocking: call on a blocking thread.
+    pub fn execute(
+        self,
+        store: &Store,
+        eid: &[u8; 32],
+        early: Vec<RawIncoming>,
+        rx: mpsc::Receiver<RawIncoming>,
+        out: OutSinkFactory,
+    ) -> Result<SessionOutput, SessionFailure> {
+        let proto_err = |e: String| fail("session.protocol", e);
+        match self {
+            Plan::Keygen {
+                key_id,
+                group,
+                t,
+                i,
+            } => {
+                let n = group.len() as u16;
+                let share =
+                    mpc::keygen(eid, i, n, t, out.channels(early, rx)).map_err(proto_err)?;
+                finish_keygen(store, &key_id, group, t, share)
+            }
+            Plan::Aux { group, i } => {
+                let n = group.len() as u16;
+                let primes = match load_json::<Primes>(store, PRIMES_RECORD)? {
+                    Some(p) => p,
+                    None => {
+                        tracing::info!("no spare Paillier primes; generating (about a minute)");
+                        crate::init::generate_primes(None)
+                    }
+                };
+                let aux =
+                    mpc::aux_info(eid, i, n, primes, out.channels(early, rx)).map_err(proto_err)?;
+                finish_aux(store, group, aux)
+            }
+            Plan::Sign(s) => {
+                let share: KeyShare = load_json(store, &share_record(&s.key_id))?
+                    .ok_or_else(|| fail("key.not_found", "key share missing"))?;
+                let data = cggmp24::DataToSign::digest::<sha3::Keccak256>(&s.preimage);
+                let rs = mpc::sign(
+                    eid,
+                    s.i,
+                    &s.keygen_indexes,
+                    &share,
+                    data,
+                    out.channels(early, rx),
+                )
+                .map_err(proto_err)?;
+                drop(share);
+                let (r, sig_s) = split_rs(&rs);
+                let pk: [u8; 33] = s
+                    .meta
+                    .public_key
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| fail("store.corrupt", "stored public key is malformed"))?;
+                proto::sig::verify(&pk, &s.digest, &r, &sig_s)
+                    .map(SessionOutput::Signature)
+                    .map_err(|e| {
+                        fail(
+                            "signature.invalid",
+                            format!("combined signature rejected: {e}"),
+                        )
+                    })
+            }
+        }
+    }
+}
+
+fn split_rs(rs: &[u8; 64]) -> ([u8; 32], [u8; 32]) {
+    let mut r = [0u8; 32];
+    let mut s = [0u8; 32];
+    r.copy_from_slice(&rs[..32]);
+    s.copy_from_slice(&rs[32..]);
+    (r, s)
+}
+
+fn finish_keygen(
+    store: &Store,
+    key_id: &str,
+    group: Vec<String>,
+    t: u16,
+    share: IncompleteKeyShare,
+) -> Result<SessionOutput, SessionFailure> {
+    let public_key = share.shared_public_key.to_bytes(true).as_bytes().to_vec();
+    let chain_code = share.chain_code.map(|c| c.to_vec()).unwrap_or_default();
+    let aux: Option<AuxInfo> = load_json(store, &aux_record(&group))?;
+    let mut meta = KeyMeta {
+        key_id: key_id.to_string(),
+        group,
+        threshold: t,
+        public_key: public_key.clone(),
+        complete: false,
+    };
+    match aux {
+        Some(aux) => {
+            let full = KeyShare::from_parts((share, aux)).map_err(|_| {
+                fail(
+                    "session.protocol",
+                    "key share and aux info do not fit together",
+                )
+            })?;
+            meta.complete = true;
+            let bytes = secret_json(&full)?;
+            store
+                .commit_key(&meta, (&share_record(key_id), bytes.expose_secret()), &[])
+                .map_err(store_err)?;
+        }
+        None => {
+            let bytes = secret_json(&share)?;
+            store
+                .commit_key(
+                    &meta,
+                    (&incomplete_record(key_id), bytes.expose_secret()),
+                    &[],
+                )
+                .map_err(store_err)?;
+        }
+    }
+    Ok(SessionOutput::Keygen {
+        public_key,
+        chain_code,
+        complete: meta.complete,
+    })
+}
+
+fn finish_aux(
+    store: &Store,
+    group: Vec<String>,
+    aux: AuxInfo,
+) -> Result<SessionOutput, SessionFailure> {
+    let bytes = secret_json(&aux)?;
+    store
+        .put_secret(&aux_record(&group), bytes.expose_secret())
+        .map_err(store_err)?;
+    store.delete_secret(PRIMES_RECORD).map_err(store_err)?;
+    for mut meta in store.key_metas().map_err(store_err)? {
+        if meta.complete || meta.group != group {
+            continue;
+        }
+        let rec = incomplete_record(&meta.key_id);
+        let Some(share) = load_json::<IncompleteKeyShare>(store, &rec)? else {
+            continue;
+        };
+        let full = KeyShare::from_parts((share, aux.clone())).map_err(|_| {
+            fail(
+                "session.protocol",
+                "key share and aux info do not fit together",
+            )
+        })?;
+        meta.complete = true;
+        let bytes = secret_json(&full)?;
+        store
+            .commit_key(
+                &meta,
+                (&share_record(&meta.key_id), bytes.expose_secret()),
+                &[&rec],
+            )
+            .map_err(store_err)?;
+    }
+    Ok(SessionOutput::AuxInfo)
+}

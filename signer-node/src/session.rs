@@ -1,0 +1,364 @@
+//! Sessions on a node: validate what the coordinator asks, decode the transaction, agree with
+//! the other parties on what is being computed, then run the MPC protocol on a blocking thread.
+//!
+//! Order of a session: (1) validate the start frame against this node's own roster and store;
+//! (2) claim the session id durably (ids never repeat); (3) broadcast a signed *join* carrying
+//! this node's context hash (for signing: the hash of the intent it decoded); (4) wait for every
+//! party's join and abort on any mismatch; (5) run the protocol with execution id
+//! `H(session id ‖ context hash)`; (6) verify and report the output.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use proto::wire::{
+    CoordFrame, Envelope, NodeFrame, SessionFailure, SessionId, SessionOutput, SessionStart,
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::{
+    envelope::SessionCrypto,
+    identity::{NodeIdentity, Roster},
+    mpc::{Channels, OutSink, RawIncoming},
+    plan::{self, Plan},
+    store::Store,
+};
+
+/// Queue depth of undelivered messages per session; beyond it messages are dropped.
+const SESSION_QUEUE: usize = 256;
+
+/// Deadlines for the phases of a session.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Waiting for every party's join message.
+    pub join: Duration,
+    /// The whole MPC protocol.
+    pub protocol: Duration,
+}
+
+struct Live {
+    crypto: Arc<SessionCrypto>,
+    tx: mpsc::Sender<RawIncoming>,
+    seen: HashSet<(u16, u32)>,
+}
+
+/// Shared state of a running node.
+pub struct NodeCore {
+    pub(crate) store: Arc<Store>,
+    pub(crate) identity: Arc<NodeIdentity>,
+    pub(crate) roster: Roster,
+    frames: mpsc::UnboundedSender<NodeFrame>,
+    sessions: Mutex<HashMap<SessionId, Live>>,
+    timeouts: Timeouts,
+    slots: Arc<Semaphore>,
+}
+
+/// Builds a failure with a stable code.
+pub(crate) fn fail(code: &str, message: impl Into<String>) -> SessionFailure {
+    SessionFailure {
+        code: code.to_string(),
+        message: message.into(),
+        blame: vec![],
+    }
+}
+
+impl NodeCore {
+    /// Creates the core; `frames` is drained by the coordinator link.
+    pub fn new(
+        store: Arc<Store>,
+        identity: Arc<NodeIdentity>,
+        roster: Roster,
+        frames: mpsc::UnboundedSender<NodeFrame>,
+        timeouts: Timeouts,
+        max_parallel: usize,
+    ) -> Self {
+        Self {
+            store,
+            identity,
+            roster,
+            frames,
+            sessions: Mutex::new(HashMap::new()),
+            timeouts,
+            slots: Arc::new(Semaphore::new(max_parallel.max(1))),
+        }
+    }
+
+    /// Handles one frame from the coordinator.
+    pub fn on_frame(self: &Arc<Self>, frame: CoordFrame) {
+        match frame {
+            CoordFrame::Welcome => {}
+            CoordFrame::Start(start) => {
+                // Register synchronously: peers' envelopes for this session may be the very next
+                // frames, and must queue rather than be dropped as "no live session".
+                let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+                match self.register(&start, tx) {
+                    Ok(crypto) => {
+                        let me = self.clone();
+                        tokio::spawn(async move { me.run_session(start, crypto, rx).await });
+                    }
+                    Err(f) => self.report(start.session_id, Err(f)),
+                }
+            }
+            CoordFrame::Envelope(env) => self.deliver(env),
+            CoordFrame::Abort { session_id, reason } => {
+                if self.lock().remove(&session_id).is_some() {
+                    tracing::warn!(session = %hex::encode(session_id), %reason, "session aborted by coordinator");
+                }
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Live>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Verifies an envelope completely before anything parses its payload.
+    fn deliver(&self, env: Envelope) {
+        let mut sessions = self.lock();
+        let Some(live) = sessions.get_mut(&env.session_id) else {
+            tracing::debug!(session = %hex::encode(env.session_id), "envelope for no live session dropped");
+            return;
+        };
+        let bytes = match live.crypto.open(&env) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(session = %hex::encode(env.session_id), error = %e, "rejected envelope (the relay, not the claimed sender, is suspect)");
+                return;
+            }
+        };
+        if !live.seen.insert((env.from, env.seq)) {
+            tracing::debug!(from = env.from, seq = env.seq, "duplicate envelope dropped");
+            return;
+        }
+        let raw = RawIncoming {
+            from: env.from,
+            broadcast: env.to.is_none(),
+            seq: env.seq,
+            bytes,
+        };
+        if live.tx.try_send(raw).is_err() {
+            tracing::warn!(session = %hex::encode(env.session_id), "session queue full; message dropped");
+        }
+    }
+
+    /// Creates the session's crypto context and queue before anything else can arrive for it.
+    fn register(
+        &self,
+        start: &SessionStart,
+        tx: mpsc::Sender<RawIncoming>,
+    ) -> Result<Arc<SessionCrypto>, SessionFailure> {
+        let me = start
+            .parties
+            .iter()
+            .position(|p| *p == self.identity.node_id)
+            .ok_or_else(|| fail("session.invalid", "this node is not a party of the session"))?;
+        let peers = plan::peer_keys(&self.roster, &start.parties)?;
+        let crypto = Arc::new(SessionCrypto::new(
+            start.session_id,
+            me as u16,
+            self.identity.clone(),
+            peers,
+        ));
+        let mut sessions = self.lock();
+        if sessions.contains_key(&start.session_id) {
+            return Err(fail(
+                "session.replayed",
+                "this session id is already running",
+            ));
+        }
+        sessions.insert(
+            start.session_id,
+            Live {
+                crypto: crypto.clone(),
+                tx,
+                seen: HashSet::new(),
+            },
+        );
+        Ok(crypto)
+    }
+
+    fn report(&self, sid: SessionId, result: Result<SessionOutput, SessionFailure>) {
+        match &result {
+            Ok(_) => tracing::info!(session = %hex::encode(sid), "session finished"),
+            Err(f) => {
+                tracing::warn!(session = %hex::encode(sid), code = %f.code, message = %f.message, "session failed")
+            }
+        }
+        let _ = self.frames.send(NodeFrame::SessionResult {
+            session_id: sid,
+            result,
+        });
+    }
+
+    async fn run_session(
+        self: Arc<Self>,
+        start: SessionStart,
+        crypto: Arc<SessionCrypto>,
+        rx: mpsc::Receiver<RawIncoming>,
+    ) {
+        let sid = start.session_id;
+        let result = self.session(start, crypto, rx).await;
+        self.lock().remove(&sid);
+        self.report(sid, result);
+    }
+
+    async fn session(
+        &self,
+        start: SessionStart,
+        crypto: Arc<SessionCrypto>,
+        mut rx: mpsc::Receiver<RawIncoming>,
+    ) -> Result<SessionOutput, SessionFailure> {
+        let me = crypto.me() as usize;
+        let plan = Plan::prepare(&self.store, &start, me as u16)?;
+        let ctx = plan.context_hash(&start);
+        let now = unix_now();
+        let fresh = self
+            .store
+            .claim_session(&start.session_id, now)
+            .map_err(|e| fail("store.error", e.to_string()))?;
+        if !fresh {
+            return Err(fail(
+                "session.replayed",
+                "this session id was used before; execution ids never repeat",
+            ));
+        }
+        plan.bind(&self.store, &ctx)?;
+        let join = crypto
+            .seal(None, 0, &ctx)
+            .ok_or_else(|| fail("session.internal", "could not seal the join message"))?;
+        self.frames
+            .send(NodeFrame::Envelope(join))
+            .map_err(|_| fail("session.disconnected", "coordinator link closed"))?;
+        let early = self.await_joins(&start, me as u16, &ctx, &mut rx).await?;
+
+        let eid = execution_id(&start.session_id, &ctx);
+        let _permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| fail("session.internal", "node is shutting down"))?;
+        let frames = self.frames.clone();
+        let store = self.store.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            plan.execute(&store, &eid, early, rx, OutSinkFactory { crypto, frames })
+        });
+        match tokio::time::timeout(self.timeouts.protocol, job).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(fail("session.internal", "protocol thread panicked")),
+            Err(_) => {
+                self.lock().remove(&start.session_id);
+                Err(fail(
+                    "session.timeout",
+                    format!(
+                        "protocol did not finish within {:?}",
+                        self.timeouts.protocol
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Waits for every other party's join; buffers protocol messages that arrive early.
+    async fn await_joins(
+        &self,
+        start: &SessionStart,
+        me: u16,
+        ctx: &[u8; 32],
+        rx: &mut mpsc::Receiver<RawIncoming>,
+    ) -> Result<Vec<RawIncoming>, SessionFailure> {
+        let n = start.parties.len() as u16;
+        let mut joins: HashMap<u16, Vec<u8>> = HashMap::new();
+        let mut early = Vec::new();
+        let deadline = tokio::time::Instant::now() + self.timeouts.join;
+        while joins.len() < (n - 1) as usize {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(m)) if m.seq == 0 && m.broadcast => {
+                    joins.insert(m.from, m.bytes);
+                }
+                Ok(Some(m)) => early.push(m),
+                Ok(None) => return Err(fail("session.aborted", "session aborted while joining")),
+                Err(_) => {
+                    let missing: Vec<String> = (0..n)
+                        .filter(|j| *j != me && !joins.contains_key(j))
+                        .map(|j| start.parties[j as usize].clone())
+                        .collect();
+                    let mut f = fail(
+                        "session.timeout",
+                        format!(
+                            "no join message from {} within {:?}",
+                            missing.join(", "),
+                            self.timeouts.join
+                        ),
+                    );
+                    f.blame = missing;
+                    return Err(f);
+                }
+            }
+        }
+        let mismatched: Vec<(String, String)> = joins
+            .iter()
+            .filter(|(_, h)| h.as_slice() != ctx)
+            .map(|(j, h)| (start.parties[*j as usize].clone(), hex::encode(h)))
+            .collect();
+        if !mismatched.is_empty() {
+            let mut listing = vec![format!(
+                "{} (this node): {}",
+                self.identity.node_id,
+                hex::encode(ctx)
+            )];
+            listing.extend(mismatched.iter().map(|(n, h)| format!("{n}: {h}")));
+            let mut f = fail(
+                "session.intent_mismatch",
+                format!("parties decoded different requests: {}", listing.join("; ")),
+            );
+            f.blame = mismatched.into_iter().map(|(n, _)| n).collect();
+            return Err(f);
+        }
+        Ok(early)
+    }
+}
+
+/// Creates the outgoing half for whichever message type the plan's protocol uses.
+pub struct OutSinkFactory {
+    crypto: Arc<SessionCrypto>,
+    frames: mpsc::UnboundedSender<NodeFrame>,
+}
+
+impl OutSinkFactory {
+    /// Channels for one protocol run.
+    pub fn channels<M>(
+        self,
+        early: Vec<RawIncoming>,
+        rx: mpsc::Receiver<RawIncoming>,
+    ) -> Channels<M>
+    where
+        M: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        Channels {
+            incoming: crate::mpc::incoming(early, rx),
+            outgoing: OutSink::new(self.crypto, self.frames, 1),
+        }
+    }
+}
+
+/// `H(domain ‖ session id ‖ context hash)`: every honest party derives the same id, and an id
+/// never repeats because session ids never do.
+pub fn execution_id(session_id: &SessionId, ctx: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"custody/eid/v1\0");
+    h.update(session_id);
+    h.update(ctx);
+    h.finalize().into()
+}
+
+/// Seconds since the Unix epoch by this node's own clock.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,314 @@
+//! The node's redb store. Secrets are sealed records (see [`crate::seal`]); public bookkeeping
+//! (key metadata, used session ids, request bindings) is plain. Every write commits with redb's
+//! default immediate durability before the caller acts on it.
+
+use std::path::{Path, PathBuf};
+
+use rand_core::{OsRng, RngCore};
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    seal::{KdfParams, SealError, SealKey},
+    secret::{Passphrase, SecretBytes},
+};
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const SEALED: TableDefinition<&str, &[u8]> = TableDefinition::new("sealed");
+const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
+const SESSIONS: TableDefinition<&[u8], u64> = TableDefinition::new("sessions");
+const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
+
+const VERIFIER: &[u8] = b"custody passphrase verifier v1";
+
+/// File name of the store inside the data directory.
+pub const DB_FILE: &str = "node.redb";
+
+/// Store errors. Messages name the record or file and never include secret bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No store at the path.
+    #[error("no node store at `{0}`: run `signer-node init` first")]
+    NotInitialized(PathBuf),
+    /// `init` on an existing store.
+    #[error("a node store already exists at `{0}`; refusing to overwrite it")]
+    AlreadyInitialized(PathBuf),
+    /// Verifier did not open.
+    #[error("wrong passphrase for the node store at `{0}`")]
+    WrongPassphrase(PathBuf),
+    /// A sealed record failed to open although the passphrase is right.
+    #[error(
+        "stored record `{0}` is corrupted or was tampered with; restore this node from backup"
+    )]
+    Corrupt(String),
+    /// A required record is missing.
+    #[error("stored record `{0}` is missing")]
+    Missing(String),
+    /// Database error.
+    #[error("node store error: {0}")]
+    Db(String),
+    /// Sealing failed.
+    #[error(transparent)]
+    Seal(#[from] SealError),
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(impl From<$t> for StoreError {
+        fn from(e: $t) -> Self { StoreError::Db(e.to_string()) }
+    })*};
+}
+db_err!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Public metadata about a key this node holds a share of.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeyMeta {
+    /// Key id.
+    pub key_id: String,
+    /// Node ids in keygen index order.
+    pub group: Vec<String>,
+    /// t.
+    pub threshold: u16,
+    /// Compressed public key.
+    pub public_key: Vec<u8>,
+    /// Whether the share is completed with aux info and can sign.
+    pub complete: bool,
+}
+
+/// Outcome of binding a request id to the intent a node decoded for it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RequestBinding {
+    /// First time this request id is seen.
+    New,
+    /// Seen before with the same intent (a retry).
+    Same,
+    /// Seen before with a different intent: refuse.
+    Conflict,
+}
+
+/// The node's store.
+pub struct Store {
+    db: Database,
+    seal: SealKey,
+    node_id: String,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.path.display())
+    }
+}
+
+impl Store {
+    /// Creates a fresh store for `node_id`.
+    pub fn create(
+        dir: &Path,
+        node_id: &str,
+        passphrase: &Passphrase,
+        params: KdfParams,
+    ) -> Result<Self, StoreError> {
+        let path = dir.join(DB_FILE);
+        if path.exists() {
+            return Err(StoreError::AlreadyInitialized(path));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(e.to_string()))?;
+        let db = Database::create(&path)?;
+        let mut salt = [0u8; 16];
+        OsRng.fill_bytes(&mut salt);
+        let seal = SealKey::derive(passphrase, &salt, params, node_id)?;
+        let verifier = seal.seal("verifier", VERIFIER)?;
+        let params_json = serde_json::to_vec(&params).map_err(|e| StoreError::Db(e.to_string()))?;
+        let tx = db.begin_write()?;
+        {
+            let mut meta = tx.open_table(META)?;
+            meta.insert("node_id", node_id.as_bytes())?;
+            meta.insert("salt", salt.as_slice())?;
+            meta.insert("kdf", params_json.as_slice())?;
+            meta.insert("verifier", verifier.as_slice())?;
+            tx.open_table(SEALED)?;
+            tx.open_table(KEYS)?;
+            tx.open_table(SESSIONS)?;
+            tx.open_table(REQUESTS)?;
+        }
+        tx.commit()?;
+        Ok(Self {
+            db,
+            seal,
+            node_id: node_id.to_string(),
+            path,
+        })
+    }
+
+    /// Opens an existing store and checks the passphrase.
+    pub fn open(dir: &Path, passphrase: &Passphrase) -> Result<Self, StoreError> {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(StoreError::NotInitialized(path));
+        }
+        let db = Database::open(&path)?;
+        let (node_id, salt, params, verifier) = {
+            let tx = db.begin_read()?;
+            let meta = tx.open_table(META)?;
+            let get = |k: &str| -> Result<Vec<u8>, StoreError> {
+                meta.get(k)?
+                    .map(|v| v.value().to_vec())
+                    .ok_or_else(|| StoreError::Missing(format!("meta/{k}")))
+            };
+            let node_id = String::from_utf8(get("node_id")?)
+                .map_err(|_| StoreError::Corrupt("meta/node_id".into()))?;
+            let params: KdfParams = serde_json::from_slice(&get("kdf")?)
+                .map_err(|_| StoreError::Corrupt("meta/kdf".into()))?;
+            (node_id, get("salt")?, params, get("verifier")?)
+        };
+        let seal = SealKey::derive(passphrase, &salt, params, &node_id)?;
+        seal.open("verifier", &verifier)
+            .map_err(|_| StoreError::WrongPassphrase(path.clone()))?;
+        Ok(Self {
+            db,
+            seal,
+            node_id,
+            path,
+        })
+    }
+
+    /// The node id recorded at init.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Seals and stores a secret record.
+    pub fn put_secret(&self, name: &str, plaintext: &[u8]) -> Result<(), StoreError> {
+        let sealed = self.seal.seal(name, plaintext)?;
+        let tx = self.db.begin_write()?;
+        tx.open_table(SEALED)?.insert(name, sealed.as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Opens a secret record, if present.
+    pub fn get_secret(&self, name: &str) -> Result<Option<SecretBytes>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(SEALED)?;
+        let Some(v) = table.get(name)? else {
+            return Ok(None);
+        };
+        self.seal
+            .open(name, v.value())
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt(name.to_string()))
+    }
+
+    /// Names of all sealed records.
+    pub fn secret_names(&self) -> Result<Vec<String>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(SEALED)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (k, _) = item?;
+            out.push(k.value().to_string());
+        }
+        Ok(out)
+    }
+
+    /// Atomically stores a sealed record and key metadata, and deletes `remove` records.
+    pub fn commit_key(
+        &self,
+        meta: &KeyMeta,
+        secret: (&str, &[u8]),
+        remove: &[&str],
+    ) -> Result<(), StoreError> {
+        let sealed = self.seal.seal(secret.0, secret.1)?;
+        let meta_json = serde_json::to_vec(meta).map_err(|e| StoreError::Db(e.to_string()))?;
+        let tx = self.db.begin_write()?;
+        {
+            let mut s = tx.open_table(SEALED)?;
+            s.insert(secret.0, sealed.as_slice())?;
+            for r in remove {
+                s.remove(*r)?;
+            }
+            tx.open_table(KEYS)?
+                .insert(meta.key_id.as_str(), meta_json.as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes a sealed record.
+    pub fn delete_secret(&self, name: &str) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(SEALED)?.remove(name)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Metadata of one key.
+    pub fn key_meta(&self, key_id: &str) -> Result<Option<KeyMeta>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(KEYS)?;
+        match table.get(key_id)? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(v.value())
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt(format!("keys/{key_id}"))),
+        }
+    }
+
+    /// Metadata of every key.
+    pub fn key_metas(&self) -> Result<Vec<KeyMeta>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(KEYS)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (k, v) = item?;
+            out.push(
+                serde_json::from_slice(v.value())
+                    .map_err(|_| StoreError::Corrupt(format!("keys/{}", k.value())))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Durably records a session id as used. Returns `false` if it was used before.
+    pub fn claim_session(&self, session_id: &[u8; 32], now: u64) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write()?;
+        let fresh = {
+            let mut t = tx.open_table(SESSIONS)?;
+            let seen = t.get(session_id.as_slice())?.is_some();
+            if !seen {
+                t.insert(session_id.as_slice(), now)?;
+            }
+            !seen
+        };
+        tx.commit()?;
+        Ok(fresh)
+    }
+
+    /// Durably binds a request id to the intent context this node decoded for it.
+    pub fn bind_request(
+        &self,
+        request_id: &str,
+        ctx: &[u8; 32],
+    ) -> Result<RequestBinding, StoreError> {
+        let tx = self.db.begin_write()?;
+        let binding = {
+            let mut t = tx.open_table(REQUESTS)?;
+            let existing = t.get(request_id)?.map(|v| v.value().to_vec());
+            match existing {
+                Some(v) if v == ctx => RequestBinding::Same,
+                Some(_) => RequestBinding::Conflict,
+                None => {
+                    t.insert(request_id, ctx.as_slice())?;
+                    RequestBinding::New
+                }
+            }
+        };
+        tx.commit()?;
+        Ok(binding)
+    }
+}

@@ -1,0 +1,148 @@
+//! `devnet`: one command for a local cluster on loopback — 3 signer nodes and a coordinator as
+//! separate processes, generated certificates, embedded redb stores and a 2-of-3 key.
+//!
+//! It is also a multi-call binary: `devnet signer-node …` and `devnet coordinator …` run the
+//! real node and coordinator CLIs, so one build gives the launcher every process it starts.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::Parser;
+use custody_tests::cluster::{Cluster, Layout, PrimeSource};
+use serde_json::json;
+
+/// Local custody cluster on loopback.
+#[derive(Parser, Debug)]
+#[command(name = "devnet")]
+struct Args {
+    /// Directory for all devnet state (reused by later runs).
+    #[arg(long, default_value = "devnet")]
+    dir: PathBuf,
+    /// REST API port.
+    #[arg(long, default_value_t = 8443)]
+    api_port: u16,
+    /// Node link port.
+    #[arg(long, default_value_t = 8444)]
+    node_port: u16,
+    /// Number of signer nodes.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Signing threshold t.
+    #[arg(long, default_value_t = 2)]
+    threshold: u16,
+    /// Key id of the devnet key.
+    #[arg(long, default_value = "devnet-key")]
+    key_id: String,
+    /// Sign the sample request, print the result and exit (a smoke test of this README path).
+    #[arg(long)]
+    smoke: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    if std::env::var_os(custody_tests::cluster::EXIT_WITH_PARENT).is_some() {
+        exit_when_stdin_closes();
+    }
+    match argv.get(1).map(String::as_str) {
+        Some("signer-node") => return signer_node::cli::main_with(argv[1..].to_vec()),
+        Some("coordinator") => return coordinator::cli::main_with(argv[1..].to_vec()),
+        _ => {}
+    }
+    let args = Args::parse();
+    let dir = std::path::absolute(&args.dir)?;
+    let layout = Layout {
+        nodes: (1..=args.nodes).map(|i| format!("node-{i}")).collect(),
+        exe: std::env::current_exe()?,
+        api_port: args.api_port,
+        node_port: args.node_port,
+        dir: dir.clone(),
+    };
+    layout.ensure(PrimeSource::Fresh)?;
+    eprintln!(
+        "starting coordinator and {} signer nodes (logs in {})",
+        args.nodes,
+        dir.join("logs").display()
+    );
+    let cluster = Cluster::start(layout)?;
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_message(format!(
+        "key `{}`: distributed key generation and aux-info ceremony",
+        args.key_id
+    ));
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let key = cluster.ensure_key(&args.key_id, args.threshold, Duration::from_secs(900));
+    spinner.finish_and_clear();
+    let key = key?;
+    let sample = json!({
+        "request_id": "devnet-sample-1",
+        "key_id": key.key_id,
+        "chain": "ethereum",
+        "unsigned_tx": custody_tests::sample::eth_transfer(0, [0x11; 20], 1_000_000_000_000_000),
+    });
+    std::fs::write(
+        dir.join("sample-sign-request.json"),
+        serde_json::to_string_pretty(&sample)?,
+    )?;
+    let info = json!({
+        "api_url": format!("https://127.0.0.1:{}", args.api_port),
+        "ca_cert": dir.join("pki/ca.pem"),
+        "api_token": cluster.layout.token()?,
+        "key_id": key.key_id,
+        "public_key": key.public_key,
+        "ethereum_address": key.ethereum_address,
+        "nodes": cluster.layout.nodes,
+        "logs": dir.join("logs"),
+        "sample_request": dir.join("sample-sign-request.json"),
+    });
+    std::fs::write(
+        dir.join("devnet.json"),
+        serde_json::to_string_pretty(&info)?,
+    )?;
+    println!("devnet ready: {}", dir.join("devnet.json").display());
+    println!(
+        "key `{}`: address {}",
+        key.key_id,
+        key.ethereum_address.unwrap_or_default()
+    );
+    if args.smoke {
+        let (status, v) = cluster.api.post("/v1/sign-requests", &sample)?;
+        anyhow::ensure!(
+            status == 202 || status == 200,
+            "sample request refused: {status} {v}"
+        );
+        let r = cluster.wait_request("devnet-sample-1", Duration::from_secs(120))?;
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        anyhow::ensure!(
+            r.status == proto::api::RequestStatus::Signed,
+            "sample request not signed"
+        );
+        return Ok(());
+    }
+    println!("sign the sample transaction with the README's curl; Ctrl-C stops the devnet");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(tokio_signal()).context("waiting for Ctrl-C")?;
+    eprintln!("stopping devnet");
+    drop(cluster);
+    Ok(())
+}
+
+/// Test harness processes exit when the harness does (their stdin pipe closes), so a crashed
+/// or finished test run never leaves nodes behind.
+fn exit_when_stdin_closes() {
+    std::thread::spawn(|| {
+        let mut buf = [0u8; 64];
+        loop {
+            match std::io::Read::read(&mut std::io::stdin(), &mut buf) {
+                Ok(0) | Err(_) => std::process::exit(0),
+                Ok(_) => {}
+            }
+        }
+    });
+}
+
+async fn tokio_signal() -> std::io::Result<()> {
+    coordinator::cli::shutdown_signal().await;
+    Ok(())
+}

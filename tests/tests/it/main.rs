@@ -1,0 +1,12 @@
+//! Cluster-level integration tests: real coordinator and signer-node processes on loopback.
+//!
+//! One cluster (3 nodes, one 2-of-3 key from a real DKG + aux-info ceremony) is shared by all
+//! tests; tests that stop nodes take the write lock so that others never see them down.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+mod devnet;
+mod node_startup;
+mod requests;
+mod signing;
