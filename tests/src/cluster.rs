@@ -34,9 +34,33 @@ pub struct Layout {
     pub api_port: u16,
     /// Node link port.
     pub node_port: u16,
+    /// Host name nodes dial and the coordinator certificate carries (`127.0.0.1` locally,
+    /// `coordinator` under docker-compose).
+    pub coordinator_host: String,
+    /// Address the coordinator binds (`127.0.0.1` locally, `0.0.0.0` in a container).
+    pub bind_host: String,
 }
 
 impl Layout {
+    /// A loopback layout (what the devnet, the tests and the bench use).
+    pub fn loopback(
+        dir: PathBuf,
+        nodes: usize,
+        exe: PathBuf,
+        api_port: u16,
+        node_port: u16,
+    ) -> Self {
+        Self {
+            dir,
+            nodes: (1..=nodes).map(|i| format!("node-{i}")).collect(),
+            exe,
+            api_port,
+            node_port,
+            coordinator_host: "127.0.0.1".into(),
+            bind_host: "127.0.0.1".into(),
+        }
+    }
+
     /// Cluster CA certificate.
     pub fn ca(&self) -> PathBuf {
         self.dir.join("pki/ca.pem")
@@ -56,7 +80,7 @@ impl Layout {
     /// Creates everything that is missing: PKI, node stores, roster, configs, API token.
     pub fn ensure(&self, primes: PrimeSource) -> anyhow::Result<()> {
         std::fs::create_dir_all(self.dir.join("logs"))?;
-        pki::ensure_pki(&self.dir.join("pki"), &self.nodes)?;
+        pki::ensure_pki(&self.dir.join("pki"), &self.nodes, &self.coordinator_host)?;
         let fixtures = match primes {
             PrimeSource::TestFixture => Some(crate::test_primes()?),
             PrimeSource::Fresh => None,
@@ -118,8 +142,10 @@ impl Layout {
         let pki = self.dir.join("pki");
         for id in &self.nodes {
             let cfg = format!(
-                "node_id = \"{id}\"\ndata_dir = \".\"\ncoordinator_addr = \"127.0.0.1:{}\"\ncoordinator_name = \"localhost\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nroster = \"{}\"\n",
+                "node_id = \"{id}\"\ndata_dir = \".\"\ncoordinator_addr = \"{}:{}\"\ncoordinator_name = \"{}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nroster = \"{}\"\n",
+                self.coordinator_host,
                 self.node_port,
+                self.coordinator_host,
                 pki.join("ca.pem").display(),
                 pki.join(format!("{id}.pem")).display(),
                 pki.join(format!("{id}.key")).display(),
@@ -134,10 +160,11 @@ impl Layout {
             pki::write_private(&token_file, hex::encode(t).as_bytes())?;
         }
         let hash = coordinator::cli::token_sha256(&self.token()?);
+        let bind = &self.bind_host;
         let cd = self.dir.join("coordinator");
         std::fs::create_dir_all(&cd)?;
         let cfg = format!(
-            "data_dir = \".\"\napi_listen = \"127.0.0.1:{}\"\nnode_listen = \"127.0.0.1:{}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\napi_token_sha256 = [\"{hash}\"]\napi_client_cert_names = [\"exchange.client\"]\n",
+            "data_dir = \".\"\napi_listen = \"{bind}:{}\"\nnode_listen = \"{bind}:{}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\napi_token_sha256 = [\"{hash}\"]\napi_client_cert_names = [\"exchange.client\"]\n",
             self.api_port,
             self.node_port,
             pki.join("ca.pem").display(),

@@ -9,8 +9,9 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
-/// Writes `ca.pem`, `coordinator.pem`/`.key` and `<node>.pem`/`.key` into `dir` (if absent).
-pub fn ensure_pki(dir: &Path, nodes: &[String]) -> anyhow::Result<()> {
+/// Writes `ca.pem`, `coordinator.pem`/`.key`, `<node>.pem`/`.key` and an API client certificate
+/// (`exchange.client`) into `dir`, if absent.
+pub fn ensure_pki(dir: &Path, nodes: &[String], coordinator_host: &str) -> anyhow::Result<()> {
     if dir.join("ca.pem").exists() {
         return Ok(());
     }
@@ -37,8 +38,12 @@ pub fn ensure_pki(dir: &Path, nodes: &[String]) -> anyhow::Result<()> {
                 key.serialize_pem().as_bytes(),
             )
         };
+    let mut server_names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    if !server_names.iter().any(|n| n == coordinator_host) {
+        server_names.push(coordinator_host.to_string());
+    }
     leaf(
-        vec!["localhost".into(), "127.0.0.1".into()],
+        server_names,
         ExtendedKeyUsagePurpose::ServerAuth,
         "coordinator",
     )?;

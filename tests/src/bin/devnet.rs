@@ -36,6 +36,15 @@ struct Args {
     /// Sign the sample request, print the result and exit (a smoke test of this README path).
     #[arg(long)]
     smoke: bool,
+    /// Only create certificates, node stores and configs, then exit (docker-compose's setup step).
+    #[arg(long)]
+    prepare_only: bool,
+    /// Host name nodes use to reach the coordinator (its certificate carries it too).
+    #[arg(long, default_value = "127.0.0.1")]
+    coordinator_host: String,
+    /// Address the coordinator binds.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,14 +59,20 @@ fn main() -> anyhow::Result<()> {
     }
     let args = Args::parse();
     let dir = std::path::absolute(&args.dir)?;
-    let layout = Layout {
-        nodes: (1..=args.nodes).map(|i| format!("node-{i}")).collect(),
-        exe: std::env::current_exe()?,
-        api_port: args.api_port,
-        node_port: args.node_port,
-        dir: dir.clone(),
-    };
+    let mut layout = Layout::loopback(
+        dir.clone(),
+        args.nodes,
+        std::env::current_exe()?,
+        args.api_port,
+        args.node_port,
+    );
+    layout.coordinator_host = args.coordinator_host.clone();
+    layout.bind_host = args.bind.clone();
     layout.ensure(PrimeSource::Fresh)?;
+    if args.prepare_only {
+        println!("prepared {}", dir.display());
+        return Ok(());
+    }
     eprintln!(
         "starting coordinator and {} signer nodes (logs in {})",
         args.nodes,

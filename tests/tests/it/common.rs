@@ -23,13 +23,13 @@ fn init() -> Result<RwLock<Shared>, String> {
 fn try_init() -> anyhow::Result<RwLock<Shared>> {
     let dir = std::env::temp_dir().join(format!("custody-it-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let layout = Layout {
+    let layout = Layout::loopback(
         dir,
-        nodes: vec!["node-1".into(), "node-2".into(), "node-3".into()],
-        exe: env!("CARGO_BIN_EXE_devnet").into(),
-        api_port: free_port()?,
-        node_port: free_port()?,
-    };
+        3,
+        env!("CARGO_BIN_EXE_devnet").into(),
+        free_port()?,
+        free_port()?,
+    );
     layout.ensure(PrimeSource::TestFixture)?;
     let cluster = Cluster::start(layout)?;
     let key = cluster.ensure_key(KEY, 2, Duration::from_secs(300))?;
