@@ -12,9 +12,12 @@ use axum::{
     routing::{get, post},
     Extension, Json, Router,
 };
-use proto::api::{
-    self, ApiError, CreateKeyRequest, KeyInfo, KeyStatus, RequestStatus, SignRequestBody,
-    SignRequestView,
+use proto::{
+    api::{
+        self, ApiError, CreateKeyRequest, KeyInfo, KeyStatus, RequestStatus, SignRequestBody,
+        SignRequestView,
+    },
+    payload::{PayloadError, SignPayload},
 };
 use sha2::{Digest, Sha256};
 
@@ -219,6 +222,7 @@ async fn create_key(
             nodes: req.nodes.clone(),
             public_key: None,
             ethereum_address: None,
+            bitcoin: None,
             error: None,
         },
         chain_code: None,
@@ -281,6 +285,8 @@ async fn create_sign_request(
             status: RequestStatus::Pending,
             signers: vec![],
             signature: None,
+            signatures: vec![],
+            bip322_signature: None,
             signed_tx: None,
             error: None,
         },
@@ -321,6 +327,7 @@ fn validate_sign_body(st: &ApiState, body: &SignRequestBody) -> Result<(), ApiFa
             ),
         ));
     }
+    let payload = SignPayload::from_body(body).map_err(payload_fail)?;
     let key = st.orch.store.key(&body.key_id).map_err(internal)?;
     let Some(key) = key else {
         return Err(ApiFail::new(
@@ -329,20 +336,36 @@ fn validate_sign_body(st: &ApiState, body: &SignRequestBody) -> Result<(), ApiFa
             format!("no key `{}`", body.key_id),
         ));
     };
-    if key.info.status != KeyStatus::Ready {
-        return Err(ApiFail::new(
-            StatusCode::CONFLICT,
-            "key.not_ready",
-            format!("key `{}` is not ready", body.key_id),
-        ));
-    }
-    let bytes = crate::orchestrator::hex_tx(&body.unsigned_tx)
-        .map_err(|f| ApiFail::new(StatusCode::BAD_REQUEST, &f.code, f.message))?;
-    let tx = proto::eth::UnsignedEip1559::decode(&bytes)
-        .map_err(|e| unprocessable(e.code(), e.to_string()))?;
-    tx.intent(&body.key_id)
-        .map_err(|e| unprocessable(e.code(), e.to_string()))?;
+    let pk: [u8; 33] = match (
+        key.info.status,
+        key.info
+            .public_key
+            .as_deref()
+            .and_then(|h| hex::decode(h).ok()),
+    ) {
+        (KeyStatus::Ready, Some(pk)) => pk
+            .try_into()
+            .map_err(|_| internal("malformed stored public key"))?,
+        _ => {
+            return Err(ApiFail::new(
+                StatusCode::CONFLICT,
+                "key.not_ready",
+                format!("key `{}` is not ready", body.key_id),
+            ))
+        }
+    };
+    let decoded = payload.decode(&pk).map_err(payload_fail)?;
+    decoded.intent(&body.key_id).map_err(payload_fail)?;
     Ok(())
+}
+
+fn payload_fail(e: PayloadError) -> ApiFail {
+    let status = match e.code() {
+        "tx.malformed_hex" | "psbt.malformed_base64" => StatusCode::BAD_REQUEST,
+        "internal" => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    ApiFail::new(status, e.code(), e.to_string())
 }
 
 async fn get_sign_request(

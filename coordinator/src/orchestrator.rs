@@ -10,7 +10,7 @@ use std::{
 
 use proto::{
     api::{ApiError, KeyStatus, RequestStatus, SignatureView},
-    eth::UnsignedEip1559,
+    payload::{Finalized, PayloadError, SignPayload},
     sig::VerifiedSignature,
     wire::{CoordFrame, SessionFailure, SessionKind, SessionOutput, SessionStart},
 };
@@ -149,6 +149,7 @@ impl Orchestrator {
         match outcome {
             Ok((pk, chain_code)) => {
                 rec.info.ethereum_address = proto::eth::address_from_pubkey(&pk).ok();
+                rec.info.bitcoin = Some(bitcoin_addresses(&pk));
                 rec.info.public_key = Some(hex::encode(pk));
                 rec.info.status = KeyStatus::Ready;
                 rec.chain_code = Some(hex::encode(chain_code));
@@ -221,15 +222,16 @@ impl Orchestrator {
         };
         let outcome = self.sign_attempts(&mut rec).await;
         match outcome {
-            Ok((sig, signed_tx)) => {
+            Ok((sigs, fin)) => {
+                let eth = rec.body.chain == "ethereum";
+                let views: Vec<SignatureView> = sigs.iter().map(signature_view).collect();
                 rec.view.status = RequestStatus::Signed;
-                rec.view.signature = Some(SignatureView {
-                    r: format!("0x{}", hex::encode(sig.r)),
-                    s: format!("0x{}", hex::encode(sig.s)),
-                    v: sig.recovery_id,
-                    y_parity: sig.recovery_id,
-                });
-                rec.view.signed_tx = Some(format!("0x{}", hex::encode(signed_tx)));
+                rec.view.signature = views.first().cloned();
+                rec.view.signatures = views;
+                rec.view.signed_tx = fin
+                    .signed_tx
+                    .map(|t| format!("{}{}", if eth { "0x" } else { "" }, hex::encode(t)));
+                rec.view.bip322_signature = fin.bip322_signature;
                 rec.view.error = None;
                 tracing::info!(request = %request_id, signers = ?rec.view.signers, "request signed");
             }
@@ -247,17 +249,21 @@ impl Orchestrator {
     async fn sign_attempts(
         &self,
         rec: &mut RequestRecord,
-    ) -> Result<(VerifiedSignature, Vec<u8>), SessionFailure> {
+    ) -> Result<(Vec<VerifiedSignature>, Finalized), SessionFailure> {
         let key = self
             .store
             .key(&rec.body.key_id)
             .map_err(|e| internal(e.to_string()))?
             .filter(|k| k.info.status == KeyStatus::Ready)
             .ok_or_else(|| plain_failure("key.not_ready", "the key is not ready"))?;
-        let tx_bytes = hex_tx(&rec.body.unsigned_tx)?;
-        let tx = UnsignedEip1559::decode(&tx_bytes)
-            .map_err(|e| plain_failure(e.code(), &e.to_string()))?;
         let pk = key_pk(&key)?;
+        let payload = SignPayload::from_body(&rec.body).map_err(payload_failure)?;
+        let decoded = payload.decode(&pk).map_err(payload_failure)?;
+        let digests = (0..decoded.parts())
+            .map(|i| decoded.preimage(i).map(|p| p.digest()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(payload_failure)?;
+        let mut done: Vec<Option<VerifiedSignature>> = vec![None; digests.len()];
         let subsets = subsets(&key.info.nodes, key.info.threshold as usize);
         let offset = self
             .rotation
@@ -267,7 +273,10 @@ impl Orchestrator {
         let wait_until =
             tokio::time::Instant::now() + Duration::from_secs(self.limits.wait_for_signers_secs);
         let mut attempts = 0;
-        while attempts < subsets.len() * 2 {
+        while done.iter().any(Option::is_none) {
+            if attempts >= subsets.len() * 2 {
+                return Err(last);
+            }
             let pick = (0..subsets.len())
                 .map(|k| &subsets[(offset + k) % subsets.len()])
                 .find(|s| {
@@ -287,26 +296,35 @@ impl Orchestrator {
             self.store
                 .put_request(rec)
                 .map_err(|e| internal(e.to_string()))?;
-            let kind = SessionKind::Sign {
-                request_id: rec.body.request_id.clone(),
-                chain: rec.body.chain.clone(),
-                unsigned_tx: tx_bytes.clone(),
-            };
+            let pending: Vec<usize> = (0..done.len()).filter(|i| done[*i].is_none()).collect();
             let timeout = Duration::from_secs(self.limits.sign_timeout_secs);
-            match self
-                .run_session(&rec.body.key_id, &signers, kind, timeout)
-                .await
-            {
-                Ok(outs) => return finish_signature(&outs, &pk, &tx),
-                Err(f) if RETRYABLE.contains(&f.code.as_str()) => {
-                    tracing::warn!(code = %f.code, blame = ?f.blame, "signing attempt failed; trying another subset");
-                    blamed.extend(f.blame.iter().cloned());
-                    last = f;
+            let (key_id, request_id) = (&rec.body.key_id, &rec.body.request_id);
+            let runs = pending.iter().map(|&part| {
+                let kind = SessionKind::Sign {
+                    request_id: request_id.clone(),
+                    payload: payload.clone(),
+                    part: part as u32,
+                };
+                let signers = signers.clone();
+                async move { self.run_session(key_id, &signers, kind, timeout).await }
+            });
+            let results = futures::future::join_all(runs).await;
+            for (part, result) in pending.into_iter().zip(results) {
+                match result {
+                    Ok(outs) => done[part] = Some(agreed_signature(&outs, &pk, &digests[part])?),
+                    Err(f) if RETRYABLE.contains(&f.code.as_str()) => {
+                        tracing::warn!(code = %f.code, blame = ?f.blame, part, "signing attempt failed; trying another subset");
+                        blamed.extend(f.blame.iter().cloned());
+                        last = f;
+                    }
+                    Err(f) => return Err(f),
                 }
-                Err(f) => return Err(f),
             }
         }
-        Err(last)
+        let sigs: Vec<VerifiedSignature> = done.into_iter().flatten().collect();
+        let triples: Vec<_> = sigs.iter().map(|s| (s.r, s.s, s.recovery_id)).collect();
+        let fin = decoded.finalize(&triples).map_err(payload_failure)?;
+        Ok((sigs, fin))
     }
 
     /// After a restart: resume unfinished requests; ceremonies cannot resume and are failed.
@@ -330,18 +348,18 @@ impl Orchestrator {
     }
 }
 
-fn finish_signature(
+/// Checks that every party reports the same signature and that it verifies under the key.
+fn agreed_signature(
     outs: &[(String, SessionOutput)],
     pk: &[u8; 33],
-    tx: &UnsignedEip1559,
-) -> Result<(VerifiedSignature, Vec<u8>), SessionFailure> {
-    let digest = tx.signing_hash();
+    digest: &[u8; 32],
+) -> Result<VerifiedSignature, SessionFailure> {
     let mut sig: Option<VerifiedSignature> = None;
     for (node, out) in outs {
         let SessionOutput::Signature(s) = out else {
             return Err(bad_output(node));
         };
-        let verified = proto::sig::verify(pk, &digest, &s.r, &s.s).map_err(|e| SessionFailure {
+        let verified = proto::sig::verify(pk, digest, &s.r, &s.s).map_err(|e| SessionFailure {
             code: "signature.invalid".into(),
             message: format!("signature from node `{node}` rejected: {e}"),
             blame: vec![node.clone()],
@@ -355,9 +373,34 @@ fn finish_signature(
         }
         sig = Some(verified);
     }
-    let sig = sig.ok_or_else(|| bad_output("none"))?;
-    let signed = tx.encode_signed(sig.r, sig.s, sig.recovery_id == 1);
-    Ok((sig, signed))
+    sig.ok_or_else(|| bad_output("none"))
+}
+
+/// The key's P2WPKH address on every Bitcoin network.
+pub fn bitcoin_addresses(pk: &[u8; 33]) -> std::collections::BTreeMap<String, String> {
+    use proto::btc::Network;
+    [
+        Network::Mainnet,
+        Network::Testnet,
+        Network::Signet,
+        Network::Regtest,
+    ]
+    .into_iter()
+    .filter_map(|n| Some((n.to_string(), proto::btc::p2wpkh_address(pk, n).ok()?)))
+    .collect()
+}
+
+fn signature_view(s: &VerifiedSignature) -> SignatureView {
+    SignatureView {
+        r: format!("0x{}", hex::encode(s.r)),
+        s: format!("0x{}", hex::encode(s.s)),
+        v: s.recovery_id,
+        y_parity: s.recovery_id,
+    }
+}
+
+fn payload_failure(e: PayloadError) -> SessionFailure {
+    plain_failure(e.code(), &e.to_string())
 }
 
 /// Every t-subset of `nodes`, in lexicographic order of positions.
@@ -378,12 +421,6 @@ pub fn subsets(nodes: &[String], t: usize) -> Vec<Vec<String>> {
             idx[j] = idx[j - 1] + 1;
         }
     }
-}
-
-/// Parses hex with an optional `0x` prefix.
-pub fn hex_tx(s: &str) -> Result<Vec<u8>, SessionFailure> {
-    hex::decode(s.strip_prefix("0x").unwrap_or(s))
-        .map_err(|_| plain_failure("tx.malformed_hex", "`unsigned_tx` is not valid hex"))
 }
 
 fn key_pk(key: &KeyRecord) -> Result<[u8; 33], SessionFailure> {

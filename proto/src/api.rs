@@ -43,12 +43,15 @@ pub struct KeyInfo {
     /// Ethereum address of the key (present once ready).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ethereum_address: Option<String>,
+    /// P2WPKH address of the key per Bitcoin network (present once ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitcoin: Option<std::collections::BTreeMap<String, String>>,
     /// Why the ceremony failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ApiError>,
 }
 
-/// `POST /v1/sign-requests`.
+/// `POST /v1/sign-requests`. Exactly one of `unsigned_tx`, `psbt` or `message` is present.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SignRequestBody {
@@ -56,10 +59,20 @@ pub struct SignRequestBody {
     pub request_id: String,
     /// Which key signs.
     pub key_id: String,
-    /// `ethereum`.
+    /// `ethereum` or `bitcoin`.
     pub chain: String,
-    /// Hex (optionally `0x`-prefixed) unsigned EIP-2718 type-2 transaction.
-    pub unsigned_tx: String,
+    /// Bitcoin network: `mainnet`, `testnet`, `signet` or `regtest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// Ethereum: hex (optionally `0x`-prefixed) unsigned EIP-2718 type-2 transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsigned_tx: Option<String>,
+    /// Bitcoin: base64 unsigned PSBT whose inputs spend P2WPKH outputs of the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psbt: Option<String>,
+    /// Proof of reserves: a UTF-8 message (EIP-191 on ethereum, BIP-322 simple on bitcoin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Status of a sign request.
@@ -115,10 +128,16 @@ pub struct SignRequestView {
     /// Nodes of the session that produced (or is producing) the signature.
     #[serde(default)]
     pub signers: Vec<String>,
-    /// Present when `signed`.
+    /// Present when `signed` (the first signature, for multi-input Bitcoin transactions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignatureView>,
-    /// 0x-hex raw signed transaction, ready to broadcast (when `signed`).
+    /// Every signature, one per signed part (per input of a PSBT).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<SignatureView>,
+    /// BIP-322 simple signature, base64 (Bitcoin message requests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bip322_signature: Option<String>,
+    /// Hex raw signed transaction, ready to broadcast (when `signed`; `0x`-prefixed for Ethereum).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed_tx: Option<String>,
     /// Present when `failed` or `denied`.

@@ -4,11 +4,14 @@
 //! and the decoders for settlement transactions. It holds no secrets.
 
 pub mod api;
+pub mod btc;
 pub mod eth;
 pub mod intent;
+pub mod message;
+pub mod payload;
 pub mod sig;
 pub mod tls;
 pub mod wire;
 
 /// Chains a sign request may name.
-pub const SUPPORTED_CHAINS: &[&str] = &["ethereum"];
+pub const SUPPORTED_CHAINS: &[&str] = &["ethereum", "bitcoin"];

@@ -29,15 +29,14 @@ pub enum SessionKind {
     },
     /// Auxiliary info (Paillier keys, ring-Pedersen parameters) for the group `parties`.
     AuxInfo,
-    /// Sign a settlement transaction that every party decodes itself.
+    /// Sign part `part` of a request that every party decodes itself.
     Sign {
         /// Client's idempotency key.
         request_id: String,
-        /// `ethereum` (more chains later).
-        chain: String,
-        /// The unsigned transaction bytes, exactly as the client sent them.
-        #[serde(with = "serde_bytes_vec")]
-        unsigned_tx: Vec<u8>,
+        /// The request's payload, exactly as the client sent it.
+        payload: crate::payload::SignPayload,
+        /// Which signature of the payload (PSBT input index; 0 otherwise).
+        part: u32,
     },
 }
 

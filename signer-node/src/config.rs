@@ -28,6 +28,18 @@ pub struct NodeConfig {
     /// Deadlines and limits.
     #[serde(default)]
     pub limits: Limits,
+    /// What this node agrees to sign at all, before any policy rule.
+    #[serde(default)]
+    pub scope: Scope,
+}
+
+/// What a node signs at all. Message signing (proof of reserves) is off unless enabled, so an
+/// arbitrary message can never be signed by accident.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scope {
+    /// Sign EIP-191 / BIP-322 messages (`scope.message`).
+    pub messages: bool,
 }
 
 /// Deadlines and limits.

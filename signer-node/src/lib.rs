@@ -121,6 +121,7 @@ pub async fn run(
             protocol: Duration::from_secs(cfg.limits.protocol_timeout_secs),
         },
         cfg.limits.max_parallel_sessions,
+        cfg.scope,
     ));
     let link = link::LinkConfig {
         addr: cfg.coordinator_addr.clone(),

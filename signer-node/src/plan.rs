@@ -2,7 +2,7 @@
 //! with every digest computed here from bytes the node decoded itself.
 
 use proto::{
-    eth::UnsignedEip1559,
+    payload::{Preimage, SignPayload},
     wire::{SessionFailure, SessionKind, SessionOutput, SessionStart},
 };
 use sha2::{Digest, Sha256};
@@ -113,14 +113,21 @@ pub struct SignPlan {
     i: u16,
     keygen_indexes: Vec<u16>,
     meta: KeyMeta,
-    preimage: Vec<u8>,
+    part: u32,
+    preimage: Preimage,
     digest: [u8; 32],
-    intent: Vec<u8>,
+    /// Hash of the whole request as this node decoded it (all parts): bound to the request id.
+    request_ctx: [u8; 32],
 }
 
 impl Plan {
     /// Validates a start frame against this node's own state.
-    pub fn prepare(store: &Store, start: &SessionStart, i: u16) -> Result<Plan, SessionFailure> {
+    pub fn prepare(
+        store: &Store,
+        start: &SessionStart,
+        i: u16,
+        scope: &crate::config::Scope,
+    ) -> Result<Plan, SessionFailure> {
         if !proto::api::valid_key_id(&start.key_id) {
             return Err(fail("session.invalid", "malformed key id"));
         }
@@ -152,9 +159,21 @@ impl Plan {
             }),
             SessionKind::Sign {
                 request_id,
-                chain,
-                unsigned_tx,
-            } => Self::prepare_sign(store, start, i, request_id, chain, unsigned_tx),
+                payload,
+                part,
+            } => {
+                let is_message = matches!(
+                    payload,
+                    SignPayload::EthMessage(_) | SignPayload::BtcMessage { .. }
+                );
+                if is_message && !scope.messages {
+                    return Err(fail(
+                        "policy.scope.message",
+                        "this node does not sign messages (`[scope] messages` is off)",
+                    ));
+                }
+                Self::prepare_sign(store, start, i, request_id, payload, *part)
+            }
         }
     }
 
@@ -163,15 +182,9 @@ impl Plan {
         start: &SessionStart,
         i: u16,
         request_id: &str,
-        chain: &str,
-        unsigned_tx: &[u8],
+        payload: &SignPayload,
+        part: u32,
     ) -> Result<Plan, SessionFailure> {
-        if chain != "ethereum" {
-            return Err(fail(
-                "chain.unsupported",
-                format!("chain `{chain}` is not supported"),
-            ));
-        }
         let meta = store
             .key_meta(&start.key_id)
             .map_err(store_err)?
@@ -209,19 +222,39 @@ impl Plan {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let tx = UnsignedEip1559::decode(unsigned_tx).map_err(|e| fail(e.code(), e.to_string()))?;
-        let intent = tx
-            .intent(&start.key_id)
-            .map_err(|e| fail(e.code(), e.to_string()))?;
+        let pk: [u8; 33] = meta
+            .public_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| fail("store.corrupt", "stored public key is malformed"))?;
+        let pfail = |e: proto::payload::PayloadError| fail(e.code(), e.to_string());
+        let decoded = payload.decode(&pk).map_err(pfail)?;
+        let intent = decoded.intent(&start.key_id).map_err(pfail)?;
+        if part as usize >= decoded.parts() {
+            return Err(fail(
+                "session.invalid",
+                format!("part {part} of a request with {} parts", decoded.parts()),
+            ));
+        }
+        let preimage = decoded.preimage(part as usize).map_err(pfail)?;
+        let mut h = Sha256::new();
+        h.update(b"custody/request/v1\0");
+        h.update(request_id.as_bytes());
+        h.update([0]);
+        h.update(intent.canonical_bytes());
+        for k in 0..decoded.parts() {
+            h.update(decoded.preimage(k).map_err(pfail)?.digest());
+        }
         Ok(Plan::Sign(Box::new(SignPlan {
             key_id: start.key_id.clone(),
             request_id: request_id.to_string(),
             i,
             keygen_indexes,
             meta,
-            preimage: tx.signing_preimage(),
-            digest: tx.signing_hash(),
-            intent: intent.canonical_bytes(),
+            part,
+            digest: preimage.digest(),
+            preimage,
+            request_ctx: h.finalize().into(),
         })))
     }
 
@@ -243,19 +276,22 @@ impl Plan {
             Plan::Aux { .. } => h.update(b"aux"),
             Plan::Sign(s) => {
                 h.update(b"sign\0");
-                h.update(s.request_id.as_bytes());
-                h.update([0]);
-                h.update(&s.intent);
+                h.update(s.request_ctx);
+                h.update(s.part.to_be_bytes());
                 h.update(s.digest);
             }
         }
         h.finalize().into()
     }
 
-    /// Durably binds a signing request id to what this node decoded.
-    pub fn bind(&self, store: &Store, ctx: &[u8; 32]) -> Result<(), SessionFailure> {
+    /// Durably binds a signing request id to the whole request as this node decoded it, so the
+    /// same id can never be reused for a different transaction (retries of any part are fine).
+    pub fn bind(&self, store: &Store) -> Result<(), SessionFailure> {
         let Plan::Sign(s) = self else { return Ok(()) };
-        match store.bind_request(&s.request_id, ctx).map_err(store_err)? {
+        match store
+            .bind_request(&s.request_id, &s.request_ctx)
+            .map_err(store_err)?
+        {
             RequestBinding::Conflict => Err(fail(
                 "request.conflict",
                 format!(
@@ -305,7 +341,13 @@ impl Plan {
             Plan::Sign(s) => {
                 let share: KeyShare = load_json(store, &share_record(&s.key_id))?
                     .ok_or_else(|| fail("key.not_found", "key share missing"))?;
-                let data = cggmp24::DataToSign::digest::<sha3::Keccak256>(&s.preimage);
+                // The library hashes the preimage itself: never a bare digest.
+                let data = match &s.preimage {
+                    Preimage::Keccak(b) => cggmp24::DataToSign::digest::<sha3::Keccak256>(b),
+                    Preimage::Sha256d(b) => {
+                        cggmp24::DataToSign::digest::<Sha256>(&Sha256::digest(b))
+                    }
+                };
                 let rs = mpc::sign(
                     eid,
                     s.i,

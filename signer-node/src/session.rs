@@ -54,6 +54,7 @@ pub struct NodeCore {
     sessions: Mutex<HashMap<SessionId, Live>>,
     timeouts: Timeouts,
     slots: Arc<Semaphore>,
+    scope: crate::config::Scope,
 }
 
 /// Builds a failure with a stable code.
@@ -74,6 +75,7 @@ impl NodeCore {
         frames: mpsc::UnboundedSender<NodeFrame>,
         timeouts: Timeouts,
         max_parallel: usize,
+        scope: crate::config::Scope,
     ) -> Self {
         Self {
             store,
@@ -83,6 +85,7 @@ impl NodeCore {
             sessions: Mutex::new(HashMap::new()),
             timeouts,
             slots: Arc::new(Semaphore::new(max_parallel.max(1))),
+            scope,
         }
     }
 
@@ -212,7 +215,7 @@ impl NodeCore {
         mut rx: mpsc::Receiver<RawIncoming>,
     ) -> Result<SessionOutput, SessionFailure> {
         let me = crypto.me() as usize;
-        let plan = Plan::prepare(&self.store, &start, me as u16)?;
+        let plan = Plan::prepare(&self.store, &start, me as u16, &self.scope)?;
         let ctx = plan.context_hash(&start);
         let now = unix_now();
         let fresh = self
@@ -225,7 +228,7 @@ impl NodeCore {
                 "this session id was used before; execution ids never repeat",
             ));
         }
-        plan.bind(&self.store, &ctx)?;
+        plan.bind(&self.store)?;
         let join = crypto
             .seal(None, 0, &ctx)
             .ok_or_else(|| fail("session.internal", "could not seal the join message"))?;

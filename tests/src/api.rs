@@ -68,3 +68,41 @@ impl Api {
         )
     }
 }
+
+/// Sends raw bytes over TLS (trusting only `ca`) and returns what the server answers before it
+/// closes or `timeout` passes: for requests a well-behaved client library would not send.
+pub fn raw_https(
+    port: u16,
+    ca: &Path,
+    request: &[u8],
+    timeout: std::time::Duration,
+) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in proto::tls::load_certs(ca)? {
+        roots.add(c)?;
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost")?;
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name)?;
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_read_timeout(Some(timeout))?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(request)?;
+    tls.flush()?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}

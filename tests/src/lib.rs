@@ -3,6 +3,7 @@
 pub mod api;
 pub mod cluster;
 pub mod pki;
+pub mod rogue;
 pub mod sample;
 
 /// TEST-ONLY Paillier primes committed in `tests/fixtures`. Never use them outside tests: they

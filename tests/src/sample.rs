@@ -25,3 +25,62 @@ pub fn eth_tx(nonce: u64, to: [u8; 20], wei: u128, input: Vec<u8>) -> String {
     tx.encode_for_signing(&mut out);
     format!("0x{}", hex::encode(out))
 }
+
+/// An unsigned ERC-20 `transfer(to, amount)` call to `token`, hex with `0x`.
+pub fn erc20_transfer(nonce: u64, token: [u8; 20], to: [u8; 20], amount: u128) -> String {
+    let mut data = vec![0xa9, 0x05, 0x9c, 0xbb];
+    data.extend_from_slice(&[0u8; 12]);
+    data.extend_from_slice(&to);
+    data.extend_from_slice(&[0u8; 16]);
+    data.extend_from_slice(&amount.to_be_bytes());
+    eth_tx(nonce, token, 0, data)
+}
+
+/// A regtest PSBT spending `amounts` (satoshi) from outputs paying `custody_script` to one
+/// external P2WPKH output of `pay` satoshi plus `change` back to the custody script. The spent
+/// outpoints are made up: script checks only need their scripts and amounts.
+pub fn btc_psbt(custody_script: &[u8], amounts: &[u64], pay: u64, change: u64) -> bitcoin::Psbt {
+    use bitcoin::{
+        absolute::LockTime, hashes::Hash, transaction::Version, Amount, OutPoint, ScriptBuf,
+        Sequence, Transaction, TxIn, TxOut, Txid, WPubkeyHash, Witness,
+    };
+    let spk = ScriptBuf::from_bytes(custody_script.to_vec());
+    let tx = Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: (0..amounts.len())
+            .map(|k| TxIn {
+                previous_output: OutPoint::new(Txid::from_byte_array([k as u8 + 1; 32]), k as u32),
+                script_sig: ScriptBuf::new(),
+                sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+                witness: Witness::new(),
+            })
+            .collect(),
+        output: vec![
+            TxOut {
+                value: Amount::from_sat(pay),
+                script_pubkey: ScriptBuf::new_p2wpkh(&WPubkeyHash::from_byte_array([0x22; 20])),
+            },
+            TxOut {
+                value: Amount::from_sat(change),
+                script_pubkey: spk.clone(),
+            },
+        ],
+    };
+    let mut p = bitcoin::Psbt {
+        unsigned_tx: tx,
+        version: 0,
+        xpub: Default::default(),
+        proprietary: Default::default(),
+        unknown: Default::default(),
+        inputs: vec![Default::default(); amounts.len()],
+        outputs: vec![Default::default(); 2],
+    };
+    for (input, sat) in p.inputs.iter_mut().zip(amounts) {
+        input.witness_utxo = Some(TxOut {
+            value: Amount::from_sat(*sat),
+            script_pubkey: spk.clone(),
+        });
+    }
+    p
+}

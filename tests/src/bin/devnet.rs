@@ -98,6 +98,7 @@ fn main() -> anyhow::Result<()> {
         dir.join("sample-sign-request.json"),
         serde_json::to_string_pretty(&sample)?,
     )?;
+    write_more_samples(&dir, &key)?;
     let info = json!({
         "api_url": format!("https://127.0.0.1:{}", args.api_port),
         "ca_cert": dir.join("pki/ca.pem"),
@@ -140,6 +141,37 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(tokio_signal()).context("waiting for Ctrl-C")?;
     eprintln!("stopping devnet");
     drop(cluster);
+    Ok(())
+}
+
+/// ERC-20 and Bitcoin (regtest PSBT) sample requests for the README's curls.
+fn write_more_samples(dir: &std::path::Path, key: &proto::api::KeyInfo) -> anyhow::Result<()> {
+    let erc20 = json!({
+        "request_id": "devnet-erc20-1",
+        "key_id": key.key_id,
+        "chain": "ethereum",
+        "unsigned_tx": custody_tests::sample::erc20_transfer(1, [0x33; 20], [0x44; 20], 2_500_000),
+    });
+    std::fs::write(
+        dir.join("sample-erc20-request.json"),
+        serde_json::to_string_pretty(&erc20)?,
+    )?;
+    let pk: [u8; 33] = hex::decode(key.public_key.as_deref().unwrap_or_default())?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("malformed public key"))?;
+    let script = proto::btc::p2wpkh_script(&pk)?;
+    let psbt = custody_tests::sample::btc_psbt(&script, &[50_000, 51_000, 52_000], 100_000, 50_000);
+    let btc = json!({
+        "request_id": "devnet-psbt-1",
+        "key_id": key.key_id,
+        "chain": "bitcoin",
+        "network": "regtest",
+        "psbt": psbt.to_string(),
+    });
+    std::fs::write(
+        dir.join("sample-psbt-request.json"),
+        serde_json::to_string_pretty(&btc)?,
+    )?;
     Ok(())
 }
 

@@ -63,3 +63,27 @@ pub fn rid(tag: &str) -> String {
         N.fetch_add(1, Ordering::SeqCst)
     )
 }
+
+/// Copies node `i`'s data directory and config (to run it elsewhere, or to damage it). The node
+/// is stopped (SIGKILL, which redb survives) while its store is copied, then restarted: copying a
+/// store that is being written gives a torn snapshot that no crash could produce.
+pub fn copy_node(s: &mut Shared, i: usize, dst: &std::path::Path) {
+    let src = s.cluster.layout.dir.join(&s.cluster.layout.nodes[i]);
+    s.cluster.kill_node(i).unwrap();
+    std::fs::create_dir_all(dst).unwrap();
+    for f in ["node.redb", "passphrase", "identity.json", "node.toml"] {
+        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+    s.cluster.start_node(i).unwrap();
+    let all = s.cluster.layout.nodes.clone();
+    s.cluster
+        .wait_connected(&all, Duration::from_secs(30))
+        .unwrap();
+}
+
+/// A scratch directory unique to this test run.
+pub fn scratch(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("custody-it-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}

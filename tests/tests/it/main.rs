@@ -5,8 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod agreement;
+mod btc_psbt;
 mod common;
 mod devnet;
+mod messages;
 mod node_startup;
 mod requests;
 mod signing;

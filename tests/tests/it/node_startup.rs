@@ -2,23 +2,14 @@
 //! is corrupted. Runs the real `signer-node run` on a copy of a cluster node's data directory.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use redb::ReadableTable;
 
-use crate::common::{shared, KEY};
-
-fn copy_node(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for f in ["node.redb", "passphrase", "identity.json"] {
-        std::fs::copy(src.join(f), dst.join(f)).unwrap();
-    }
-    let cfg = std::fs::read_to_string(src.join("node.toml")).unwrap();
-    std::fs::write(dst.join("node.toml"), cfg).unwrap();
-}
+use crate::common::{copy_node, exclusive, scratch, KEY};
 
 /// Runs the node to completion (bounded) and returns (exit success, stderr).
 fn run_node(exe: &Path, dir: &Path, passphrase_file: &Path) -> (bool, String) {
@@ -49,15 +40,11 @@ fn run_node(exe: &Path, dir: &Path, passphrase_file: &Path) -> (bool, String) {
     }
 }
 
-fn scratch(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("custody-it-{}-{name}", std::process::id()))
-}
-
 #[test]
 fn wrong_passphrase_refuses_to_start() {
-    let s = shared();
+    let mut s = exclusive();
     let dst = scratch("wrongpass");
-    copy_node(&s.cluster.layout.dir.join("node-1"), &dst);
+    copy_node(&mut s, 0, &dst);
     let wrong = dst.join("wrong-passphrase");
     std::fs::write(&wrong, "not the passphrase").unwrap();
     let (ok, err) = run_node(&s.cluster.layout.exe, &dst, &wrong);
@@ -71,9 +58,9 @@ fn wrong_passphrase_refuses_to_start() {
 
 #[test]
 fn corrupted_share_refuses_to_start() {
-    let s = shared();
+    let mut s = exclusive();
     let dst = scratch("corrupt");
-    copy_node(&s.cluster.layout.dir.join("node-2"), &dst);
+    copy_node(&mut s, 1, &dst);
     let record = format!("share/{KEY}");
     {
         let db = redb::Database::create(dst.join("node.redb")).unwrap();

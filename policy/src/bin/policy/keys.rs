@@ -36,7 +36,7 @@ pub fn generate(out: &Path) -> Result<SecretKey> {
     let mut seed = Zeroizing::new([0u8; 32]);
     rand::rngs::OsRng.fill_bytes(seed.as_mut());
     let key = SecretKey(SigningKey::from_bytes(&seed));
-    let text = Zeroizing::new(format!("{}\n", hex::encode(seed.as_ref())));
+    let text = Zeroizing::new(format!("{}\n", hex::encode(&seed[..])));
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

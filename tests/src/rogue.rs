@@ -1,0 +1,153 @@
+//! A *malicious* coordinator for tests: it speaks the real node-link protocol (mutual TLS 1.3,
+//! frames, envelopes) to real signer-node processes, but decides itself what each node is shown.
+//! Tests use it to prove that nodes hold when the coordinator lies.
+
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use proto::wire::{self, CoordFrame, NodeFrame, SessionFailure, SessionId, SessionOutput};
+use tokio::sync::mpsc;
+
+/// A node's report: `(node, session, result)`.
+pub type Report = (String, SessionId, Result<SessionOutput, SessionFailure>);
+
+type Links = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<CoordFrame>>>>;
+
+/// The rogue coordinator; it runs on its own runtime until dropped.
+pub struct Rogue {
+    rt: tokio::runtime::Runtime,
+    links: Links,
+    /// Session routing: party index → node id.
+    routes: Arc<Mutex<HashMap<SessionId, Vec<String>>>>,
+    reports: Mutex<mpsc::UnboundedReceiver<Report>>,
+    /// Port nodes dial.
+    pub port: u16,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Rogue {
+    /// Listens on 127.0.0.1 with the cluster's coordinator certificate from `pki`.
+    pub fn start(pki: &Path) -> anyhow::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let tls = Arc::new(proto::tls::node_server_config(
+            &pki.join("ca.pem"),
+            &pki.join("coordinator.pem"),
+            &pki.join("coordinator.key"),
+        )?);
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let port = listener.local_addr()?.port();
+        let links: Links = Arc::default();
+        let routes: Arc<Mutex<HashMap<SessionId, Vec<String>>>> = Arc::default();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (l2, r2) = (links.clone(), routes.clone());
+        rt.spawn(async move {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, links, routes, tx) =
+                    (acceptor.clone(), l2.clone(), r2.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let _ = serve(acceptor, tcp, links, routes, tx).await;
+                });
+            }
+        });
+        Ok(Self {
+            rt,
+            links,
+            routes,
+            reports: Mutex::new(rx),
+            port,
+        })
+    }
+
+    /// Waits until every node in `ids` is connected.
+    pub fn wait_nodes(&self, ids: &[&str], timeout: Duration) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        while !ids.iter().all(|i| lock(&self.links).contains_key(*i)) {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "nodes {ids:?} did not connect"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Routes envelopes of `sid` among `parties` (index order), as an honest relay would.
+    pub fn route(&self, sid: SessionId, parties: Vec<String>) {
+        lock(&self.routes).insert(sid, parties);
+    }
+
+    /// Sends a frame to one node.
+    pub fn send(&self, node: &str, frame: CoordFrame) -> bool {
+        lock(&self.links)
+            .get(node)
+            .is_some_and(|t| t.send(frame).is_ok())
+    }
+
+    /// Next report from any node, or `None` after `timeout`.
+    pub fn next_report(&self, timeout: Duration) -> Option<Report> {
+        let mut rx = lock(&self.reports);
+        self.rt.block_on(async {
+            tokio::time::timeout(timeout, rx.recv())
+                .await
+                .ok()
+                .flatten()
+        })
+    }
+}
+
+async fn serve(
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    links: Links,
+    routes: Arc<Mutex<HashMap<SessionId, Vec<String>>>>,
+    reports: mpsc::UnboundedSender<Report>,
+) -> anyhow::Result<()> {
+    let tls = acceptor.accept(tcp).await?;
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let NodeFrame::Hello { node_id, .. } = wire::read_frame(&mut rd).await? else {
+        anyhow::bail!("no hello");
+    };
+    wire::write_frame(&mut wr, &CoordFrame::Welcome).await?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    lock(&links).insert(node_id.clone(), tx);
+    tokio::spawn(async move {
+        while let Some(f) = rx.recv().await {
+            if wire::write_frame(&mut wr, &f).await.is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        match wire::read_frame::<_, NodeFrame>(&mut rd).await? {
+            NodeFrame::Envelope(env) => {
+                let targets: Vec<String> = match lock(&routes).get(&env.session_id) {
+                    None => vec![],
+                    Some(parties) => match env.to {
+                        Some(j) => parties.get(j as usize).cloned().into_iter().collect(),
+                        None => parties.iter().filter(|p| **p != node_id).cloned().collect(),
+                    },
+                };
+                for t in targets {
+                    if let Some(l) = lock(&links).get(&t) {
+                        let _ = l.send(CoordFrame::Envelope(env.clone()));
+                    }
+                }
+            }
+            NodeFrame::SessionResult { session_id, result } => {
+                let _ = reports.send((node_id.clone(), session_id, result));
+            }
+            NodeFrame::Hello { .. } => anyhow::bail!("second hello"),
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Proof-of-reserves messages: refused by nodes whose message scope is off (the default), and,
+//! once every node enables it, signed as EIP-191 (recovers to the key's address) and as BIP-322
+//! simple (the `to_sign` transaction passes Bitcoin Core's script interpreter).
+
+use std::time::Duration;
+
+use proto::api::{RequestStatus, SignRequestView};
+use serde_json::json;
+
+use crate::common::{exclusive, rid, Shared, KEY};
+
+const MSG: &str = "proof of reserves: acme custody, 2026-11-24, nonce 7f3a";
+
+fn set_message_scope(s: &mut Shared, on: bool) {
+    for i in 0..s.cluster.layout.nodes.len() {
+        let path = s
+            .cluster
+            .layout
+            .dir
+            .join(&s.cluster.layout.nodes[i])
+            .join("node.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut base = text
+            .split("\n[scope]")
+            .next()
+            .unwrap()
+            .trim_end()
+            .to_string();
+        if on {
+            base.push_str("\n\n[scope]\nmessages = true");
+        }
+        std::fs::write(&path, base + "\n").unwrap();
+        s.cluster.kill_node(i).unwrap();
+        s.cluster.start_node(i).unwrap();
+    }
+    let all = s.cluster.layout.nodes.clone();
+    s.cluster
+        .wait_connected(&all, Duration::from_secs(30))
+        .unwrap();
+}
+
+fn sign_message(s: &Shared, chain: &str) -> SignRequestView {
+    let id = rid("msg");
+    let mut body = json!({"request_id": id, "key_id": KEY, "chain": chain, "message": MSG});
+    if chain == "bitcoin" {
+        body["network"] = json!("regtest");
+    }
+    let (status, v) = s.cluster.api.post("/v1/sign-requests", &body).unwrap();
+    assert_eq!(status, 202, "{v}");
+    s.cluster
+        .wait_request(&id, Duration::from_secs(120))
+        .unwrap()
+}
+
+#[test]
+fn messages_need_the_message_scope_then_sign_as_eip191_and_bip322() {
+    let mut s = exclusive();
+    let refused = sign_message(&s, "ethereum");
+    assert_eq!(refused.status, RequestStatus::Failed);
+    assert_eq!(refused.error.unwrap().code, "policy.scope.message");
+    assert!(refused.signature.is_none());
+
+    set_message_scope(&mut s, true);
+    let eth = sign_message(&s, "ethereum");
+    let sig = eth.signature.clone().unwrap_or_else(|| panic!("{eth:?}"));
+    let b32 = |h: &str| {
+        alloy_primitives::U256::from_be_slice(&hex::decode(h.trim_start_matches("0x")).unwrap())
+    };
+    let recovered = alloy_primitives::Signature::new(b32(&sig.r), b32(&sig.s), sig.y_parity == 1)
+        .recover_address_from_msg(MSG.as_bytes())
+        .unwrap();
+    assert_eq!(
+        format!("{recovered:#x}"),
+        s.key.ethereum_address.clone().unwrap()
+    );
+
+    let btc = sign_message(&s, "bitcoin");
+    assert_eq!(btc.status, RequestStatus::Signed, "{btc:?}");
+    assert!(btc
+        .bip322_signature
+        .as_deref()
+        .is_some_and(|b| !b.is_empty()));
+    let pk: [u8; 33] = hex::decode(s.key.public_key.as_deref().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let sig = btc.signature.unwrap();
+    let arr = |h: &str| -> [u8; 32] {
+        hex::decode(h.trim_start_matches("0x"))
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    let to_sign = proto::message::bip322_to_sign(MSG.as_bytes(), &pk)
+        .unwrap()
+        .signed_to_sign(&arr(&sig.r), &arr(&sig.s))
+        .unwrap();
+    let spk = proto::btc::p2wpkh_script(&pk).unwrap();
+    let flags = bitcoinconsensus::VERIFY_P2SH | bitcoinconsensus::VERIFY_WITNESS;
+    bitcoinconsensus::verify_with_flags(&spk, 0, &to_sign, None, 0, flags).unwrap();
+
+    set_message_scope(&mut s, false);
+}
