@@ -62,39 +62,20 @@ impl Default for Limits {
     }
 }
 
-/// Config errors.
-#[derive(Debug, thiserror::Error)]
-#[error("config `{path}`: {msg}")]
-pub struct ConfigError {
-    path: String,
-    msg: String,
-}
+pub use proto::process::ConfigError;
 
 impl CoordConfig {
     /// Reads a config file; relative paths are taken from the file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let err = |msg: String| ConfigError {
-            path: path.display().to_string(),
-            msg,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let mut cfg: CoordConfig = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        for p in [
-            &mut cfg.data_dir,
-            &mut cfg.ca_cert,
-            &mut cfg.cert,
-            &mut cfg.key,
-        ] {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
+        let cfg = proto::process::load_toml(path, |c: &mut CoordConfig| {
+            vec![&mut c.data_dir, &mut c.ca_cert, &mut c.cert, &mut c.key]
+        })?;
         for h in &cfg.api_token_sha256 {
             if h.len() != 64 || hex::decode(h).is_err() {
-                return Err(err(format!(
-                    "api_token_sha256 entry `{h}` is not 64 hex characters"
-                )));
+                return Err(ConfigError::new(
+                    path,
+                    format!("api_token_sha256 entry `{h}` is not 64 hex characters"),
+                ));
             }
         }
         Ok(cfg)

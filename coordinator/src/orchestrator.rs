@@ -41,8 +41,22 @@ const RETRYABLE: &[&str] = &[
     "nodes.unavailable",
 ];
 
+/// The API view of a failure. Codes whose message carries internal detail (the MPC library's
+/// error text, store errors) get a generic message; the detail stays in the coordinator log.
 fn failure_to_api(f: &SessionFailure) -> ApiError {
-    api_error(&f.code, f.message.clone())
+    let internal = f.code == "session.protocol"
+        || f.code == "session.internal"
+        || f.code.starts_with("store.")
+        || f.code.starts_with("internal");
+    if !internal {
+        return api_error(&f.code, f.message.clone());
+    }
+    tracing::warn!(code = %f.code, detail = %f.message, blame = ?f.blame, "internal failure (detail withheld from API)");
+    let blame = match f.blame.is_empty() {
+        true => String::new(),
+        false => format!("; blamed: {}", f.blame.join(", ")),
+    };
+    api_error(&f.code, format!("the signing nodes reported an internal error{blame}; details are in the coordinator log"))
 }
 
 impl Orchestrator {

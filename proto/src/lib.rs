@@ -9,6 +9,7 @@ pub mod eth;
 pub mod intent;
 pub mod message;
 pub mod payload;
+pub mod process;
 pub mod sig;
 pub mod tls;
 pub mod wire;

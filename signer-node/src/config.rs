@@ -33,13 +33,47 @@ pub struct NodeConfig {
     pub scope: Scope,
 }
 
-/// What a node signs at all. Message signing (proof of reserves) is off unless enabled, so an
-/// arbitrary message can never be signed by accident.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+/// What a node signs at all, before any policy rule. Everything is off unless listed: a node
+/// with an empty scope signs nothing, and an arbitrary message is never signed by accident.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Scope {
+    /// EIP-155 chain ids this node signs Ethereum transactions for (`scope.chain`).
+    pub ethereum_chain_ids: Vec<u64>,
+    /// Bitcoin networks this node signs for: `mainnet`, `testnet`, `signet`, `regtest`.
+    pub bitcoin_networks: Vec<String>,
     /// Sign EIP-191 / BIP-322 messages (`scope.message`).
     pub messages: bool,
+}
+
+impl Scope {
+    /// Checks a decoded intent against the node's scope; `Err` carries the stable code.
+    pub fn check(
+        &self,
+        intent: &proto::intent::WithdrawalIntent,
+    ) -> Result<(), (&'static str, String)> {
+        use proto::intent::{ChainRef, IntentKind};
+        if intent.kind == IntentKind::Message {
+            return match self.messages {
+                true => Ok(()),
+                false => Err((
+                    "policy.scope.message",
+                    "this node does not sign messages (`[scope] messages` is off)".into(),
+                )),
+            };
+        }
+        let allowed = match &intent.chain {
+            ChainRef::Ethereum { chain_id } => self.ethereum_chain_ids.contains(chain_id),
+            ChainRef::Bitcoin { network } => self.bitcoin_networks.contains(network),
+        };
+        match allowed {
+            true => Ok(()),
+            false => Err((
+                "policy.scope.chain",
+                format!("{:?} is outside this node's scope", intent.chain),
+            )),
+        }
+    }
 }
 
 /// Deadlines and limits.
@@ -68,35 +102,19 @@ fn default_server_name() -> String {
     "localhost".to_string()
 }
 
-/// Config errors.
-#[derive(Debug, thiserror::Error)]
-#[error("config `{path}`: {msg}")]
-pub struct ConfigError {
-    path: String,
-    msg: String,
-}
+pub use proto::process::ConfigError;
 
 impl NodeConfig {
     /// Reads and parses a config file; relative paths are taken from the file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let err = |msg: String| ConfigError {
-            path: path.display().to_string(),
-            msg,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let mut cfg: NodeConfig = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        for p in [
-            &mut cfg.data_dir,
-            &mut cfg.ca_cert,
-            &mut cfg.cert,
-            &mut cfg.key,
-            &mut cfg.roster,
-        ] {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
-        Ok(cfg)
+        proto::process::load_toml(path, |c: &mut NodeConfig| {
+            vec![
+                &mut c.data_dir,
+                &mut c.ca_cert,
+                &mut c.cert,
+                &mut c.key,
+                &mut c.roster,
+            ]
+        })
     }
 }

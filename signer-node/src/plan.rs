@@ -161,19 +161,7 @@ impl Plan {
                 request_id,
                 payload,
                 part,
-            } => {
-                let is_message = matches!(
-                    payload,
-                    SignPayload::EthMessage(_) | SignPayload::BtcMessage { .. }
-                );
-                if is_message && !scope.messages {
-                    return Err(fail(
-                        "policy.scope.message",
-                        "this node does not sign messages (`[scope] messages` is off)",
-                    ));
-                }
-                Self::prepare_sign(store, start, i, request_id, payload, *part)
-            }
+            } => Self::prepare_sign(store, start, i, request_id, payload, *part, scope),
         }
     }
 
@@ -184,6 +172,7 @@ impl Plan {
         request_id: &str,
         payload: &SignPayload,
         part: u32,
+        scope: &crate::config::Scope,
     ) -> Result<Plan, SessionFailure> {
         let meta = store
             .key_meta(&start.key_id)
@@ -230,6 +219,9 @@ impl Plan {
         let pfail = |e: proto::payload::PayloadError| fail(e.code(), e.to_string());
         let decoded = payload.decode(&pk).map_err(pfail)?;
         let intent = decoded.intent(&start.key_id).map_err(pfail)?;
+        scope
+            .check(&intent)
+            .map_err(|(code, msg)| fail(code, msg))?;
         if part as usize >= decoded.parts() {
             return Err(fail(
                 "session.invalid",
@@ -404,19 +396,7 @@ fn finish_keygen(
         complete: false,
     };
     match aux {
-        Some(aux) => {
-            let full = KeyShare::from_parts((share, aux)).map_err(|_| {
-                fail(
-                    "session.protocol",
-                    "key share and aux info do not fit together",
-                )
-            })?;
-            meta.complete = true;
-            let bytes = secret_json(&full)?;
-            store
-                .commit_key(&meta, (&share_record(key_id), bytes.expose_secret()), &[])
-                .map_err(store_err)?;
-        }
+        Some(aux) => complete_share(store, &mut meta, share, aux, &[])?,
         None => {
             let bytes = secret_json(&share)?;
             store
@@ -433,6 +413,31 @@ fn finish_keygen(
         chain_code,
         complete: meta.complete,
     })
+}
+
+/// Completes a share with aux info and stores it (atomically removing `remove` records).
+fn complete_share(
+    store: &Store,
+    meta: &mut KeyMeta,
+    share: IncompleteKeyShare,
+    aux: AuxInfo,
+    remove: &[&str],
+) -> Result<(), SessionFailure> {
+    let full = KeyShare::from_parts((share, aux)).map_err(|_| {
+        fail(
+            "session.protocol",
+            "key share and aux info do not fit together",
+        )
+    })?;
+    meta.complete = true;
+    let bytes = secret_json(&full)?;
+    store
+        .commit_key(
+            meta,
+            (&share_record(&meta.key_id), bytes.expose_secret()),
+            remove,
+        )
+        .map_err(store_err)
 }
 
 fn finish_aux(
@@ -453,21 +458,7 @@ fn finish_aux(
         let Some(share) = load_json::<IncompleteKeyShare>(store, &rec)? else {
             continue;
         };
-        let full = KeyShare::from_parts((share, aux.clone())).map_err(|_| {
-            fail(
-                "session.protocol",
-                "key share and aux info do not fit together",
-            )
-        })?;
-        meta.complete = true;
-        let bytes = secret_json(&full)?;
-        store
-            .commit_key(
-                &meta,
-                (&share_record(&meta.key_id), bytes.expose_secret()),
-                &[&rec],
-            )
-            .map_err(store_err)?;
+        complete_share(store, &mut meta, share, aux.clone(), &[&rec])?;
     }
     Ok(SessionOutput::AuxInfo)
 }

@@ -142,7 +142,7 @@ impl Layout {
         let pki = self.dir.join("pki");
         for id in &self.nodes {
             let cfg = format!(
-                "node_id = \"{id}\"\ndata_dir = \".\"\ncoordinator_addr = \"{}:{}\"\ncoordinator_name = \"{}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nroster = \"{}\"\n",
+                "node_id = \"{id}\"\ndata_dir = \".\"\ncoordinator_addr = \"{}:{}\"\ncoordinator_name = \"{}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nroster = \"{}\"\n\n# What this node signs at all (devnet: Sepolia and regtest; messages off).\n[scope]\nethereum_chain_ids = [11155111]\nbitcoin_networks = [\"regtest\"]\nmessages = false\n",
                 self.coordinator_host,
                 self.node_port,
                 self.coordinator_host,

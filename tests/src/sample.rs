@@ -8,10 +8,15 @@ pub fn eth_transfer(nonce: u64, to: [u8; 20], wei: u128) -> String {
     eth_tx(nonce, to, wei, vec![])
 }
 
-/// An unsigned EIP-1559 transaction with calldata, hex with `0x`.
+/// An unsigned EIP-1559 transaction with calldata on Sepolia, hex with `0x`.
 pub fn eth_tx(nonce: u64, to: [u8; 20], wei: u128, input: Vec<u8>) -> String {
+    eth_tx_on(11_155_111, nonce, to, wei, input)
+}
+
+/// An unsigned EIP-1559 transaction on chain `chain_id`, hex with `0x`.
+pub fn eth_tx_on(chain_id: u64, nonce: u64, to: [u8; 20], wei: u128, input: Vec<u8>) -> String {
     let tx = TxEip1559 {
-        chain_id: 11_155_111,
+        chain_id,
         nonce,
         gas_limit: 21_000,
         max_fee_per_gas: 20_000_000_000,

@@ -20,16 +20,12 @@ fn set_message_scope(s: &mut Shared, on: bool) {
             .join(&s.cluster.layout.nodes[i])
             .join("node.toml");
         let text = std::fs::read_to_string(&path).unwrap();
-        let mut base = text
-            .split("\n[scope]")
-            .next()
-            .unwrap()
-            .trim_end()
-            .to_string();
-        if on {
-            base.push_str("\n\n[scope]\nmessages = true");
-        }
-        std::fs::write(&path, base + "\n").unwrap();
+        let (from, to) = match on {
+            true => ("messages = false", "messages = true"),
+            false => ("messages = true", "messages = false"),
+        };
+        assert!(text.contains(from), "{text}");
+        std::fs::write(&path, text.replace(from, to)).unwrap();
         s.cluster.kill_node(i).unwrap();
         s.cluster.start_node(i).unwrap();
     }

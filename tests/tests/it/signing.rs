@@ -120,3 +120,33 @@ fn erc20_transfer_signs_and_recovers() {
         .unwrap();
     assert_valid_signature(&s, &r);
 }
+
+#[test]
+fn chain_id_outside_the_node_scope_is_refused_without_signature() {
+    let s = shared();
+    for (chain_id, net_body) in [(1u64, None), (0, Some("mainnet"))] {
+        let id = rid("scope");
+        let body = match net_body {
+            None => json!({"request_id": id, "key_id": KEY, "chain": "ethereum",
+                "unsigned_tx": sample::eth_tx_on(chain_id, 1, [0x42; 20], 1, vec![])}),
+            Some(net) => {
+                let pk: [u8; 33] = hex::decode(s.key.public_key.as_deref().unwrap())
+                    .unwrap()
+                    .try_into()
+                    .unwrap();
+                let script = proto::btc::p2wpkh_script(&pk).unwrap();
+                json!({"request_id": id, "key_id": KEY, "chain": "bitcoin", "network": net,
+                    "psbt": sample::btc_psbt(&script, &[10_000], 5_000, 4_000).to_string()})
+            }
+        };
+        let (status, v) = s.cluster.api.post("/v1/sign-requests", &body).unwrap();
+        assert_eq!(status, 202, "{v}");
+        let r = s
+            .cluster
+            .wait_request(&id, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(r.status, RequestStatus::Failed, "{r:?}");
+        assert_eq!(r.error.unwrap().code, "policy.scope.chain");
+        assert!(r.signature.is_none() && r.signed_tx.is_none());
+    }
+}
