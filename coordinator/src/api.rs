@@ -82,7 +82,32 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
             ApiFail::new(StatusCode::NOT_FOUND, "route.not_found", "no such endpoint")
         })
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(
+            move |req: axum::extract::Request, next: Next| {
+                refuse_declared_oversize(req, next, max_body)
+            },
+        ))
         .with_state(state)
+}
+
+/// Answers 413 from the `Content-Length` header alone, before reading (or allocating) the body.
+async fn refuse_declared_oversize(req: axum::extract::Request, next: Next, max: usize) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        let msg = format!("request body is over the {max}-byte limit");
+        let mut resp =
+            ApiFail::new(StatusCode::PAYLOAD_TOO_LARGE, "request.too_large", msg).into_response();
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return resp;
+    }
+    next.run(req).await
 }
 
 async fn openapi() -> impl IntoResponse {
@@ -246,7 +271,7 @@ async fn get_key(
         .store
         .key(&key_id)
         .map_err(internal)?
-        .map(|k| Json(k.info))
+        .map(|k| Json(with_addresses(k.info)))
         .ok_or_else(|| {
             ApiFail::new(
                 StatusCode::NOT_FOUND,
@@ -254,6 +279,20 @@ async fn get_key(
                 format!("no key `{key_id}`"),
             )
         })
+}
+
+/// Addresses are derived from the public key on every read, so they are never stale.
+fn with_addresses(mut info: KeyInfo) -> KeyInfo {
+    let pk: Option<[u8; 33]> = info
+        .public_key
+        .as_deref()
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|v| v.try_into().ok());
+    if let Some(pk) = pk {
+        info.ethereum_address = proto::eth::address_from_pubkey(&pk).ok();
+        info.bitcoin = Some(crate::orchestrator::bitcoin_addresses(&pk));
+    }
+    info
 }
 
 async fn list_nodes(State(st): State<ApiState>) -> Json<serde_json::Value> {

@@ -44,6 +44,8 @@ pub struct Scope {
     pub bitcoin_networks: Vec<String>,
     /// Sign EIP-191 / BIP-322 messages (`scope.message`).
     pub messages: bool,
+    /// Sign Ethereum calls other than plain and ERC-20 transfers (`scope.contract_call`).
+    pub contract_calls: bool,
 }
 
 impl Scope {
@@ -61,6 +63,12 @@ impl Scope {
                     "this node does not sign messages (`[scope] messages` is off)".into(),
                 )),
             };
+        }
+        if intent.kind == IntentKind::ContractCall && !self.contract_calls {
+            return Err((
+                "policy.scope.contract_call",
+                "this node does not sign contract calls (`[scope] contract_calls` is off)".into(),
+            ));
         }
         let allowed = match &intent.chain {
             ChainRef::Ethereum { chain_id } => self.ethereum_chain_ids.contains(chain_id),

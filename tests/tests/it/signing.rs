@@ -150,3 +150,20 @@ fn chain_id_outside_the_node_scope_is_refused_without_signature() {
         assert!(r.signature.is_none() && r.signed_tx.is_none());
     }
 }
+
+#[test]
+fn contract_calls_are_refused_unless_the_node_scope_allows_them() {
+    let s = shared();
+    let id = rid("call");
+    let body = json!({"request_id": id, "key_id": KEY, "chain": "ethereum",
+        "unsigned_tx": sample::eth_tx(3, [0x33; 20], 0, vec![0xde, 0xad, 0xbe, 0xef])});
+    let (status, v) = s.cluster.api.post("/v1/sign-requests", &body).unwrap();
+    assert_eq!(status, 202, "{v}");
+    let r = s
+        .cluster
+        .wait_request(&id, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(r.status, RequestStatus::Failed, "{r:?}");
+    assert_eq!(r.error.unwrap().code, "policy.scope.contract_call");
+    assert!(r.signed_tx.is_none());
+}
