@@ -234,9 +234,11 @@ impl Plan {
         h.update(request_id.as_bytes());
         h.update([0]);
         h.update(intent.canonical_bytes());
-        for k in 0..decoded.parts() {
-            h.update(decoded.preimage(k).map_err(pfail)?.digest());
-        }
+        // The payload's bytes determine every part's digest; hashing them once keeps a k-input
+        // PSBT at k sighash computations per node instead of k².
+        let payload_bytes = proto::wire::encode(payload)
+            .map_err(|_| fail("session.invalid", "payload does not re-encode"))?;
+        h.update(Sha256::digest(&payload_bytes));
         Ok(Plan::Sign(Box::new(SignPlan {
             key_id: start.key_id.clone(),
             request_id: request_id.to_string(),

@@ -36,16 +36,11 @@ fn set_message_scope(s: &mut Shared, on: bool) {
 }
 
 fn sign_message(s: &Shared, chain: &str) -> SignRequestView {
-    let id = rid("msg");
-    let mut body = json!({"request_id": id, "key_id": KEY, "chain": chain, "message": MSG});
+    let mut body = json!({"request_id": rid("msg"), "key_id": KEY, "chain": chain, "message": MSG});
     if chain == "bitcoin" {
         body["network"] = json!("regtest");
     }
-    let (status, v) = s.cluster.api.post("/v1/sign-requests", &body).unwrap();
-    assert_eq!(status, 202, "{v}");
-    s.cluster
-        .wait_request(&id, Duration::from_secs(120))
-        .unwrap()
+    crate::signing::submit(s, &body)
 }
 
 #[test]

@@ -13,16 +13,32 @@ use crate::common::{exclusive, rid, shared, Shared, KEY};
 
 /// Submits a native transfer and waits for the final status.
 pub fn sign_transfer(s: &Shared, nonce: u64) -> SignRequestView {
-    let id = rid("sign");
     let body = json!({
-        "request_id": id, "key_id": KEY, "chain": "ethereum",
+        "request_id": rid("sign"), "key_id": KEY, "chain": "ethereum",
         "unsigned_tx": sample::eth_transfer(nonce, [0x42; 20], 12345),
     });
-    let (status, v) = s.cluster.api.post("/v1/sign-requests", &body).unwrap();
+    submit(s, &body)
+}
+
+/// Submits a request body (which must be accepted) and waits for its final status.
+pub fn submit(s: &Shared, body: &serde_json::Value) -> SignRequestView {
+    let (status, v) = s.cluster.api.post("/v1/sign-requests", body).unwrap();
     assert_eq!(status, 202, "{v}");
+    let id = body["request_id"].as_str().unwrap();
     s.cluster
-        .wait_request(&id, Duration::from_secs(120))
+        .wait_request(id, Duration::from_secs(120))
         .unwrap()
+}
+
+/// Asserts that a request failed with `code` and produced nothing signed.
+pub fn assert_refused(r: &SignRequestView, code: &str) {
+    assert_eq!(r.status, RequestStatus::Failed, "{r:?}");
+    assert_eq!(
+        r.error.as_ref().map(|e| e.code.as_str()),
+        Some(code),
+        "{r:?}"
+    );
+    assert!(r.signature.is_none() && r.signed_tx.is_none(), "{r:?}");
 }
 
 /// Independent checks of a signed request.
@@ -139,15 +155,7 @@ fn chain_id_outside_the_node_scope_is_refused_without_signature() {
                     "psbt": sample::btc_psbt(&script, &[10_000], 5_000, 4_000).to_string()})
             }
         };
-        let (status, v) = s.cluster.api.post("/v1/sign-requests", &body).unwrap();
-        assert_eq!(status, 202, "{v}");
-        let r = s
-            .cluster
-            .wait_request(&id, Duration::from_secs(60))
-            .unwrap();
-        assert_eq!(r.status, RequestStatus::Failed, "{r:?}");
-        assert_eq!(r.error.unwrap().code, "policy.scope.chain");
-        assert!(r.signature.is_none() && r.signed_tx.is_none());
+        assert_refused(&submit(&s, &body), "policy.scope.chain");
     }
 }
 
@@ -157,13 +165,5 @@ fn contract_calls_are_refused_unless_the_node_scope_allows_them() {
     let id = rid("call");
     let body = json!({"request_id": id, "key_id": KEY, "chain": "ethereum",
         "unsigned_tx": sample::eth_tx(3, [0x33; 20], 0, vec![0xde, 0xad, 0xbe, 0xef])});
-    let (status, v) = s.cluster.api.post("/v1/sign-requests", &body).unwrap();
-    assert_eq!(status, 202, "{v}");
-    let r = s
-        .cluster
-        .wait_request(&id, Duration::from_secs(60))
-        .unwrap();
-    assert_eq!(r.status, RequestStatus::Failed, "{r:?}");
-    assert_eq!(r.error.unwrap().code, "policy.scope.contract_call");
-    assert!(r.signed_tx.is_none());
+    assert_refused(&submit(&s, &body), "policy.scope.contract_call");
 }
