@@ -32,8 +32,8 @@ pub type AuxInfo = cggmp24::key_share::AuxInfo<L>;
 /// Paillier primes.
 pub type Primes = cggmp24::PregeneratedPrimes<L>;
 
-/// A verified, decrypted message from a peer.
-#[derive(Debug)]
+/// A verified, decrypted message from a peer. Point-to-point plaintext can carry secret shares
+/// (keygen VSS shares), so `Debug` shows only the header.
 pub struct RawIncoming {
     /// Sender index.
     pub from: u16,
@@ -43,6 +43,19 @@ pub struct RawIncoming {
     pub seq: u32,
     /// Plaintext (CBOR of the protocol message).
     pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for RawIncoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RawIncoming(from={}, seq={}, broadcast={}, [{} bytes REDACTED])",
+            self.from,
+            self.seq,
+            self.broadcast,
+            self.bytes.len()
+        )
+    }
 }
 
 /// Errors surfaced by the delivery layer to the protocol.
