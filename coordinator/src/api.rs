@@ -41,7 +41,7 @@ const DIGEST_FIELDS: &[&str] = &[
 pub struct ApiFail(pub StatusCode, pub ApiError);
 
 impl ApiFail {
-    fn new(status: StatusCode, code: &str, msg: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &str, msg: impl Into<String>) -> Self {
         Self(status, api_error(code, msg))
     }
 }
@@ -70,7 +70,25 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
     let authed = Router::new()
         .route("/v1/keys", post(create_key))
         .route("/v1/keys/{key_id}", get(get_key))
-        .route("/v1/nodes", get(list_nodes))
+        .route("/v1/nodes", get(crate::api_control::list_nodes))
+        .route(
+            "/v1/policy",
+            get(crate::api_control::get_policy).post(crate::api_control::push_policy),
+        )
+        .route("/v1/keys/{key_id}/freeze", post(crate::api_control::freeze))
+        .route(
+            "/v1/keys/{key_id}/unfreeze",
+            post(crate::api_control::unfreeze),
+        )
+        .route(
+            "/v1/sign-requests/{request_id}/approvals",
+            post(crate::api_control::add_approvals),
+        )
+        .route(
+            "/v1/sign-requests/{request_id}/cancel",
+            post(crate::api_control::cancel),
+        )
+        .route("/metrics", get(crate::api_control::metrics))
         .route("/v1/sign-requests", post(create_sign_request))
         .route("/v1/sign-requests/{request_id}", get(get_sign_request))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
@@ -155,7 +173,9 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn parse_json(body: Result<Bytes, BytesRejection>) -> Result<serde_json::Value, ApiFail> {
+pub(crate) fn parse_json(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<serde_json::Value, ApiFail> {
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiFail::new(
@@ -180,7 +200,7 @@ fn parse_json(body: Result<Bytes, BytesRejection>) -> Result<serde_json::Value, 
     })
 }
 
-fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiFail> {
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiFail> {
     serde_json::from_value(v).map_err(|e| {
         ApiFail::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -190,7 +210,7 @@ fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiF
     })
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiFail {
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiFail {
     tracing::error!(error = %e, "internal error");
     ApiFail::new(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -249,6 +269,7 @@ async fn create_key(
             ethereum_address: None,
             bitcoin: None,
             error: None,
+            freeze: Default::default(),
         },
         chain_code: None,
     };
@@ -271,7 +292,7 @@ async fn get_key(
         .store
         .key(&key_id)
         .map_err(internal)?
-        .map(|k| Json(with_addresses(k.info)))
+        .map(|k| Json(crate::api_control::with_freeze(&st, with_addresses(k.info))))
         .ok_or_else(|| {
             ApiFail::new(
                 StatusCode::NOT_FOUND,
@@ -293,10 +314,6 @@ fn with_addresses(mut info: KeyInfo) -> KeyInfo {
         info.bitcoin = Some(crate::orchestrator::bitcoin_addresses(&pk));
     }
     info
-}
-
-async fn list_nodes(State(st): State<ApiState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "connected": st.orch.registry.connected() }))
 }
 
 async fn create_sign_request(
@@ -328,7 +345,12 @@ async fn create_sign_request(
             bip322_signature: None,
             signed_tx: None,
             error: None,
+            verdicts: Default::default(),
+            not_before: None,
+            missing_approvals: Default::default(),
+            approvals: 0,
         },
+        approvals: vec![],
     };
     match st.orch.store.insert_request(&rec).map_err(internal)? {
         Some(existing) if existing.body == body => Ok((StatusCode::OK, Json(existing.view))),
@@ -341,6 +363,10 @@ async fn create_sign_request(
             ),
         )),
         None => {
+            st.orch.control.record(
+                "request.received",
+                serde_json::json!({"request_id": body.request_id, "body": body}),
+            );
             tokio::spawn(st.orch.clone().sign_request(body.request_id.clone()));
             Ok((StatusCode::ACCEPTED, Json(rec.view)))
         }

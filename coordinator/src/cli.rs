@@ -22,6 +22,11 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Verify the hash-chained audit log, or export it as JSON lines.
+    Audit {
+        #[command(subcommand)]
+        action: proto::process::AuditCmd,
+    },
     /// Print the SHA-256 to put in `api_token_sha256` for a token read from stdin.
     HashToken,
 }
@@ -49,6 +54,7 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
                 Ok::<(), anyhow::Error>(())
             })
         }
+        Cmd::Audit { action } => Ok(proto::process::audit_command(action)?),
         Cmd::HashToken => {
             let mut token = String::new();
             std::io::stdin().read_line(&mut token)?;

@@ -3,10 +3,13 @@
 //! ability to *ask* nodes to sign, and each node decides for itself.
 
 pub mod api;
+pub mod api_control;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod orchestrator;
 pub mod registry;
+pub mod requests;
 pub mod store;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -24,7 +27,13 @@ pub enum CoordError {
     /// TLS files.
     #[error(transparent)]
     Tls(#[from] proto::tls::TlsError),
+    /// The audit log cannot be opened or is broken.
+    #[error(transparent)]
+    Audit(#[from] proto::audit::AuditError),
 }
+
+/// File name of the coordinator's audit log inside its data directory.
+pub const AUDIT_FILE: &str = "audit.jsonl";
 
 /// Runs the coordinator on already-bound listeners until `shutdown` resolves.
 pub async fn run(
@@ -35,10 +44,19 @@ pub async fn run(
 ) -> Result<(), CoordError> {
     let store = Arc::new(store::Store::open(&cfg.data_dir)?);
     let registry = Arc::new(registry::Registry::default());
+    let events = registry.subscribe();
+    let audit = proto::audit::AuditLog::open(&cfg.data_dir.join(AUDIT_FILE))?;
+    let control = Arc::new(control::Control::new(
+        store.clone(),
+        registry.clone(),
+        proto::audit::SharedAudit::new(audit),
+    ));
+    tokio::spawn(control.clone().run(events));
     let orch = Arc::new(orchestrator::Orchestrator::new(
         store,
         registry.clone(),
         cfg.limits,
+        control,
     ));
     let node_tls = Arc::new(proto::tls::node_server_config(
         &cfg.ca_cert,

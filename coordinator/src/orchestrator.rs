@@ -9,8 +9,8 @@ use std::{
 };
 
 use proto::{
-    api::{ApiError, KeyStatus, RequestStatus, SignatureView},
-    payload::{Finalized, PayloadError, SignPayload},
+    api::{ApiError, KeyStatus, SignatureView},
+    payload::PayloadError,
     sig::VerifiedSignature,
     wire::{CoordFrame, SessionFailure, SessionKind, SessionOutput, SessionStart},
 };
@@ -19,7 +19,7 @@ use rand::RngCore;
 use crate::{
     config::Limits,
     registry::Registry,
-    store::{api_error, KeyRecord, RequestRecord, Store},
+    store::{api_error, KeyRecord, Store},
 };
 
 /// Shared coordinator state.
@@ -30,20 +30,23 @@ pub struct Orchestrator {
     pub registry: Arc<Registry>,
     /// Limits.
     pub limits: Limits,
-    rotation: AtomicUsize,
+    /// Verdicts, orders, policy and ledger relay.
+    pub control: Arc<crate::control::Control>,
+    pub(crate) rotation: AtomicUsize,
 }
 
 /// Codes after which another signer subset is tried.
-const RETRYABLE: &[&str] = &[
+pub(crate) const RETRYABLE: &[&str] = &[
     "node.disconnected",
     "session.timeout",
     "session.aborted",
     "nodes.unavailable",
+    "ledger.behind",
 ];
 
 /// The API view of a failure. Codes whose message carries internal detail (the MPC library's
 /// error text, store errors) get a generic message; the detail stays in the coordinator log.
-fn failure_to_api(f: &SessionFailure) -> ApiError {
+pub(crate) fn failure_to_api(f: &SessionFailure) -> ApiError {
     let internal = f.code == "session.protocol"
         || f.code == "session.internal"
         || f.code.starts_with("store.")
@@ -61,11 +64,17 @@ fn failure_to_api(f: &SessionFailure) -> ApiError {
 
 impl Orchestrator {
     /// Creates the orchestrator.
-    pub fn new(store: Arc<Store>, registry: Arc<Registry>, limits: Limits) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        registry: Arc<Registry>,
+        limits: Limits,
+        control: Arc<crate::control::Control>,
+    ) -> Self {
         Self {
             store,
             registry,
             limits,
+            control,
             rotation: AtomicUsize::new(0),
         }
     }
@@ -229,118 +238,6 @@ impl Orchestrator {
         Ok((pk, chain_code))
     }
 
-    /// Drives a sign request to a final status, trying other signer subsets when a node fails.
-    pub async fn sign_request(self: Arc<Self>, request_id: String) {
-        let Ok(Some(mut rec)) = self.store.request(&request_id) else {
-            return;
-        };
-        let outcome = self.sign_attempts(&mut rec).await;
-        match outcome {
-            Ok((sigs, fin)) => {
-                let eth = rec.body.chain == "ethereum";
-                let views: Vec<SignatureView> = sigs.iter().map(signature_view).collect();
-                rec.view.status = RequestStatus::Signed;
-                rec.view.signature = views.first().cloned();
-                rec.view.signatures = views;
-                rec.view.signed_tx = fin
-                    .signed_tx
-                    .map(|t| format!("{}{}", if eth { "0x" } else { "" }, hex::encode(t)));
-                rec.view.bip322_signature = fin.bip322_signature;
-                rec.view.error = None;
-                tracing::info!(request = %request_id, signers = ?rec.view.signers, "request signed");
-            }
-            Err(f) => {
-                tracing::warn!(request = %request_id, code = %f.code, message = %f.message, "request failed");
-                rec.view.status = RequestStatus::Failed;
-                rec.view.error = Some(failure_to_api(&f));
-            }
-        }
-        if let Err(e) = self.store.put_request(&rec) {
-            tracing::error!(error = %e, "cannot persist request");
-        }
-    }
-
-    async fn sign_attempts(
-        &self,
-        rec: &mut RequestRecord,
-    ) -> Result<(Vec<VerifiedSignature>, Finalized), SessionFailure> {
-        let key = self
-            .store
-            .key(&rec.body.key_id)
-            .map_err(|e| internal(e.to_string()))?
-            .filter(|k| k.info.status == KeyStatus::Ready)
-            .ok_or_else(|| plain_failure("key.not_ready", "the key is not ready"))?;
-        let pk = key_pk(&key)?;
-        let payload = SignPayload::from_body(&rec.body).map_err(payload_failure)?;
-        let decoded = payload.decode(&pk).map_err(payload_failure)?;
-        let digests = (0..decoded.parts())
-            .map(|i| decoded.preimage(i).map(|p| p.digest()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(payload_failure)?;
-        let mut done: Vec<Option<VerifiedSignature>> = vec![None; digests.len()];
-        let subsets = subsets(&key.info.nodes, key.info.threshold as usize);
-        let offset = self
-            .rotation
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut blamed: Vec<String> = Vec::new();
-        let mut last = plain_failure("nodes.unavailable", "not enough signer nodes are connected");
-        let wait_until =
-            tokio::time::Instant::now() + Duration::from_secs(self.limits.wait_for_signers_secs);
-        let mut attempts = 0;
-        while done.iter().any(Option::is_none) {
-            if attempts >= subsets.len() * 2 {
-                return Err(last);
-            }
-            let pick = (0..subsets.len())
-                .map(|k| &subsets[(offset + k) % subsets.len()])
-                .find(|s| {
-                    s.iter()
-                        .all(|n| self.registry.is_connected(n) && !blamed.contains(n))
-                });
-            let Some(signers) = pick.cloned() else {
-                if tokio::time::Instant::now() >= wait_until {
-                    return Err(last);
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                continue;
-            };
-            attempts += 1;
-            rec.view.status = RequestStatus::Signing;
-            rec.view.signers = signers.clone();
-            self.store
-                .put_request(rec)
-                .map_err(|e| internal(e.to_string()))?;
-            let pending: Vec<usize> = (0..done.len()).filter(|i| done[*i].is_none()).collect();
-            let timeout = Duration::from_secs(self.limits.sign_timeout_secs);
-            let (key_id, request_id) = (&rec.body.key_id, &rec.body.request_id);
-            let runs = pending.iter().map(|&part| {
-                let kind = SessionKind::Sign {
-                    request_id: request_id.clone(),
-                    payload: payload.clone(),
-                    part: part as u32,
-                };
-                let signers = signers.clone();
-                async move { self.run_session(key_id, &signers, kind, timeout).await }
-            });
-            let results = futures::future::join_all(runs).await;
-            for (part, result) in pending.into_iter().zip(results) {
-                match result {
-                    Ok(outs) => done[part] = Some(agreed_signature(&outs, &pk, &digests[part])?),
-                    Err(f) if RETRYABLE.contains(&f.code.as_str()) => {
-                        tracing::warn!(code = %f.code, blame = ?f.blame, part, "signing attempt failed; trying another subset");
-                        blamed.extend(f.blame.iter().cloned());
-                        last = f;
-                    }
-                    Err(f) => return Err(f),
-                }
-            }
-        }
-        let sigs: Vec<VerifiedSignature> = done.into_iter().flatten().collect();
-        let triples: Vec<_> = sigs.iter().map(|s| (s.r, s.s, s.recovery_id)).collect();
-        let fin = decoded.finalize(&triples).map_err(payload_failure)?;
-        Ok((sigs, fin))
-    }
-
     /// After a restart: resume unfinished requests; ceremonies cannot resume and are failed.
     pub fn resume(self: &Arc<Self>) {
         if let Ok(keys) = self.store.keys() {
@@ -363,7 +260,7 @@ impl Orchestrator {
 }
 
 /// Checks that every party reports the same signature and that it verifies under the key.
-fn agreed_signature(
+pub(crate) fn agreed_signature(
     outs: &[(String, SessionOutput)],
     pk: &[u8; 33],
     digest: &[u8; 32],
@@ -404,7 +301,7 @@ pub fn bitcoin_addresses(pk: &[u8; 33]) -> std::collections::BTreeMap<String, St
     .collect()
 }
 
-fn signature_view(s: &VerifiedSignature) -> SignatureView {
+pub(crate) fn signature_view(s: &VerifiedSignature) -> SignatureView {
     SignatureView {
         r: format!("0x{}", hex::encode(s.r)),
         s: format!("0x{}", hex::encode(s.s)),
@@ -413,7 +310,7 @@ fn signature_view(s: &VerifiedSignature) -> SignatureView {
     }
 }
 
-fn payload_failure(e: PayloadError) -> SessionFailure {
+pub(crate) fn payload_failure(e: PayloadError) -> SessionFailure {
     plain_failure(e.code(), &e.to_string())
 }
 
@@ -437,7 +334,7 @@ pub fn subsets(nodes: &[String], t: usize) -> Vec<Vec<String>> {
     }
 }
 
-fn key_pk(key: &KeyRecord) -> Result<[u8; 33], SessionFailure> {
+pub(crate) fn key_pk(key: &KeyRecord) -> Result<[u8; 33], SessionFailure> {
     key.info
         .public_key
         .as_deref()
@@ -446,7 +343,7 @@ fn key_pk(key: &KeyRecord) -> Result<[u8; 33], SessionFailure> {
         .ok_or_else(|| internal("stored public key is malformed".into()))
 }
 
-fn plain_failure(code: &str, msg: &str) -> SessionFailure {
+pub(crate) fn plain_failure(code: &str, msg: &str) -> SessionFailure {
     SessionFailure {
         code: code.into(),
         message: msg.into(),
@@ -454,7 +351,7 @@ fn plain_failure(code: &str, msg: &str) -> SessionFailure {
     }
 }
 
-fn internal(msg: String) -> SessionFailure {
+pub(crate) fn internal(msg: String) -> SessionFailure {
     tracing::error!(%msg, "internal error");
     plain_failure("internal", "internal error")
 }

@@ -30,12 +30,22 @@ struct Route {
     reports: mpsc::UnboundedSender<Report>,
 }
 
+/// Something a node said outside a session, or a node (re)connecting.
+#[derive(Debug)]
+pub enum NodeEvent {
+    /// A node's link is up (after `Hello`).
+    Connected(String),
+    /// A frame that is not session traffic: verdicts, status, order results, ledger.
+    Frame(String, Box<NodeFrame>),
+}
+
 /// Connected nodes and session routes.
 #[derive(Default)]
 pub struct Registry {
     nodes: Mutex<HashMap<String, NodeConn>>,
     routes: Mutex<HashMap<SessionId, Route>>,
     next_conn: AtomicU64,
+    events: Mutex<Option<mpsc::UnboundedSender<NodeEvent>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -43,6 +53,28 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Registry {
+    /// Where non-session frames go; returns the receiving end.
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<NodeEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *lock(&self.events) = Some(tx);
+        rx
+    }
+
+    fn event(&self, e: NodeEvent) {
+        if let Some(tx) = lock(&self.events).as_ref() {
+            let _ = tx.send(e);
+        }
+    }
+
+    /// Sends a frame to every connected node except `except`.
+    pub fn broadcast(&self, frame: &CoordFrame, except: Option<&str>) {
+        for (id, c) in lock(&self.nodes).iter() {
+            if Some(id.as_str()) != except {
+                let _ = c.tx.send(frame.clone());
+            }
+        }
+    }
+
     /// Whether a node currently has a live link.
     pub fn is_connected(&self, node: &str) -> bool {
         lock(&self.nodes).contains_key(node)
@@ -205,6 +237,7 @@ async fn handle_node(
         drop(old);
     }
     tracing::info!(node = %node_id, "node connected");
+    registry.event(NodeEvent::Connected(node_id.clone()));
     let writer = async {
         while let Some(f) = rx.recv().await {
             wire::write_frame(&mut wr, &f).await?;
@@ -219,6 +252,7 @@ async fn handle_node(
                     registry.report(&node_id, session_id, result)
                 }
                 NodeFrame::Hello { .. } => anyhow::bail!("unexpected second hello"),
+                other => registry.event(NodeEvent::Frame(node_id.clone(), Box::new(other))),
             }
         }
     };

@@ -8,6 +8,12 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
 const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
+/// Vetoes, freezes and unfreezes, in arrival order (replayed to nodes that reconnect).
+const ORDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("orders");
+/// Ledger entries relayed between nodes: `<origin>/<seq:020>`.
+const LEDGER: TableDefinition<&str, &[u8]> = TableDefinition::new("ledger");
+/// Singletons: the latest policy bundle.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +51,9 @@ pub struct RequestRecord {
     pub body: SignRequestBody,
     /// Public view.
     pub view: SignRequestView,
+    /// Approvals received, as sent (the nodes verify them).
+    #[serde(default)]
+    pub approvals: Vec<proto::authz::Approval>,
 }
 
 /// The coordinator's store.
@@ -60,6 +69,9 @@ impl Store {
         let tx = db.begin_write()?;
         tx.open_table(KEYS)?;
         tx.open_table(REQUESTS)?;
+        tx.open_table(ORDERS)?;
+        tx.open_table(LEDGER)?;
+        tx.open_table(META)?;
         tx.commit()?;
         Ok(Self { db })
     }
@@ -154,6 +166,33 @@ impl Store {
         Ok(existing)
     }
 
+    /// Reads, changes and writes a request in one transaction; `None` if there is no such request.
+    pub fn update_request(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut RequestRecord),
+    ) -> Result<Option<RequestRecord>, StoreError> {
+        let tx = self.db.begin_write()?;
+        let out = {
+            let mut t = tx.open_table(REQUESTS)?;
+            let existing = t
+                .get(id)?
+                .map(|v| serde_json::from_slice::<RequestRecord>(v.value()))
+                .transpose()?;
+            match existing {
+                None => None,
+                Some(mut rec) => {
+                    f(&mut rec);
+                    let bytes = serde_json::to_vec(&rec)?;
+                    t.insert(id, bytes.as_slice())?;
+                    Some(rec)
+                }
+            }
+        };
+        tx.commit()?;
+        Ok(out)
+    }
+
     /// Every request.
     pub fn requests(&self) -> Result<Vec<RequestRecord>, StoreError> {
         self.all(REQUESTS)
@@ -177,6 +216,49 @@ impl Store {
         };
         tx.commit()?;
         Ok(fresh)
+    }
+
+    /// Appends an order unless the same order is stored; returns `true` if new.
+    pub fn append_order(&self, order: &proto::authz::Order) -> Result<bool, StoreError> {
+        let id = order.id();
+        let existing: Vec<proto::authz::Order> = self.all(ORDERS)?;
+        if existing.iter().any(|o| o.id() == id) {
+            return Ok(false);
+        }
+        self.put(ORDERS, &format!("{:020}", existing.len()), order)?;
+        Ok(true)
+    }
+
+    /// Every order, in arrival order.
+    pub fn orders(&self) -> Result<Vec<proto::authz::Order>, StoreError> {
+        self.all(ORDERS)
+    }
+
+    /// Stores a ledger entry; `false` if that origin and sequence is already held.
+    pub fn put_ledger(&self, e: &proto::authz::LedgerEntry) -> Result<bool, StoreError> {
+        self.insert_new(LEDGER, &format!("{}/{:020}", e.origin, e.seq), e)
+    }
+
+    /// Ledger entries above per-origin heads.
+    pub fn ledger_after(
+        &self,
+        heads: &std::collections::BTreeMap<String, u64>,
+    ) -> Result<Vec<proto::authz::LedgerEntry>, StoreError> {
+        Ok(self
+            .all::<proto::authz::LedgerEntry>(LEDGER)?
+            .into_iter()
+            .filter(|e| e.seq > heads.get(&e.origin).copied().unwrap_or(0))
+            .collect())
+    }
+
+    /// A singleton value.
+    pub fn meta<T: DeserializeOwned>(&self, k: &str) -> Result<Option<T>, StoreError> {
+        self.get(META, k)
+    }
+
+    /// Sets a singleton value.
+    pub fn set_meta<T: Serialize>(&self, k: &str, v: &T) -> Result<(), StoreError> {
+        self.put(META, k, v)
     }
 }
 

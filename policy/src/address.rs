@@ -18,8 +18,10 @@ pub(crate) fn parse_chain(s: &str) -> Result<ChainRef, String> {
             Ok(chain_id) if chain_id > 0 && !id.starts_with('0') => {
                 Ok(ChainRef::Ethereum { chain_id })
             }
+            // EIP-191 messages are not bound to any chain: their intent carries chain id 0.
+            Ok(0) if id == "0" => Ok(ChainRef::Ethereum { chain_id: 0 }),
             _ => Err(format!(
-                "{expected}, found `{s}`: the chain id must be a positive integer"
+                "{expected}, found `{s}`: the chain id must be a positive integer (or 0 for EIP-191 messages)"
             )),
         },
         Some(("bitcoin", net)) if bitcoin_params(net).is_some() => Ok(ChainRef::Bitcoin {
@@ -234,8 +236,12 @@ mod tests {
             Ok(ChainRef::Ethereum { chain_id: 1 })
         );
         assert_eq!(parse_chain("bitcoin:mainnet"), Ok(btc("mainnet")));
+        assert_eq!(
+            parse_chain("ethereum:0"),
+            Ok(ChainRef::Ethereum { chain_id: 0 })
+        );
         for bad in [
-            "ethereum:0",
+            "ethereum:00",
             "ethereum:01",
             "ethereum:x",
             "bitcoin:moon",

@@ -9,8 +9,8 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::error::PolicyError;
-use crate::input::{hex32, hex64};
 use crate::model::{Policy, PolicyHash};
+pub use proto::authz::OfficerSignature;
 
 /// Domain-separation prefix of the message an officer signs.
 pub const OFFICER_DOMAIN: &[u8] = b"custody-policy/officer-signature/v1\0";
@@ -18,18 +18,6 @@ pub const OFFICER_DOMAIN: &[u8] = b"custody-policy/officer-signature/v1\0";
 /// The bytes an officer signs: the domain prefix and the policy hash.
 pub fn officer_message(hash: &PolicyHash) -> Vec<u8> {
     [OFFICER_DOMAIN, &hash.0].concat()
-}
-
-/// One officer's signature.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OfficerSignature {
-    /// The officer's Ed25519 public key.
-    #[serde(with = "hex32")]
-    pub officer: [u8; 32],
-    /// Signature over [`officer_message`].
-    #[serde(with = "hex64")]
-    pub signature: [u8; 64],
 }
 
 /// A policy file and its signatures (JSON on disk).

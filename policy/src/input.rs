@@ -42,41 +42,4 @@ pub struct HistoryEntry {
     pub signed_at: u64,
 }
 
-/// An approver's Ed25519 signature over [`crate::approval_digest`].
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Approval {
-    /// The approver's Ed25519 public key.
-    #[serde(with = "hex32")]
-    pub approver: [u8; 32],
-    /// Signature over the approval digest.
-    #[serde(with = "hex64")]
-    pub signature: [u8; 64],
-    /// The approval is void at and after this time (unix seconds).
-    pub expires_at: u64,
-}
-
-macro_rules! hex_array {
-    ($name:ident, $n:literal) => {
-        /// Serde helper: a byte array as lowercase hex.
-        pub(crate) mod $name {
-            use serde::{de::Error, Deserialize, Deserializer, Serializer};
-
-            pub fn serialize<S: Serializer>(v: &[u8; $n], s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&hex::encode(v))
-            }
-
-            pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; $n], D::Error> {
-                let text = String::deserialize(d)?;
-                let mut out = [0u8; $n];
-                hex::decode_to_slice(&text, &mut out).map_err(|_| {
-                    D::Error::custom(format!("expected {} hex digits, found `{text}`", $n * 2))
-                })?;
-                Ok(out)
-            }
-        }
-    };
-}
-
-hex_array!(hex32, 32);
-hex_array!(hex64, 64);
+pub use proto::authz::Approval;

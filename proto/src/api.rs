@@ -49,6 +49,9 @@ pub struct KeyInfo {
     /// Why the ceremony failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ApiError>,
+    /// Freeze state of the key as each connected node reports it (filled in on read).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub freeze: std::collections::BTreeMap<String, crate::authz::FreezeState>,
 }
 
 /// `POST /v1/sign-requests`. Exactly one of `unsigned_tx`, `psbt` or `message` is present.
@@ -85,8 +88,13 @@ pub enum RequestStatus {
     Signing,
     /// Signed and verified; final.
     Signed,
-    /// Refused by policy; final.
+    /// Waiting: fewer than t nodes allow it yet (time-lock, approvals); see `not_before` and
+    /// `missing_approvals`. Re-evaluated and signed automatically once signable.
+    Deferred,
+    /// Refused by policy on enough nodes that it can never be signed; final.
     Denied,
+    /// Vetoed by a guardian; final.
+    Cancelled,
     /// Failed; final. See `error`.
     Failed,
 }
@@ -96,7 +104,10 @@ impl RequestStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            RequestStatus::Signed | RequestStatus::Denied | RequestStatus::Failed
+            RequestStatus::Signed
+                | RequestStatus::Denied
+                | RequestStatus::Failed
+                | RequestStatus::Cancelled
         )
     }
 }
@@ -140,9 +151,21 @@ pub struct SignRequestView {
     /// Hex raw signed transaction, ready to broadcast (when `signed`; `0x`-prefixed for Ethereum).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed_tx: Option<String>,
-    /// Present when `failed` or `denied`.
+    /// Present when `failed`, `denied` or `cancelled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ApiError>,
+    /// Each node's latest verdict, with the rule tags behind it.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub verdicts: std::collections::BTreeMap<String, crate::authz::NodeVerdict>,
+    /// When `deferred`: the earliest time at which enough nodes' time-locks have passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<u64>,
+    /// When `deferred`: approver group → approvals still missing.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub missing_approvals: std::collections::BTreeMap<String, u32>,
+    /// Approvals received (the nodes decide which count).
+    #[serde(default)]
+    pub approvals: u32,
 }
 
 /// Error body: a stable machine `code` and a message for humans.

@@ -4,6 +4,8 @@
 //! and the decoders for settlement transactions. It holds no secrets.
 
 pub mod api;
+pub mod audit;
+pub mod authz;
 pub mod btc;
 pub mod eth;
 pub mod intent;

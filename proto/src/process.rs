@@ -69,3 +69,38 @@ pub fn init_tracing() {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// `audit` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Check every record's hash and link; exit 1 naming the first broken line.
+    Verify {
+        /// The audit log (`audit.jsonl` in the data directory).
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Verify, then write every record as one JSON line (to `--out`, else stdout).
+    Export {
+        /// The audit log.
+        #[arg(long)]
+        file: PathBuf,
+        /// Output file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Runs an `audit` subcommand; prints the report as JSON on stderr for `export`, stdout otherwise.
+pub fn audit_command(action: AuditCmd) -> Result<(), crate::audit::AuditError> {
+    let (export, file) = match &action {
+        AuditCmd::Verify { file } => (None, file),
+        AuditCmd::Export { file, out } => (Some(out.as_deref()), file),
+    };
+    let report = crate::audit::command(export, file)?;
+    let text = serde_json::json!({"valid": true, "records": report.records, "head": report.head});
+    match export {
+        None => println!("{text}"),
+        Some(_) => eprintln!("{text}"),
+    }
+    Ok(())
+}

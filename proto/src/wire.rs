@@ -37,7 +37,23 @@ pub enum SessionKind {
         payload: crate::payload::SignPayload,
         /// Which signature of the payload (PSBT input index; 0 otherwise).
         part: u32,
+        /// Approvals collected for the request; each node verifies them itself.
+        #[serde(default)]
+        approvals: Vec<crate::authz::Approval>,
     },
+}
+
+/// "Would you sign this request now?", asked of every node before any session starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvaluateRequest {
+    /// Client's idempotency key.
+    pub request_id: String,
+    /// The key.
+    pub key_id: String,
+    /// The request's payload, exactly as the client sent it.
+    pub payload: crate::payload::SignPayload,
+    /// Approvals collected so far.
+    pub approvals: Vec<crate::authz::Approval>,
 }
 
 /// Sent by the coordinator to every party of a new session.
@@ -145,6 +161,26 @@ pub enum NodeFrame {
         /// Output or failure.
         result: Result<SessionOutput, SessionFailure>,
     },
+    /// Answer to [`CoordFrame::Evaluate`].
+    Verdict {
+        /// Which request.
+        request_id: String,
+        /// The node's verdict.
+        verdict: crate::authz::NodeVerdict,
+    },
+    /// The node's policy, freeze and ledger state (after connecting and after every change).
+    Status(crate::authz::NodeStatus),
+    /// Answer to [`CoordFrame::Order`].
+    OrderResult {
+        /// [`crate::authz::Order::id`].
+        order_id: String,
+        /// Accepted, or why not.
+        result: Result<(), SessionFailure>,
+    },
+    /// A ledger entry this node recorded, to be relayed to every other node.
+    Ledger(crate::authz::LedgerEntry),
+    /// Asks for every ledger entry above these per-origin heads.
+    LedgerWant(std::collections::BTreeMap<String, u64>),
 }
 
 /// Frames the coordinator sends.
@@ -157,6 +193,17 @@ pub enum CoordFrame {
     Start(SessionStart),
     /// A routed envelope.
     Envelope(Envelope),
+    /// Evaluate a request against the node's own policy.
+    Evaluate(EvaluateRequest),
+    /// A policy bundle (JSON text, as the officers signed it) to verify and install.
+    Policy {
+        /// The bundle.
+        bundle_json: String,
+    },
+    /// A veto, freeze or unfreeze to verify and apply.
+    Order(crate::authz::Order),
+    /// Another node's ledger entry.
+    Ledger(crate::authz::LedgerEntry),
     /// Abandon a session (deadline passed or another party failed).
     Abort {
         /// Which session.

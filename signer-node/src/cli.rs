@@ -35,6 +35,11 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Verify the hash-chained audit log, or export it as JSON lines.
+    Audit {
+        #[command(subcommand)]
+        action: proto::process::AuditCmd,
+    },
     /// Run the node: dial the coordinator and take part in ceremonies and signing.
     Run {
         /// Path to node.toml.
@@ -101,6 +106,7 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::Audit { action } => Ok(proto::process::audit_command(action)?),
         Cmd::Run {
             config,
             passphrase_file,

@@ -31,6 +31,54 @@ pub struct NodeConfig {
     /// What this node agrees to sign at all, before any policy rule.
     #[serde(default)]
     pub scope: Scope,
+    /// Who may sign policies, vetoes and freezes. Without it the node signs nothing.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// Added to the system clock, in seconds. For drills and tests of time-locks only: time-locks
+    /// run from when *this* node first saw a request, by this clock.
+    #[serde(default)]
+    pub clock_offset_secs: i64,
+}
+
+/// Keys pinned in the node's own configuration, never taken from a policy or the coordinator.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Security officers' Ed25519 public keys (hex): they sign policy bundles and unfreezes.
+    pub officers: Vec<String>,
+    /// Distinct officer signatures a bundle or an unfreeze needs.
+    pub threshold: usize,
+    /// Guardians' Ed25519 public keys (hex): any one may veto a request or freeze a key.
+    pub guardians: Vec<String>,
+    /// A bundle file offered at every start (installed if newer than the stored policy).
+    pub bundle: Option<PathBuf>,
+    /// Seconds a newly received policy version waits before it becomes active (0: at once).
+    /// The very first policy a node receives is active at once.
+    pub activation_delay_secs: u64,
+}
+
+impl PolicyConfig {
+    /// Parses the pinned officer keys.
+    pub fn officer_keys(&self) -> Result<Vec<[u8; 32]>, String> {
+        parse_keys(&self.officers, "policy.officers")
+    }
+
+    /// Parses the pinned guardian keys.
+    pub fn guardian_keys(&self) -> Result<Vec<[u8; 32]>, String> {
+        parse_keys(&self.guardians, "policy.guardians")
+    }
+}
+
+fn parse_keys(keys: &[String], field: &str) -> Result<Vec<[u8; 32]>, String> {
+    keys.iter()
+        .map(|k| {
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(k.trim(), &mut out).map_err(|_| {
+                format!("`{field}`: `{k}` is not an Ed25519 public key (64 hex digits)")
+            })?;
+            Ok(out)
+        })
+        .collect()
 }
 
 /// What a node signs at all, before any policy rule. Everything is off unless listed: a node
@@ -123,6 +171,9 @@ impl NodeConfig {
                 &mut c.key,
                 &mut c.roster,
             ]
+            .into_iter()
+            .chain(c.policy.bundle.as_mut())
+            .collect()
         })
     }
 }

@@ -7,11 +7,14 @@
 pub mod cli;
 pub mod config;
 pub mod envelope;
+pub mod guard;
 pub mod identity;
 pub mod init;
+pub mod ledger;
 pub mod link;
 pub mod mpc;
 pub mod plan;
+pub mod policy_book;
 pub mod seal;
 pub mod secret;
 pub mod session;
@@ -44,6 +47,9 @@ pub enum NodeError {
     /// Inconsistent setup.
     #[error("{0}")]
     Setup(String),
+    /// The audit log cannot be opened or is broken.
+    #[error(transparent)]
+    Audit(#[from] proto::audit::AuditError),
 }
 
 /// Opens the store and checks every sealed record: a corrupt share or a wrong passphrase stops
@@ -111,9 +117,12 @@ pub async fn run(
             ))
         })?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let store = Arc::new(store);
+    let identity = Arc::new(identity);
+    let guard = Arc::new(build_guard(&cfg, &store, &identity, &roster)?);
     let core = Arc::new(session::NodeCore::new(
-        Arc::new(store),
-        Arc::new(identity),
+        store,
+        identity,
         roster,
         tx,
         session::Timeouts {
@@ -121,7 +130,7 @@ pub async fn run(
             protocol: Duration::from_secs(cfg.limits.protocol_timeout_secs),
         },
         cfg.limits.max_parallel_sessions,
-        cfg.scope,
+        guard,
     ));
     let link = link::LinkConfig {
         addr: cfg.coordinator_addr.clone(),
@@ -135,4 +144,74 @@ pub async fn run(
         _ = shutdown => tracing::info!("shutting down"),
     }
     Ok(())
+}
+
+/// File name of the node's audit log inside its data directory.
+pub const AUDIT_FILE: &str = "audit.jsonl";
+
+/// The policy guard: pinned keys from the configuration, the stored policy, the audit log, and
+/// the configured bundle offered once at start.
+fn build_guard(
+    cfg: &config::NodeConfig,
+    store: &Arc<Store>,
+    identity: &Arc<NodeIdentity>,
+    roster: &Roster,
+) -> Result<guard::Guard, NodeError> {
+    let officers = cfg.policy.officer_keys().map_err(NodeError::Setup)?;
+    let guardians = cfg.policy.guardian_keys().map_err(NodeError::Setup)?;
+    if !officers.is_empty() && (cfg.policy.threshold == 0 || cfg.policy.threshold > officers.len())
+    {
+        return Err(NodeError::Setup(format!(
+            "`policy.threshold` {} does not fit {} pinned officers",
+            cfg.policy.threshold,
+            officers.len()
+        )));
+    }
+    let pinned = policy_book::Pinned {
+        officers: officers.clone(),
+        threshold: cfg.policy.threshold,
+        activation_delay: cfg.policy.activation_delay_secs,
+    };
+    let book = policy_book::PolicyBook::load(store, pinned)?;
+    let log = proto::audit::AuditLog::open(&cfg.data_dir.join(AUDIT_FILE))?;
+    if log.torn_bytes() > 0 {
+        tracing::warn!(
+            bytes = log.torn_bytes(),
+            "dropped a torn final audit record left by a crash"
+        );
+    }
+    let guard = guard::Guard::new(
+        store.clone(),
+        identity.clone(),
+        roster.clone(),
+        cfg.scope.clone(),
+        guard::Authorities {
+            officers,
+            threshold: cfg.policy.threshold,
+            guardians,
+        },
+        cfg.clock_offset_secs,
+        book,
+        proto::audit::SharedAudit::new(log),
+    );
+    if let Some(path) = &cfg.policy.bundle {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                guard.offer_policy(&text, &path.display().to_string());
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot read the policy bundle")
+            }
+        }
+    }
+    match guard.status() {
+        Ok(st) => match st.policy {
+            Some(p) => tracing::info!(version = p.version, hash = %p.hash, "running policy"),
+            None => tracing::warn!(
+                "no valid signed policy: this node will sign nothing until one is installed"
+            ),
+        },
+        Err(e) => return Err(e.into()),
+    }
+    Ok(guard)
 }

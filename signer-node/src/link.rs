@@ -67,6 +67,7 @@ async fn connect_once(
     }
     tracing::info!(addr = %cfg.addr, "connected to coordinator");
     connected.store(true, std::sync::atomic::Ordering::SeqCst);
+    core.on_connected();
     let reader = async {
         loop {
             let frame: CoordFrame = wire::read_frame(&mut rd).await?;

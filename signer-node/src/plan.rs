@@ -2,13 +2,16 @@
 //! with every digest computed here from bytes the node decoded itself.
 
 use proto::{
+    authz::VerdictKind,
+    intent::WithdrawalIntent,
     payload::{Preimage, SignPayload},
-    wire::{SessionFailure, SessionKind, SessionOutput, SessionStart},
+    wire::{NodeFrame, SessionFailure, SessionKind, SessionOutput, SessionStart},
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::{
+    guard::Guard,
     identity::{PeerKeys, Roster},
     mpc::{self, AuxInfo, IncompleteKeyShare, KeyShare, Primes, RawIncoming},
     secret::{to_secret_json, SecretBytes},
@@ -82,6 +85,61 @@ pub fn peer_keys(roster: &Roster, parties: &[String]) -> Result<Vec<PeerKeys>, S
         .collect()
 }
 
+/// A request as this node decoded it from the client's payload.
+pub struct DecodedRequest {
+    /// The key's metadata.
+    pub meta: KeyMeta,
+    /// The decoded transaction or message.
+    pub decoded: proto::payload::Decoded,
+    /// What it does.
+    pub intent: WithdrawalIntent,
+    /// Hash of the whole request (id, intent, payload): bound to the request id.
+    pub request_ctx: [u8; 32],
+}
+
+/// Decodes a request's payload with this node's own copy of the key.
+pub fn decode_request(
+    store: &Store,
+    key_id: &str,
+    request_id: &str,
+    payload: &SignPayload,
+) -> Result<DecodedRequest, SessionFailure> {
+    let meta = store
+        .key_meta(key_id)
+        .map_err(store_err)?
+        .ok_or_else(|| fail("key.not_found", format!("no key `{key_id}` on this node")))?;
+    if !meta.complete {
+        return Err(fail(
+            "key.not_ready",
+            "the key share is waiting for aux info",
+        ));
+    }
+    let pk: [u8; 33] = meta
+        .public_key
+        .as_slice()
+        .try_into()
+        .map_err(|_| fail("store.corrupt", "stored public key is malformed"))?;
+    let pfail = |e: proto::payload::PayloadError| fail(e.code(), e.to_string());
+    let decoded = payload.decode(&pk).map_err(pfail)?;
+    let intent = decoded.intent(key_id).map_err(pfail)?;
+    let mut h = Sha256::new();
+    h.update(b"custody/request/v1\0");
+    h.update(request_id.as_bytes());
+    h.update([0]);
+    h.update(intent.canonical_bytes());
+    // The payload's bytes determine every part's digest; hashing them once keeps a k-input
+    // PSBT at k sighash computations per node instead of k².
+    let payload_bytes = proto::wire::encode(payload)
+        .map_err(|_| fail("session.invalid", "payload does not re-encode"))?;
+    h.update(Sha256::digest(&payload_bytes));
+    Ok(DecodedRequest {
+        meta,
+        decoded,
+        intent,
+        request_ctx: h.finalize().into(),
+    })
+}
+
 /// A validated session on this node.
 pub enum Plan {
     /// DKG.
@@ -118,6 +176,8 @@ pub struct SignPlan {
     digest: [u8; 32],
     /// Hash of the whole request as this node decoded it (all parts): bound to the request id.
     request_ctx: [u8; 32],
+    /// What the request does (for the ledger entry once signed).
+    intent: WithdrawalIntent,
 }
 
 impl Plan {
@@ -126,7 +186,7 @@ impl Plan {
         store: &Store,
         start: &SessionStart,
         i: u16,
-        scope: &crate::config::Scope,
+        guard: &Guard,
     ) -> Result<Plan, SessionFailure> {
         if !proto::api::valid_key_id(&start.key_id) {
             return Err(fail("session.invalid", "malformed key id"));
@@ -161,10 +221,14 @@ impl Plan {
                 request_id,
                 payload,
                 part,
-            } => Self::prepare_sign(store, start, i, request_id, payload, *part, scope),
+                approvals,
+            } => Self::prepare_sign(
+                store, start, i, request_id, payload, *part, approvals, guard,
+            ),
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn prepare_sign(
         store: &Store,
         start: &SessionStart,
@@ -172,23 +236,11 @@ impl Plan {
         request_id: &str,
         payload: &SignPayload,
         part: u32,
-        scope: &crate::config::Scope,
+        approvals: &[proto::authz::Approval],
+        guard: &Guard,
     ) -> Result<Plan, SessionFailure> {
-        let meta = store
-            .key_meta(&start.key_id)
-            .map_err(store_err)?
-            .ok_or_else(|| {
-                fail(
-                    "key.not_found",
-                    format!("no key `{}` on this node", start.key_id),
-                )
-            })?;
-        if !meta.complete {
-            return Err(fail(
-                "key.not_ready",
-                "the key share is waiting for aux info",
-            ));
-        }
+        let req = decode_request(store, &start.key_id, request_id, payload)?;
+        let meta = &req.meta;
         if start.parties.len() != meta.threshold as usize {
             return Err(fail(
                 "session.invalid",
@@ -211,44 +263,38 @@ impl Plan {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let pk: [u8; 33] = meta
-            .public_key
-            .as_slice()
-            .try_into()
-            .map_err(|_| fail("store.corrupt", "stored public key is malformed"))?;
-        let pfail = |e: proto::payload::PayloadError| fail(e.code(), e.to_string());
-        let decoded = payload.decode(&pk).map_err(pfail)?;
-        let intent = decoded.intent(&start.key_id).map_err(pfail)?;
-        scope
-            .check(&intent)
-            .map_err(|(code, msg)| fail(code, msg))?;
-        if part as usize >= decoded.parts() {
+        if part as usize >= req.decoded.parts() {
             return Err(fail(
                 "session.invalid",
-                format!("part {part} of a request with {} parts", decoded.parts()),
+                format!(
+                    "part {part} of a request with {} parts",
+                    req.decoded.parts()
+                ),
             ));
         }
-        let preimage = decoded.preimage(part as usize).map_err(pfail)?;
-        let mut h = Sha256::new();
-        h.update(b"custody/request/v1\0");
-        h.update(request_id.as_bytes());
-        h.update([0]);
-        h.update(intent.canonical_bytes());
-        // The payload's bytes determine every part's digest; hashing them once keeps a k-input
-        // PSBT at k sighash computations per node instead of k².
-        let payload_bytes = proto::wire::encode(payload)
-            .map_err(|_| fail("session.invalid", "payload does not re-encode"))?;
-        h.update(Sha256::digest(&payload_bytes));
+        let verdict = guard.judge(request_id, &req, approvals, true);
+        if verdict.kind != VerdictKind::Allow {
+            return Err(fail(
+                verdict.code.as_deref().unwrap_or("policy.refused"),
+                format!(
+                    "this node's policy does not allow signing now: {}",
+                    verdict.message
+                ),
+            ));
+        }
+        let pfail = |e: proto::payload::PayloadError| fail(e.code(), e.to_string());
+        let preimage = req.decoded.preimage(part as usize).map_err(pfail)?;
         Ok(Plan::Sign(Box::new(SignPlan {
             key_id: start.key_id.clone(),
             request_id: request_id.to_string(),
             i,
             keygen_indexes,
-            meta,
+            meta: req.meta,
             part,
             digest: preimage.digest(),
             preimage,
-            request_ctx: h.finalize().into(),
+            request_ctx: req.request_ctx,
+            intent: req.intent,
         })))
     }
 
@@ -305,7 +351,9 @@ impl Plan {
         early: Vec<RawIncoming>,
         rx: mpsc::Receiver<RawIncoming>,
         out: OutSinkFactory,
+        guard: &Guard,
     ) -> Result<SessionOutput, SessionFailure> {
+        let ledger_out = out.frames();
         let proto_err = |e: String| fail("session.protocol", e);
         match self {
             Plan::Keygen {
@@ -359,14 +407,16 @@ impl Plan {
                     .as_slice()
                     .try_into()
                     .map_err(|_| fail("store.corrupt", "stored public key is malformed"))?;
-                proto::sig::verify(&pk, &s.digest, &r, &sig_s)
-                    .map(SessionOutput::Signature)
-                    .map_err(|e| {
-                        fail(
-                            "signature.invalid",
-                            format!("combined signature rejected: {e}"),
-                        )
-                    })
+                let sig = proto::sig::verify(&pk, &s.digest, &r, &sig_s).map_err(|e| {
+                    fail(
+                        "signature.invalid",
+                        format!("combined signature rejected: {e}"),
+                    )
+                })?;
+                if let Some(entry) = guard.record_signed(&s.request_id, &s.intent, &sig) {
+                    let _ = ledger_out.send(NodeFrame::Ledger(entry));
+                }
+                Ok(SessionOutput::Signature(sig))
             }
         }
     }

@@ -13,14 +13,19 @@ use std::{
     time::Duration,
 };
 
-use proto::wire::{
-    CoordFrame, Envelope, NodeFrame, SessionFailure, SessionId, SessionOutput, SessionStart,
+use proto::{
+    authz::{NodeVerdict, VerdictKind},
+    wire::{
+        CoordFrame, Envelope, EvaluateRequest, NodeFrame, SessionFailure, SessionId, SessionOutput,
+        SessionStart,
+    },
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::{
     envelope::SessionCrypto,
+    guard::Guard,
     identity::{NodeIdentity, Roster},
     mpc::{Channels, OutSink, RawIncoming},
     plan::{self, Plan},
@@ -54,7 +59,7 @@ pub struct NodeCore {
     sessions: Mutex<HashMap<SessionId, Live>>,
     timeouts: Timeouts,
     slots: Arc<Semaphore>,
-    scope: crate::config::Scope,
+    pub(crate) guard: Arc<Guard>,
 }
 
 /// Builds a failure with a stable code.
@@ -75,7 +80,7 @@ impl NodeCore {
         frames: mpsc::UnboundedSender<NodeFrame>,
         timeouts: Timeouts,
         max_parallel: usize,
-        scope: crate::config::Scope,
+        guard: Arc<Guard>,
     ) -> Self {
         Self {
             store,
@@ -85,7 +90,7 @@ impl NodeCore {
             sessions: Mutex::new(HashMap::new()),
             timeouts,
             slots: Arc::new(Semaphore::new(max_parallel.max(1))),
-            scope,
+            guard,
         }
     }
 
@@ -106,12 +111,80 @@ impl NodeCore {
                 }
             }
             CoordFrame::Envelope(env) => self.deliver(env),
+            CoordFrame::Evaluate(req) => {
+                let me = self.clone();
+                tokio::task::spawn_blocking(move || me.evaluate(req));
+            }
+            CoordFrame::Policy { bundle_json } => {
+                let me = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    me.guard.offer_policy(&bundle_json, "coordinator");
+                    me.send_status();
+                });
+            }
+            CoordFrame::Order(order) => {
+                let me = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = me.guard.apply_order(&order);
+                    let _ = me.frames.send(NodeFrame::OrderResult {
+                        order_id: order.id(),
+                        result,
+                    });
+                    me.send_status();
+                });
+            }
+            CoordFrame::Ledger(entry) => {
+                let me = self.clone();
+                tokio::task::spawn_blocking(move || match me.guard.receive_ledger(&entry) {
+                    Ok(crate::ledger::Received::Stored) => me.send_status(),
+                    Ok(crate::ledger::Received::Duplicate) => {}
+                    Err(e) => tracing::warn!(error = %e, "ledger entry refused"),
+                });
+            }
             CoordFrame::Abort { session_id, reason } => {
                 if self.lock().remove(&session_id).is_some() {
                     tracing::warn!(session = %hex::encode(session_id), %reason, "session aborted by coordinator");
                 }
             }
         }
+    }
+
+    /// Called once the link to the coordinator is up: report state and catch up the ledger.
+    pub fn on_connected(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            me.send_status();
+            let _ = me
+                .frames
+                .send(NodeFrame::LedgerWant(me.guard.ledger_heads()));
+        });
+    }
+
+    /// Sends the node's policy, freeze and ledger state to the coordinator.
+    pub fn send_status(&self) {
+        match self.guard.status() {
+            Ok(st) => {
+                let _ = self.frames.send(NodeFrame::Status(st));
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the node status"),
+        }
+    }
+
+    /// Answers an evaluation request. Blocking (decodes the transaction, reads the store).
+    fn evaluate(&self, req: EvaluateRequest) {
+        let verdict =
+            match plan::decode_request(&self.store, &req.key_id, &req.request_id, &req.payload) {
+                Ok(decoded) => self
+                    .guard
+                    .judge(&req.request_id, &decoded, &req.approvals, false),
+                Err(f) => {
+                    NodeVerdict::plain(VerdictKind::Deny, &f.code, f.message, self.guard.now())
+                }
+            };
+        let _ = self.frames.send(NodeFrame::Verdict {
+            request_id: req.request_id,
+            verdict,
+        });
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Live>> {
@@ -187,7 +260,12 @@ impl NodeCore {
         match &result {
             Ok(_) => tracing::info!(session = %hex::encode(sid), "session finished"),
             Err(f) => {
-                tracing::warn!(session = %hex::encode(sid), code = %f.code, message = %f.message, "session failed")
+                tracing::warn!(session = %hex::encode(sid), code = %f.code, message = %f.message, "session failed");
+                let _ = self.guard.audit(
+                    "session.failed",
+                    serde_json::json!({"session": hex::encode(sid), "code": f.code,
+                                       "message": f.message, "blame": f.blame}),
+                );
             }
         }
         let _ = self.frames.send(NodeFrame::SessionResult {
@@ -215,7 +293,7 @@ impl NodeCore {
         mut rx: mpsc::Receiver<RawIncoming>,
     ) -> Result<SessionOutput, SessionFailure> {
         let me = crypto.me() as usize;
-        let plan = Plan::prepare(&self.store, &start, me as u16, &self.scope)?;
+        let plan = Plan::prepare(&self.store, &start, me as u16, &self.guard)?;
         let ctx = plan.context_hash(&start);
         let now = unix_now();
         let fresh = self
@@ -229,8 +307,10 @@ impl NodeCore {
             ));
         }
         plan.bind(&self.store)?;
+        let mut join_payload = ctx.to_vec();
+        join_payload.extend(serde_json::to_vec(&self.guard.ledger_heads()).unwrap_or_default());
         let join = crypto
-            .seal(None, 0, &ctx)
+            .seal(None, 0, &join_payload)
             .ok_or_else(|| fail("session.internal", "could not seal the join message"))?;
         self.frames
             .send(NodeFrame::Envelope(join))
@@ -246,8 +326,16 @@ impl NodeCore {
             .map_err(|_| fail("session.internal", "node is shutting down"))?;
         let frames = self.frames.clone();
         let store = self.store.clone();
+        let guard = self.guard.clone();
         let job = tokio::task::spawn_blocking(move || {
-            plan.execute(&store, &eid, early, rx, OutSinkFactory { crypto, frames })
+            plan.execute(
+                &store,
+                &eid,
+                early,
+                rx,
+                OutSinkFactory { crypto, frames },
+                &guard,
+            )
         });
         match tokio::time::timeout(self.timeouts.protocol, job).await {
             Ok(Ok(result)) => result,
@@ -304,8 +392,11 @@ impl NodeCore {
         }
         let mismatched: Vec<(String, String)> = joins
             .iter()
-            .filter(|(_, h)| h.as_slice() != ctx)
-            .map(|(j, h)| (start.parties[*j as usize].clone(), hex::encode(h)))
+            .filter(|(_, h)| h.get(..32) != Some(ctx.as_slice()))
+            .map(|(j, h)| {
+                let shown = h.get(..32).unwrap_or(h);
+                (start.parties[*j as usize].clone(), hex::encode(shown))
+            })
             .collect();
         if !mismatched.is_empty() {
             let mut listing = vec![format!(
@@ -321,7 +412,36 @@ impl NodeCore {
             f.blame = mismatched.into_iter().map(|(n, _)| n).collect();
             return Err(f);
         }
+        self.check_peer_ledgers(&joins)?;
         Ok(early)
+    }
+
+    /// Each join carries the sender's ledger heads: a peer that holds entries this node lacks
+    /// means this node's velocity sums may be short, so it refuses until it has caught up.
+    fn check_peer_ledgers(&self, joins: &HashMap<u16, Vec<u8>>) -> Result<(), SessionFailure> {
+        let mut behind = Vec::new();
+        for bytes in joins.values() {
+            let heads: std::collections::BTreeMap<String, u64> =
+                serde_json::from_slice(bytes.get(32..).unwrap_or_default()).unwrap_or_default();
+            if let Err(origins) = self.guard.note_peer_heads(&heads) {
+                behind.extend(origins);
+            }
+        }
+        if behind.is_empty() {
+            return Ok(());
+        }
+        behind.sort();
+        behind.dedup();
+        let _ = self
+            .frames
+            .send(NodeFrame::LedgerWant(self.guard.ledger_heads()));
+        Err(fail(
+            "ledger.behind",
+            format!(
+                "this node is missing ledger entries from {}; it asked to catch up",
+                behind.join(", ")
+            ),
+        ))
     }
 }
 
@@ -332,6 +452,11 @@ pub struct OutSinkFactory {
 }
 
 impl OutSinkFactory {
+    /// The frame sender (for reports made during the protocol run).
+    pub fn frames(&self) -> mpsc::UnboundedSender<NodeFrame> {
+        self.frames.clone()
+    }
+
     /// Channels for one protocol run.
     pub fn channels<M>(
         self,

@@ -18,6 +18,8 @@ const SEALED: TableDefinition<&str, &[u8]> = TableDefinition::new("sealed");
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
 const SESSIONS: TableDefinition<&[u8], u64> = TableDefinition::new("sessions");
 const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
+/// Policy, first-seen times, vetoes, freezes, reservations and the ledger (JSON values).
+const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 
 const VERIFIER: &[u8] = b"custody passphrase verifier v1";
 
@@ -135,6 +137,7 @@ impl Store {
             tx.open_table(KEYS)?;
             tx.open_table(SESSIONS)?;
             tx.open_table(REQUESTS)?;
+            tx.open_table(STATE)?;
         }
         tx.commit()?;
         Ok(Self {
@@ -169,6 +172,10 @@ impl Store {
         let seal = SealKey::derive(passphrase, &salt, params, &node_id)?;
         seal.open("verifier", &verifier)
             .map_err(|_| StoreError::WrongPassphrase(path.clone()))?;
+        // Stores created before a table existed get it now.
+        let tx = db.begin_write()?;
+        tx.open_table(STATE)?;
+        tx.commit()?;
         Ok(Self {
             db,
             seal,
@@ -311,4 +318,87 @@ impl Store {
         tx.commit()?;
         Ok(binding)
     }
+
+    /// One state value.
+    pub fn state_get<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(STATE)?;
+        let Some(v) = table.get(key)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(v.value())
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt(format!("state/{key}")))
+    }
+
+    /// Writes several state values (and deletes `None`s) in one durable transaction.
+    pub fn state_write(&self, items: &[(String, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(STATE)?;
+            for (k, v) in items {
+                match v {
+                    Some(v) => t.insert(k.as_str(), v.as_slice())?,
+                    None => t.remove(k.as_str())?,
+                };
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Stores `value` under `key` unless a value is there; returns the value now stored.
+    pub fn state_insert_new<T: Serialize + serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<T, StoreError> {
+        let tx = self.db.begin_write()?;
+        let out = {
+            let mut t = tx.open_table(STATE)?;
+            let existing = t.get(key)?.map(|v| v.value().to_vec());
+            match existing {
+                Some(bytes) => serde_json::from_slice(&bytes)
+                    .map_err(|_| StoreError::Corrupt(format!("state/{key}")))?,
+                None => {
+                    let bytes =
+                        serde_json::to_vec(value).map_err(|e| StoreError::Db(e.to_string()))?;
+                    t.insert(key, bytes.as_slice())?;
+                    serde_json::from_slice(&bytes)
+                        .map_err(|_| StoreError::Corrupt(format!("state/{key}")))?
+                }
+            }
+        };
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Every state value whose key starts with `prefix`, in key order.
+    pub fn state_scan<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(STATE)?;
+        let mut out = Vec::new();
+        for item in table.range(prefix..)? {
+            let (k, v) = item?;
+            let k = k.value().to_string();
+            if !k.starts_with(prefix) {
+                break;
+            }
+            let parsed = serde_json::from_slice(v.value())
+                .map_err(|_| StoreError::Corrupt(format!("state/{k}")))?;
+            out.push((k, parsed));
+        }
+        Ok(out)
+    }
+}
+
+/// JSON bytes of a state value (for [`Store::state_write`]).
+pub fn json_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Db(e.to_string()))
 }

@@ -121,6 +121,7 @@ impl Layout {
             }
         }
         self.write_roster()?;
+        crate::governance::Governance::at(&self.dir).ensure()?;
         self.write_configs()
     }
 
@@ -140,9 +141,10 @@ impl Layout {
 
     fn write_configs(&self) -> anyhow::Result<()> {
         let pki = self.dir.join("pki");
+        let governance = crate::governance::Governance::at(&self.dir).node_section()?;
         for id in &self.nodes {
             let cfg = format!(
-                "node_id = \"{id}\"\ndata_dir = \".\"\ncoordinator_addr = \"{}:{}\"\ncoordinator_name = \"{}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nroster = \"{}\"\n\n# What this node signs at all (devnet: Sepolia and regtest; messages off).\n[scope]\nethereum_chain_ids = [11155111]\nbitcoin_networks = [\"regtest\"]\nmessages = false\n",
+                "node_id = \"{id}\"\ndata_dir = \".\"\ncoordinator_addr = \"{}:{}\"\ncoordinator_name = \"{}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nroster = \"{}\"\n\n# What this node signs at all (devnet: Sepolia, Holesky, Hoodi and regtest; messages off).\n[scope]\nethereum_chain_ids = [11155111, 17000, 560048]\nbitcoin_networks = [\"regtest\"]\nmessages = false\n{}",
                 self.coordinator_host,
                 self.node_port,
                 self.coordinator_host,
@@ -150,6 +152,7 @@ impl Layout {
                 pki.join(format!("{id}.pem")).display(),
                 pki.join(format!("{id}.key")).display(),
                 self.dir.join("roster.json").display(),
+                governance,
             );
             std::fs::write(self.node_dir(id).join("node.toml"), cfg)?;
         }

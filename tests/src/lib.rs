@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod governance;
 pub mod pki;
 pub mod rogue;
 pub mod sample;

@@ -148,6 +148,8 @@ async fn serve(
                 let _ = reports.send((node_id.clone(), session_id, result));
             }
             NodeFrame::Hello { .. } => anyhow::bail!("second hello"),
+            // Verdicts, status and ledger traffic: this rogue ignores them.
+            _ => {}
         }
     }
 }

@@ -9,6 +9,8 @@ mod cli;
 mod commands;
 #[path = "policy/keys.rs"]
 mod keys;
+#[path = "policy/orders.rs"]
+mod orders;
 #[path = "policy/render.rs"]
 mod render;
 

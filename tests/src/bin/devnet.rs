@@ -144,8 +144,18 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// ERC-20 and Bitcoin (regtest PSBT) sample requests for the README's curls.
+/// ERC-20, Bitcoin (regtest PSBT) and time-locked (2 ETH) sample requests for the README.
 fn write_more_samples(dir: &std::path::Path, key: &proto::api::KeyInfo) -> anyhow::Result<()> {
+    let large = json!({
+        "request_id": "devnet-large-1",
+        "key_id": key.key_id,
+        "chain": "ethereum",
+        "unsigned_tx": custody_tests::sample::eth_transfer(5, [0x22; 20], 2_000_000_000_000_000_000),
+    });
+    std::fs::write(
+        dir.join("sample-large-request.json"),
+        serde_json::to_string_pretty(&large)?,
+    )?;
     let erc20 = json!({
         "request_id": "devnet-erc20-1",
         "key_id": key.key_id,

@@ -71,6 +71,7 @@ fn equivocating_coordinator_gets_intent_mismatch_and_no_signature() {
                 request_id: "equivocation".into(),
                 payload: SignPayload::EthTx(tx),
                 part: 0,
+                approvals: vec![],
             },
         };
         assert!(rogue.send(node, CoordFrame::Start(start)));

@@ -7,8 +7,10 @@
 
 mod agreement;
 mod btc_psbt;
+mod bundles;
 mod common;
 mod devnet;
+mod governance;
 mod messages;
 mod node_startup;
 mod requests;

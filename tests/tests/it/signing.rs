@@ -30,9 +30,14 @@ pub fn submit(s: &Shared, body: &serde_json::Value) -> SignRequestView {
         .unwrap()
 }
 
-/// Asserts that a request failed with `code` and produced nothing signed.
+/// Asserts that every node refused a request with `code` and nothing was signed.
 pub fn assert_refused(r: &SignRequestView, code: &str) {
-    assert_eq!(r.status, RequestStatus::Failed, "{r:?}");
+    assert_eq!(r.status, RequestStatus::Denied, "{r:?}");
+    assert!(r.signers.is_empty(), "no session may start: {r:?}");
+    assert_eq!(r.verdicts.len(), 3, "{r:?}");
+    for (node, v) in &r.verdicts {
+        assert_eq!(v.code.as_deref(), Some(code), "{node}: {v:?}");
+    }
     assert_eq!(
         r.error.as_ref().map(|e| e.code.as_str()),
         Some(code),

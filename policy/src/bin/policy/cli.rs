@@ -105,23 +105,73 @@ pub enum Command {
         key: PathBuf,
     },
     /// Sign an approval for a withdrawal request, as a member of an approver group.
+    ///
+    /// The intent comes from `--intent` (JSON), or is decoded here from `--sign-request` (the
+    /// body the client posted) with the key's `--public-key`: approvers sign what they decoded
+    /// themselves, never a summary handed to them.
     Approve {
-        /// The policy TOML file the approval is bound to.
+        /// The policy TOML file, or the signed bundle (`.json`), the approval is bound to.
         file: PathBuf,
         /// The withdrawal intent (JSON).
+        #[arg(long, conflicts_with = "sign_request")]
+        intent: Option<PathBuf>,
+        /// The sign-request body (JSON, as posted to `/v1/sign-requests`).
+        #[arg(long, requires = "public_key")]
+        sign_request: Option<PathBuf>,
+        /// The key's compressed public key (hex, from `GET /v1/keys/{id}`).
         #[arg(long)]
-        intent: PathBuf,
-        /// The request id.
+        public_key: Option<String>,
+        /// The request id (taken from `--sign-request` when omitted).
         #[arg(long)]
-        request_id: String,
+        request_id: Option<String>,
         /// The approver's secret key file.
         #[arg(long)]
         key: PathBuf,
         /// The approval is void from this time on (unix seconds).
+        #[arg(long, conflicts_with = "expires_in")]
+        expires_at: Option<u64>,
+        /// The approval is void this many seconds from now.
         #[arg(long)]
-        expires_at: u64,
+        expires_in: Option<u64>,
         /// Append the approval to this JSON array file (created if missing).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// As a guardian, veto a sign request: prints the body for `POST …/cancel`.
+    Veto {
+        /// The request id.
+        #[arg(long)]
+        request_id: String,
+        /// The guardian's secret key file.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// As a guardian, freeze a key: prints the body for `POST /v1/keys/{id}/freeze`.
+    Freeze {
+        /// The key id.
+        #[arg(long)]
+        key_id: String,
+        /// The key's current freeze epoch (shown by `GET /v1/keys/{id}`; 0 if never unfrozen).
+        #[arg(long, default_value_t = 0)]
+        epoch: u64,
+        /// The guardian's secret key file.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// As an officer, sign an unfreeze: adds the signature to the body for
+    /// `POST /v1/keys/{id}/unfreeze` in `--out` (created if missing), and prints it.
+    Unfreeze {
+        /// The key id.
+        #[arg(long)]
+        key_id: String,
+        /// The epoch being ended (the key's current freeze epoch).
+        #[arg(long)]
+        epoch: u64,
+        /// The officer's secret key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The body file to create or extend.
+        #[arg(long)]
+        out: PathBuf,
     },
 }

@@ -14,7 +14,7 @@ use proto::intent::WithdrawalIntent;
 use serde_json::json;
 
 use crate::cli::{Cli, Command};
-use crate::{keys, render};
+use crate::{keys, orders, render};
 
 /// Exit code for usage and I/O errors.
 pub const EXIT_USAGE: u8 = 2;
@@ -93,18 +93,42 @@ pub fn run(cli: Cli) -> Result<Status> {
         Command::Approve {
             file,
             intent,
+            sign_request,
+            public_key,
             request_id,
             key,
             expires_at,
+            expires_in,
             out,
-        } => approve(
-            &file,
-            &intent,
-            &request_id,
-            &key,
-            expires_at,
-            out.as_deref(),
-        ),
+        } => {
+            let (intent, request_id) = orders::approval_subject(
+                intent.as_deref(),
+                sign_request.as_deref(),
+                public_key.as_deref(),
+                request_id,
+            )?;
+            let expires_at = match (expires_at, expires_in) {
+                (Some(at), _) => at,
+                (None, Some(secs)) => unix_now()?.saturating_add(secs),
+                (None, None) => anyhow::bail!("give `--expires-at` or `--expires-in`"),
+            };
+            approve(
+                &file,
+                &intent,
+                &request_id,
+                &key,
+                expires_at,
+                out.as_deref(),
+            )
+        }
+        Command::Veto { request_id, key } => orders::veto(&request_id, &key),
+        Command::Freeze { key_id, epoch, key } => orders::freeze(&key_id, epoch, &key),
+        Command::Unfreeze {
+            key_id,
+            epoch,
+            key,
+            out,
+        } => orders::unfreeze(&key_id, epoch, &key, &out),
     }
 }
 
@@ -115,17 +139,17 @@ fn unix_now() -> Result<u64> {
         .as_secs())
 }
 
-fn read(path: &Path) -> Result<String> {
+pub(crate) fn read(path: &Path) -> Result<String> {
     fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
     let text = read(path)?;
     serde_json::from_str(&text)
         .with_context(|| format!("`{}` is not a valid {what}", path.display()))
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<()> {
+pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -338,20 +362,24 @@ fn keygen(out: &Path, json: bool) -> Result<Status> {
 
 fn approve(
     file: &Path,
-    intent: &Path,
+    intent: &WithdrawalIntent,
     request_id: &str,
     key: &Path,
     expires_at: u64,
     out: Option<&Path>,
 ) -> Result<Status> {
     let key = keys::read(key)?;
-    let Some((policy, _)) = load(file, false)? else {
-        return Ok(Status::Invalid);
+    let policy = if file.extension().is_some_and(|e| e == "json") {
+        load_bundle(file)?.policy()?
+    } else {
+        let Some((policy, _)) = load(file, false)? else {
+            return Ok(Status::Invalid);
+        };
+        policy
     };
-    let intent: WithdrawalIntent = read_json(intent, "withdrawal intent")?;
     let approval = sign_approval(
         key.expose_secret(),
-        &intent,
+        intent,
         request_id,
         &policy.hash(),
         expires_at,

@@ -1,0 +1,370 @@
+//! Driving a sign request: ask every node for its verdict, sign only with t nodes at allow,
+//! wait (durably `deferred`) while time-locks run or approvals are missing, and stop for good on
+//! a denial or a guardian's veto.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use proto::{
+    api::{ApiError, KeyStatus, RequestStatus, SignatureView},
+    authz::{NodeVerdict, VerdictKind},
+    payload::{Finalized, SignPayload},
+    sig::VerifiedSignature,
+    wire::{EvaluateRequest, SessionFailure, SessionKind},
+};
+use serde_json::json;
+
+use crate::{
+    control::unix_now,
+    orchestrator::{
+        agreed_signature, failure_to_api, internal, key_pk, payload_failure, plain_failure,
+        signature_view, subsets, Orchestrator, RETRYABLE,
+    },
+    store::{api_error, KeyRecord, RequestRecord},
+};
+
+/// How a request ended.
+enum End {
+    Signed(Vec<VerifiedSignature>, Finalized),
+    /// Final status other than signed, with the reason.
+    Stopped(RequestStatus, SessionFailure),
+    /// Someone else (a veto) already finalised the record.
+    AlreadyFinal,
+}
+
+/// What the verdicts of one round allow.
+enum Round {
+    Sign(Vec<String>),
+    Deny(SessionFailure),
+    Wait {
+        not_before: Option<u64>,
+        missing: BTreeMap<String, u32>,
+    },
+}
+
+/// The verdict round's outcome: sign with the allowing nodes, deny if t allows can no longer
+/// happen, otherwise wait.
+fn tally(key: &KeyRecord, verdicts: &BTreeMap<String, NodeVerdict>) -> Round {
+    let t = key.info.threshold as usize;
+    let n = key.info.nodes.len();
+    let of = |k: VerdictKind| verdicts.iter().filter(move |(_, v)| v.kind == k);
+    let allow: Vec<String> = of(VerdictKind::Allow).map(|(n, _)| n.clone()).collect();
+    if allow.len() >= t {
+        return Round::Sign(allow);
+    }
+    let denies: Vec<(&String, &NodeVerdict)> = of(VerdictKind::Deny).collect();
+    if n - denies.len() < t {
+        let code = denies
+            .iter()
+            .find_map(|(_, v)| v.code.clone())
+            .unwrap_or_else(|| "policy.denied".into());
+        let detail: Vec<String> = denies
+            .iter()
+            .map(|(node, v)| format!("{node}: {}", v.message))
+            .collect();
+        return Round::Deny(SessionFailure {
+            code,
+            message: format!(
+                "refused by {} of {n} nodes ({})",
+                denies.len(),
+                detail.join("; ")
+            ),
+            blame: vec![],
+        });
+    }
+    let defers: Vec<&NodeVerdict> = of(VerdictKind::Defer).map(|(_, v)| v).collect();
+    let not_before = defers.iter().filter_map(|v| v.not_before).min();
+    let mut missing = BTreeMap::new();
+    for v in &defers {
+        for (g, c) in &v.missing_approvals {
+            let e = missing.entry(g.clone()).or_insert(0);
+            *e = (*e).max(*c);
+        }
+    }
+    Round::Wait {
+        not_before,
+        missing,
+    }
+}
+
+impl Orchestrator {
+    /// Drives a sign request to a final status. Survives restarts: `resume` calls it again.
+    pub async fn sign_request(self: std::sync::Arc<Self>, request_id: String) {
+        let end = self.drive(&request_id).await;
+        self.control.forget(&request_id);
+        let now = unix_now();
+        let update = |rec: &mut RequestRecord| {
+            if rec.view.status.is_final() {
+                return;
+            }
+            match &end {
+                End::Signed(sigs, fin) => {
+                    let eth = rec.body.chain == "ethereum";
+                    let views: Vec<SignatureView> = sigs.iter().map(signature_view).collect();
+                    rec.view.status = RequestStatus::Signed;
+                    rec.view.signature = views.first().cloned();
+                    rec.view.signatures = views;
+                    rec.view.signed_tx = fin
+                        .signed_tx
+                        .as_ref()
+                        .map(|t| format!("{}{}", if eth { "0x" } else { "" }, hex::encode(t)));
+                    rec.view.bip322_signature = fin.bip322_signature.clone();
+                    rec.view.error = None;
+                }
+                End::Stopped(status, f) => {
+                    rec.view.status = *status;
+                    rec.view.error = Some(failure_to_api(f));
+                }
+                End::AlreadyFinal => {}
+            }
+            rec.view.not_before = None;
+            rec.view.missing_approvals.clear();
+        };
+        match self.store.update_request(&request_id, update) {
+            Ok(Some(rec)) => {
+                tracing::info!(request = %request_id, status = ?rec.view.status, signers = ?rec.view.signers, "request finished");
+                self.control.record(
+                    "request.final",
+                    json!({"request_id": request_id, "status": rec.view.status,
+                           "signatures": rec.view.signatures, "error": rec.view.error, "at": now}),
+                );
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cannot persist request"),
+        }
+    }
+
+    fn set_view(
+        &self,
+        request_id: &str,
+        f: impl FnOnce(&mut RequestRecord),
+    ) -> Option<RequestRecord> {
+        match self.store.update_request(request_id, f) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot persist request");
+                None
+            }
+        }
+    }
+
+    async fn drive(&self, request_id: &str) -> End {
+        let Ok(Some(rec)) = self.store.request(request_id) else {
+            return End::AlreadyFinal;
+        };
+        let key = match self.store.key(&rec.body.key_id) {
+            Ok(Some(k)) if k.info.status == KeyStatus::Ready => k,
+            Ok(_) => {
+                let f = plain_failure("key.not_ready", "the key is not ready");
+                return End::Stopped(RequestStatus::Failed, f);
+            }
+            Err(e) => return End::Stopped(RequestStatus::Failed, internal(e.to_string())),
+        };
+        let payload = match SignPayload::from_body(&rec.body) {
+            Ok(p) => p,
+            Err(e) => return End::Stopped(RequestStatus::Failed, payload_failure(e)),
+        };
+        let waker = self.control.waker(request_id);
+        let wait_until =
+            tokio::time::Instant::now() + Duration::from_secs(self.limits.wait_for_signers_secs);
+        let mut sign_rounds = 0;
+        loop {
+            let Ok(Some(rec)) = self.store.request(request_id) else {
+                return End::AlreadyFinal;
+            };
+            if rec.view.status.is_final() {
+                return End::AlreadyFinal;
+            }
+            let connected: Vec<String> = key
+                .info
+                .nodes
+                .iter()
+                .filter(|n| self.registry.is_connected(n))
+                .cloned()
+                .collect();
+            let req = EvaluateRequest {
+                request_id: request_id.to_string(),
+                key_id: key.info.key_id.clone(),
+                payload: payload.clone(),
+                approvals: rec.approvals.clone(),
+            };
+            let verdicts = self
+                .control
+                .evaluate(&req, &connected, Duration::from_secs(10))
+                .await;
+            self.record_verdicts(request_id, &verdicts);
+            let sleep_for = match tally(&key, &verdicts) {
+                Round::Sign(allowed) => {
+                    sign_rounds += 1;
+                    match self.sign_with(&key, &payload, &req, &allowed).await {
+                        Ok((sigs, fin)) => return End::Signed(sigs, fin),
+                        Err(f) if sign_rounds < 2 * key.info.nodes.len().max(2) => {
+                            tracing::warn!(code = %f.code, message = %f.message, "signing round failed; re-evaluating");
+                            if !(RETRYABLE.contains(&f.code.as_str())
+                                || f.code.starts_with("policy."))
+                            {
+                                return End::Stopped(RequestStatus::Failed, f);
+                            }
+                            Duration::from_millis(300)
+                        }
+                        Err(f) => return End::Stopped(RequestStatus::Failed, f),
+                    }
+                }
+                Round::Deny(f) => return End::Stopped(RequestStatus::Denied, f),
+                Round::Wait { .. } if connected.len() < key.info.threshold as usize => {
+                    if tokio::time::Instant::now() >= wait_until {
+                        let f = plain_failure(
+                            "nodes.unavailable",
+                            "not enough signer nodes are connected",
+                        );
+                        return End::Stopped(RequestStatus::Failed, f);
+                    }
+                    Duration::from_millis(250)
+                }
+                Round::Wait {
+                    not_before,
+                    missing,
+                } => {
+                    self.set_view(request_id, |r| {
+                        if !r.view.status.is_final() {
+                            r.view.status = RequestStatus::Deferred;
+                            r.view.not_before = not_before;
+                            r.view.missing_approvals = missing.clone();
+                        }
+                    });
+                    let secs = not_before
+                        .map(|nb| nb.saturating_sub(unix_now()).clamp(1, 30))
+                        .unwrap_or(
+                            if verdicts
+                                .values()
+                                .any(|v| v.code.as_deref() == Some("ledger.behind"))
+                            {
+                                1
+                            } else {
+                                30
+                            },
+                        );
+                    Duration::from_secs(secs)
+                }
+            };
+            tokio::select! {
+                _ = waker.notified() => {}
+                _ = tokio::time::sleep(sleep_for) => {}
+            }
+        }
+    }
+
+    fn record_verdicts(&self, request_id: &str, verdicts: &BTreeMap<String, NodeVerdict>) {
+        let changed = self.set_view(request_id, |r| {
+            let kinds = |m: &BTreeMap<String, NodeVerdict>| {
+                m.iter()
+                    .map(|(n, v)| (n.clone(), v.kind, v.code.clone()))
+                    .collect::<Vec<_>>()
+            };
+            let before = kinds(&r.view.verdicts);
+            r.view.verdicts = verdicts.clone();
+            if before != kinds(verdicts) {
+                r.view.error = None;
+            }
+        });
+        if changed.is_some() {
+            self.control.record(
+                "request.verdicts",
+                json!({"request_id": request_id, "verdicts": verdicts}),
+            );
+        }
+    }
+
+    /// Signs every part with t-subsets of the nodes that allowed, rotating subsets and trying
+    /// another when a node fails.
+    async fn sign_with(
+        &self,
+        key: &KeyRecord,
+        payload: &SignPayload,
+        req: &EvaluateRequest,
+        allowed: &[String],
+    ) -> Result<(Vec<VerifiedSignature>, Finalized), SessionFailure> {
+        let pk = key_pk(key)?;
+        let decoded = payload.decode(&pk).map_err(payload_failure)?;
+        let digests = (0..decoded.parts())
+            .map(|i| decoded.preimage(i).map(|p| p.digest()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(payload_failure)?;
+        let mut done: Vec<Option<VerifiedSignature>> = vec![None; digests.len()];
+        let ordered: Vec<String> = key
+            .info
+            .nodes
+            .iter()
+            .filter(|n| allowed.contains(n))
+            .cloned()
+            .collect();
+        let subsets = subsets(&ordered, key.info.threshold as usize);
+        let offset = self
+            .rotation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut blamed: Vec<String> = Vec::new();
+        for k in 0..subsets.len() {
+            let signers = &subsets[(offset + k) % subsets.len()];
+            if signers
+                .iter()
+                .any(|n| blamed.contains(n) || !self.registry.is_connected(n))
+            {
+                continue;
+            }
+            self.set_view(&req.request_id, |r| {
+                if !r.view.status.is_final() {
+                    r.view.status = RequestStatus::Signing;
+                    r.view.signers = signers.clone();
+                    r.view.not_before = None;
+                    r.view.missing_approvals.clear();
+                }
+            });
+            let pending: Vec<usize> = (0..done.len()).filter(|i| done[*i].is_none()).collect();
+            let timeout = Duration::from_secs(self.limits.sign_timeout_secs);
+            let runs = pending.iter().map(|&part| {
+                let kind = SessionKind::Sign {
+                    request_id: req.request_id.clone(),
+                    payload: payload.clone(),
+                    part: part as u32,
+                    approvals: req.approvals.clone(),
+                };
+                async move {
+                    self.run_session(&key.info.key_id, signers, kind, timeout)
+                        .await
+                }
+            });
+            let results = futures::future::join_all(runs).await;
+            let mut last = None;
+            for (part, result) in pending.into_iter().zip(results) {
+                match result {
+                    Ok(outs) => done[part] = Some(agreed_signature(&outs, &pk, &digests[part])?),
+                    Err(f) if RETRYABLE.contains(&f.code.as_str()) => {
+                        tracing::warn!(code = %f.code, blame = ?f.blame, part, "signing attempt failed; trying another subset");
+                        blamed.extend(f.blame.iter().cloned());
+                        last = Some(f);
+                    }
+                    Err(f) => return Err(f),
+                }
+            }
+            if done.iter().all(Option::is_some) {
+                let sigs: Vec<VerifiedSignature> = done.into_iter().flatten().collect();
+                let triples: Vec<_> = sigs.iter().map(|s| (s.r, s.s, s.recovery_id)).collect();
+                let fin = decoded.finalize(&triples).map_err(payload_failure)?;
+                return Ok((sigs, fin));
+            }
+            if let Some(f) = last {
+                if f.code == "ledger.behind" {
+                    return Err(f);
+                }
+            }
+        }
+        Err(plain_failure(
+            "nodes.unavailable",
+            "no subset of allowing nodes could sign",
+        ))
+    }
+}
+
+/// The API error for a veto.
+pub fn vetoed(guardian: &str) -> ApiError {
+    api_error("veto", format!("vetoed by guardian {guardian}"))
+}

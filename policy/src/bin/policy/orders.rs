@@ -1,0 +1,100 @@
+//! Signed orders for guardians and officers (veto, freeze, unfreeze) and the subject of an
+//! approval. Each command prints exactly the JSON body the coordinator's API takes.
+
+use std::{fs, path::Path};
+
+use anyhow::{bail, Context, Result};
+use ed25519_dalek::Signer;
+use proto::{
+    api::SignRequestBody,
+    authz::{freeze_digest, unfreeze_digest, veto_digest, OfficerSignature},
+    intent::WithdrawalIntent,
+    payload::SignPayload,
+};
+use serde_json::json;
+
+use crate::commands::{print_json, read_json, Status};
+use crate::keys;
+
+/// The intent and request id an approval binds: from an intent file, or decoded here from the
+/// sign-request body with the key's public key.
+pub fn approval_subject(
+    intent: Option<&Path>,
+    sign_request: Option<&Path>,
+    public_key: Option<&str>,
+    request_id: Option<String>,
+) -> Result<(WithdrawalIntent, String)> {
+    match (intent, sign_request) {
+        (Some(path), None) => {
+            let intent: WithdrawalIntent = read_json(path, "withdrawal intent")?;
+            let id = request_id.context("`--request-id` is required with `--intent`")?;
+            Ok((intent, id))
+        }
+        (None, Some(path)) => {
+            let body: SignRequestBody = read_json(path, "sign-request body")?;
+            let pk_hex = public_key.context("`--public-key` is required with `--sign-request`")?;
+            let pk: [u8; 33] = hex::decode(pk_hex.trim_start_matches("0x"))
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .context("`--public-key` must be a 33-byte compressed key in hex")?;
+            let payload = SignPayload::from_body(&body).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let decoded = payload.decode(&pk).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let intent = decoded
+                .intent(&body.key_id)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if request_id.as_ref().is_some_and(|r| *r != body.request_id) {
+                bail!("`--request-id` differs from the request body's `request_id`");
+            }
+            eprintln!(
+                "approving: {}",
+                serde_json::to_string(&intent).unwrap_or_default()
+            );
+            Ok((intent, body.request_id))
+        }
+        _ => bail!("give exactly one of `--intent` or `--sign-request`"),
+    }
+}
+
+/// `policy veto`.
+pub fn veto(request_id: &str, key: &Path) -> Result<Status> {
+    let key = keys::read(key)?;
+    let sig = key.expose_secret().sign(&veto_digest(request_id));
+    print_json(&json!({"guardian": key.public_hex(), "signature": hex::encode(sig.to_bytes())}))?;
+    Ok(Status::Ok)
+}
+
+/// `policy freeze`.
+pub fn freeze(key_id: &str, epoch: u64, key: &Path) -> Result<Status> {
+    let key = keys::read(key)?;
+    let sig = key.expose_secret().sign(&freeze_digest(key_id, epoch));
+    print_json(&json!({"epoch": epoch, "guardian": key.public_hex(),
+        "signature": hex::encode(sig.to_bytes())}))?;
+    Ok(Status::Ok)
+}
+
+/// `policy unfreeze`: adds this officer's signature to the body in `out`.
+pub fn unfreeze(key_id: &str, epoch: u64, key: &Path, out: &Path) -> Result<Status> {
+    let key = keys::read(key)?;
+    let sig = key.expose_secret().sign(&unfreeze_digest(key_id, epoch));
+    let mut signatures: Vec<OfficerSignature> = if out.exists() {
+        let body: serde_json::Value = read_json(out, "unfreeze body")?;
+        if body["epoch"] != json!(epoch) {
+            bail!("`{}` is for another epoch", out.display());
+        }
+        serde_json::from_value(body["signatures"].clone())
+            .with_context(|| format!("`{}` has malformed signatures", out.display()))?
+    } else {
+        Vec::new()
+    };
+    let me = key.expose_secret().verifying_key().to_bytes();
+    signatures.retain(|s| s.officer != me);
+    signatures.push(OfficerSignature {
+        officer: me,
+        signature: sig.to_bytes(),
+    });
+    let body = json!({"epoch": epoch, "signatures": signatures});
+    fs::write(out, serde_json::to_string_pretty(&body)? + "\n")
+        .with_context(|| format!("cannot write `{}`", out.display()))?;
+    print_json(&body)?;
+    Ok(Status::Ok)
+}

@@ -1,0 +1,360 @@
+//! Signed orders that people give the cluster (approvals, guardian vetoes and freezes, officer
+//! unfreezes), the per-node verdicts and status the coordinator shows, and the cluster-wide
+//! ledger of signed withdrawals.
+//!
+//! The coordinator carries every order as it received it; each node verifies the signatures
+//! against keys pinned in its own configuration or policy. The digest functions here are the
+//! only definition of what a signer signs, shared by the nodes and the `policy` tool.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::intent::{u128_string, Asset, ChainRef};
+
+macro_rules! hex_array {
+    ($name:ident, $n:literal) => {
+        /// Serde helper: a byte array as lowercase hex.
+        pub mod $name {
+            use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+            /// Serialise as hex.
+            pub fn serialize<S: Serializer>(v: &[u8; $n], s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&hex::encode(v))
+            }
+
+            /// Parse exactly the right number of hex digits.
+            pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; $n], D::Error> {
+                let text = String::deserialize(d)?;
+                let mut out = [0u8; $n];
+                hex::decode_to_slice(&text, &mut out).map_err(|_| {
+                    D::Error::custom(format!("expected {} hex digits, found `{text}`", $n * 2))
+                })?;
+                Ok(out)
+            }
+        }
+    };
+}
+
+hex_array!(hex32, 32);
+hex_array!(hex64, 64);
+
+/// An approver's Ed25519 signature over the policy crate's approval digest.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// The approver's Ed25519 public key.
+    #[serde(with = "hex32")]
+    pub approver: [u8; 32],
+    /// Signature over the approval digest.
+    #[serde(with = "hex64")]
+    pub signature: [u8; 64],
+    /// The approval is void at and after this time (unix seconds).
+    pub expires_at: u64,
+}
+
+/// One officer's Ed25519 signature (policy bundles, unfreeze orders).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficerSignature {
+    /// The officer's Ed25519 public key.
+    #[serde(with = "hex32")]
+    pub officer: [u8; 32],
+    /// The signature.
+    #[serde(with = "hex64")]
+    pub signature: [u8; 64],
+}
+
+/// A guardian's veto: the request is never signed by a node that received it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Veto {
+    /// The vetoed request.
+    pub request_id: String,
+    /// The guardian's Ed25519 public key.
+    #[serde(with = "hex32")]
+    pub guardian: [u8; 32],
+    /// Signature over [`veto_digest`].
+    #[serde(with = "hex64")]
+    pub signature: [u8; 64],
+}
+
+/// A guardian's freeze of a key: stops signing with it at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Freeze {
+    /// The key to freeze.
+    pub key_id: String,
+    /// The key's freeze epoch (how many unfreezes it has had): an old freeze cannot be replayed
+    /// after an unfreeze.
+    pub epoch: u64,
+    /// The guardian's Ed25519 public key.
+    #[serde(with = "hex32")]
+    pub guardian: [u8; 32],
+    /// Signature over [`freeze_digest`].
+    #[serde(with = "hex64")]
+    pub signature: [u8; 64],
+}
+
+/// The officer quorum's unfreeze of a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unfreeze {
+    /// The key to unfreeze.
+    pub key_id: String,
+    /// The epoch being ended; the key's epoch becomes `epoch + 1`.
+    pub epoch: u64,
+    /// Officer signatures over [`unfreeze_digest`].
+    pub signatures: Vec<OfficerSignature>,
+}
+
+/// An order the coordinator relays to every node (and replays to nodes that were offline).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    /// Guardian veto of one request.
+    Veto(Veto),
+    /// Guardian freeze of a key.
+    Freeze(Freeze),
+    /// Officer unfreeze of a key.
+    Unfreeze(Unfreeze),
+}
+
+impl Order {
+    /// A stable id: hex SHA-256 of the order's CBOR encoding.
+    pub fn id(&self) -> String {
+        let bytes = crate::wire::encode(self).unwrap_or_default();
+        hex::encode(Sha256::digest(bytes))
+    }
+}
+
+fn tagged_digest(domain: &[u8], fields: &[&[u8]], tail: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(domain);
+    for f in fields {
+        h.update((f.len() as u64).to_be_bytes());
+        h.update(f);
+    }
+    h.update(tail);
+    h.finalize().into()
+}
+
+/// What a guardian signs to veto `request_id`.
+pub fn veto_digest(request_id: &str) -> [u8; 32] {
+    tagged_digest(b"custody/veto/v1\0", &[request_id.as_bytes()], &[])
+}
+
+/// What a guardian signs to freeze `key_id` in `epoch`.
+pub fn freeze_digest(key_id: &str, epoch: u64) -> [u8; 32] {
+    tagged_digest(
+        b"custody/freeze/v1\0",
+        &[key_id.as_bytes()],
+        &epoch.to_be_bytes(),
+    )
+}
+
+/// What each officer signs to unfreeze `key_id`, ending `epoch`.
+pub fn unfreeze_digest(key_id: &str, epoch: u64) -> [u8; 32] {
+    tagged_digest(
+        b"custody/unfreeze/v1\0",
+        &[key_id.as_bytes()],
+        &epoch.to_be_bytes(),
+    )
+}
+
+/// A node's answer to "would you sign this request now?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictKind {
+    /// The node's policy allows it now.
+    Allow,
+    /// Not yet: a time-lock, missing approvals, or the node's ledger is behind.
+    Defer,
+    /// Never: a rule failed, the request was vetoed, or it is malformed for this node.
+    Deny,
+}
+
+/// One rule's verdict as a node reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleView {
+    /// Stable tag, e.g. `limit.per_tx`.
+    pub tag: String,
+    /// `pass`, `fail`, `defer` or `not_applicable`.
+    pub verdict: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A node's verdict on one request, with the rule tags behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeVerdict {
+    /// Allow, defer or deny.
+    pub kind: VerdictKind,
+    /// Stable code: `policy.<tag>` of the first failing (or deferring) rule, or a node-level
+    /// code such as `veto`, `ledger.behind`, `policy.missing`, `policy.scope.chain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Human-readable summary.
+    pub message: String,
+    /// Earliest time (node clock, unix s) at which the time conditions are met.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<u64>,
+    /// Approver group → approvals still missing.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub missing_approvals: BTreeMap<String, u32>,
+    /// Every rule the policy engine checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleView>,
+    /// Version of the policy that decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<u64>,
+    /// Hash of the policy that decided (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_hash: Option<String>,
+    /// When the node first saw the request (its own clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<u64>,
+    /// When the node evaluated.
+    pub evaluated_at: u64,
+}
+
+impl NodeVerdict {
+    /// A verdict without a policy evaluation (scope, veto, malformed request…).
+    pub fn plain(kind: VerdictKind, code: &str, message: impl Into<String>, now: u64) -> Self {
+        Self {
+            kind,
+            code: Some(code.to_string()),
+            message: message.into(),
+            not_before: None,
+            missing_approvals: BTreeMap::new(),
+            rules: Vec::new(),
+            policy_version: None,
+            policy_hash: None,
+            first_seen: None,
+            evaluated_at: now,
+        }
+    }
+}
+
+/// The policy a node runs, or is about to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyInfo {
+    /// Policy version.
+    pub version: u64,
+    /// Policy hash (hex).
+    pub hash: String,
+    /// When it became (or becomes) active, node clock.
+    pub active_from: u64,
+}
+
+/// A key's freeze state on one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FreezeState {
+    /// Signing with the key is stopped.
+    pub frozen: bool,
+    /// Unfreezes so far; a freeze order must name this epoch.
+    pub epoch: u64,
+}
+
+/// What a node reports about itself after connecting and after every change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NodeStatus {
+    /// The active policy, if any (a node without one signs nothing).
+    pub policy: Option<PolicyInfo>,
+    /// A verified newer policy waiting for its activation delay.
+    pub pending_policy: Option<PolicyInfo>,
+    /// Why the last offered bundle was refused.
+    pub policy_error: Option<String>,
+    /// Freeze state per key (keys never frozen are absent).
+    pub freezes: BTreeMap<String, FreezeState>,
+    /// Highest contiguous ledger sequence held per origin node.
+    pub ledger_heads: BTreeMap<String, u64>,
+    /// Origins for which the node knows it is missing entries.
+    pub ledger_gaps: Vec<String>,
+}
+
+/// One withdrawal movement recorded in the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LedgerMove {
+    /// Segregated account, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Chain.
+    pub chain: ChainRef,
+    /// Asset.
+    pub asset: Asset,
+    /// Normalised destination.
+    pub destination: String,
+    /// Base units.
+    #[serde(with = "u128_string")]
+    pub amount: u128,
+}
+
+/// A signed withdrawal as recorded by one participant: every node folds these into its
+/// velocity sums, whichever subset signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// Node that recorded it.
+    pub origin: String,
+    /// Per-origin sequence number, from 1, without gaps.
+    pub seq: u64,
+    /// The request signed.
+    pub request_id: String,
+    /// Key that signed.
+    pub key_id: String,
+    /// When the origin recorded it (origin's clock).
+    pub signed_at: u64,
+    /// What moved.
+    pub moves: Vec<LedgerMove>,
+    /// Origin's Ed25519 signature over [`LedgerEntry::signed_bytes`].
+    #[serde(with = "hex64")]
+    pub signature: [u8; 64],
+}
+
+impl LedgerEntry {
+    /// Domain-separated bytes the origin signs: everything but the signature.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let body = (
+            &self.origin,
+            self.seq,
+            &self.request_id,
+            &self.key_id,
+            self.signed_at,
+            &self.moves,
+        );
+        let mut out = b"custody/ledger/v1\0".to_vec();
+        out.extend(serde_json::to_vec(&body).unwrap_or_default());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn digests_are_domain_separated_and_bind_every_field() {
+        assert_ne!(veto_digest("a"), veto_digest("b"));
+        assert_ne!(freeze_digest("k", 0), freeze_digest("k", 1));
+        assert_ne!(freeze_digest("k", 0), unfreeze_digest("k", 0));
+        // Length prefixes: ("ab", 0) and ("a", …) cannot collide by shifting bytes.
+        assert_ne!(freeze_digest("ab", 0), freeze_digest("a", 0));
+    }
+
+    #[test]
+    fn order_ids_differ_per_order() {
+        let v = |r: &str| {
+            Order::Veto(Veto {
+                request_id: r.into(),
+                guardian: [1; 32],
+                signature: [2; 64],
+            })
+        };
+        assert_eq!(v("x").id(), v("x").id());
+        assert_ne!(v("x").id(), v("y").id());
+        let back: Order = serde_json::from_str(&serde_json::to_string(&v("x")).unwrap()).unwrap();
+        assert_eq!(back, v("x"));
+    }
+}

@@ -1,0 +1,492 @@
+//! The node's own decision on every request: scope, veto, freeze and the signed policy, against
+//! this node's own history and clock. The coordinator can ask; only this decides.
+//!
+//! A request is judged twice: when the coordinator asks for a verdict (before any session), and
+//! again when a signing session starts, where an allow also reserves the withdrawal against the
+//! velocity limits, atomically with the decision.
+
+use std::{collections::BTreeMap, sync::Mutex};
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use policy::{Decision, EvalContext, Outcome, Verdict};
+use proto::{
+    audit::SharedAudit,
+    authz::{
+        self, Approval, FreezeState, LedgerEntry, NodeStatus, NodeVerdict, Order, RuleView,
+        VerdictKind,
+    },
+    intent::WithdrawalIntent,
+    wire::SessionFailure,
+};
+use serde_json::json;
+
+use crate::{
+    config::Scope,
+    identity::{NodeIdentity, Roster},
+    ledger::{self, Reservation},
+    plan::DecodedRequest,
+    policy_book::{Offer, PolicyBook},
+    session::fail,
+    store::{json_bytes, RequestBinding, Store, StoreError},
+};
+
+/// Keys pinned for orders.
+#[derive(Debug, Clone, Default)]
+pub struct Authorities {
+    /// Officers (unfreeze quorum).
+    pub officers: Vec<[u8; 32]>,
+    /// Officer signatures an unfreeze needs.
+    pub threshold: usize,
+    /// Guardians (veto, freeze).
+    pub guardians: Vec<[u8; 32]>,
+}
+
+/// The decision point.
+pub struct Guard {
+    store: std::sync::Arc<Store>,
+    identity: std::sync::Arc<NodeIdentity>,
+    roster: Roster,
+    scope: Scope,
+    auth: Authorities,
+    clock_offset: i64,
+    book: Mutex<PolicyBook>,
+    /// Serialises decide-and-reserve, so two concurrent requests cannot both fit one allowance.
+    decide: Mutex<()>,
+    audit: SharedAudit,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn verify_ed25519(key: &[u8; 32], digest: &[u8; 32], sig: &[u8; 64]) -> bool {
+    VerifyingKey::from_bytes(key)
+        .is_ok_and(|k| k.verify_strict(digest, &Signature::from_bytes(sig)).is_ok())
+}
+
+impl Guard {
+    /// Creates the guard.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: std::sync::Arc<Store>,
+        identity: std::sync::Arc<NodeIdentity>,
+        roster: Roster,
+        scope: Scope,
+        auth: Authorities,
+        clock_offset: i64,
+        book: PolicyBook,
+        audit: SharedAudit,
+    ) -> Self {
+        Self {
+            store,
+            identity,
+            roster,
+            scope,
+            auth,
+            clock_offset,
+            book: Mutex::new(book),
+            decide: Mutex::new(()),
+            audit,
+        }
+    }
+
+    /// This node's clock (unix seconds), with the configured offset.
+    pub fn now(&self) -> u64 {
+        crate::session::unix_now().saturating_add_signed(self.clock_offset)
+    }
+
+    /// Appends to the audit log; a failure to audit is logged loudly.
+    pub fn audit(&self, kind: &str, data: serde_json::Value) -> Result<(), SessionFailure> {
+        self.audit
+            .append(self.now(), kind, data)
+            .map(|_| ())
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot write the audit log");
+                fail("audit.unavailable", "this node cannot write its audit log")
+            })
+    }
+
+    /// Offers a policy bundle (from the configuration or the coordinator).
+    pub fn offer_policy(&self, bundle_json: &str, source: &str) -> Offer {
+        let now = self.now();
+        let result = lock(&self.book).offer(&self.store, bundle_json, now);
+        match &result {
+            Ok(Offer::Unchanged) => {}
+            Ok(o) => {
+                tracing::info!(source, outcome = ?o, "policy bundle installed");
+                let _ = self.audit(
+                    "policy.installed",
+                    json!({"source": source, "outcome": format!("{o:?}")}),
+                );
+            }
+            Err(e) => {
+                tracing::error!(source, reason = %e, "policy bundle refused; keeping the current policy");
+                let _ = self.audit("policy.refused", json!({"source": source, "reason": e}));
+            }
+        }
+        result.unwrap_or(Offer::Unchanged)
+    }
+
+    /// What the node reports about itself.
+    pub fn status(&self) -> Result<NodeStatus, StoreError> {
+        let now = self.now();
+        let mut book = lock(&self.book);
+        book.current(&self.store, now)?;
+        Ok(NodeStatus {
+            policy: book.active_info(),
+            pending_policy: book.pending_info(),
+            policy_error: book.last_error.clone(),
+            freezes: self
+                .store
+                .state_scan::<FreezeState>("freeze/")?
+                .into_iter()
+                .map(|(k, v)| (k["freeze/".len()..].to_string(), v))
+                .collect(),
+            ledger_heads: ledger::heads(&self.store)?,
+            ledger_gaps: ledger::gaps(&self.store)?,
+        })
+    }
+
+    /// Judges a request. With `reserve`, an allow also reserves the withdrawal (signing path).
+    pub fn judge(
+        &self,
+        request_id: &str,
+        req: &DecodedRequest,
+        approvals: &[Approval],
+        reserve: bool,
+    ) -> NodeVerdict {
+        let now = self.now();
+        let verdict = match self.try_judge(request_id, req, approvals, reserve, now) {
+            Ok(v) => v,
+            Err(f) => NodeVerdict::plain(VerdictKind::Deny, &f.code, f.message, now),
+        };
+        let record = json!({
+            "request_id": request_id, "phase": if reserve { "sign" } else { "evaluate" },
+            "intent": req.intent, "approvals": approvals, "verdict": verdict,
+        });
+        if self.audit("request.evaluated", record).is_err() {
+            return NodeVerdict::plain(
+                VerdictKind::Defer,
+                "audit.unavailable",
+                "this node cannot write its audit log",
+                now,
+            );
+        }
+        verdict
+    }
+
+    fn try_judge(
+        &self,
+        request_id: &str,
+        req: &DecodedRequest,
+        approvals: &[Approval],
+        reserve: bool,
+        now: u64,
+    ) -> Result<NodeVerdict, SessionFailure> {
+        let se = |e: StoreError| fail("store.error", e.to_string());
+        let intent = &req.intent;
+        self.scope.check(intent).map_err(|(c, m)| fail(c, m))?;
+        if self
+            .store
+            .bind_request(request_id, &req.request_ctx)
+            .map_err(se)?
+            == RequestBinding::Conflict
+        {
+            return Err(fail(
+                "request.conflict",
+                format!("request `{request_id}` was seen before with a different transaction"),
+            ));
+        }
+        let first_seen: u64 = self
+            .store
+            .state_insert_new(&format!("seen/{request_id}"), &now)
+            .map_err(se)?;
+        if let Some(v) = self
+            .store
+            .state_get::<authz::Veto>(&format!("veto/{request_id}"))
+            .map_err(se)?
+        {
+            return Err(fail(
+                "veto",
+                format!("vetoed by guardian {}", hex::encode(v.guardian)),
+            ));
+        }
+        let frozen = self.freeze_state(&intent.key_id).map_err(se)?.frozen;
+        let _serial = lock(&self.decide);
+        let mut book = lock(&self.book);
+        let Some(policy) = book.current(&self.store, now).map_err(se)? else {
+            return Err(fail(
+                "policy.missing",
+                "this node has no valid signed policy and signs nothing",
+            ));
+        };
+        let history = ledger::history(&self.store, request_id).map_err(se)?;
+        let ctx = EvalContext {
+            now,
+            request_id: request_id.to_string(),
+            first_seen,
+            frozen,
+            request_expires_at: None,
+        };
+        let decision = policy::evaluate(intent, policy, &history, approvals, &ctx);
+        drop(book);
+        let mut verdict = to_verdict(&decision, first_seen);
+        let velocity_limited = decision
+            .rule(policy::tags::LIMIT_VELOCITY)
+            .is_some_and(|r| r.verdict != Verdict::NotApplicable);
+        let gaps = ledger::gaps(&self.store).map_err(se)?;
+        if verdict.kind == VerdictKind::Allow && velocity_limited && !gaps.is_empty() {
+            verdict.kind = VerdictKind::Defer;
+            verdict.code = Some("ledger.behind".into());
+            verdict.message = format!(
+                "this node is missing ledger entries from {}; velocity limits wait until it catches up",
+                gaps.join(", ")
+            );
+        }
+        if reserve && verdict.kind == VerdictKind::Allow {
+            let r = Reservation {
+                key_id: intent.key_id.clone(),
+                at: now,
+                moves: ledger::moves_of(intent),
+            };
+            ledger::reserve(&self.store, request_id, &r).map_err(se)?;
+        }
+        Ok(verdict)
+    }
+
+    /// Records this node's ledger entry for a completed signature (once per request).
+    pub fn record_signed(
+        &self,
+        request_id: &str,
+        intent: &WithdrawalIntent,
+        signature: &proto::sig::VerifiedSignature,
+    ) -> Option<LedgerEntry> {
+        let _ = self.audit(
+            "signature",
+            json!({"request_id": request_id, "key_id": intent.key_id,
+                   "r": hex::encode(signature.r), "s": hex::encode(signature.s),
+                   "recovery_id": signature.recovery_id}),
+        );
+        let moves = ledger::moves_of(intent);
+        match ledger::record_own(
+            &self.store,
+            &self.identity,
+            request_id,
+            &intent.key_id,
+            moves,
+            self.now(),
+        ) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, request = request_id, "cannot record the ledger entry");
+                None
+            }
+        }
+    }
+
+    /// Stores another node's ledger entry.
+    pub fn receive_ledger(&self, entry: &LedgerEntry) -> Result<ledger::Received, String> {
+        ledger::receive(&self.store, &self.roster, entry)
+    }
+
+    /// Notes peers' ledger heads (from join messages); `Err` names the origins this node lacks.
+    pub fn note_peer_heads(&self, heads: &BTreeMap<String, u64>) -> Result<(), Vec<String>> {
+        let mut behind = Vec::new();
+        for (origin, seq) in heads {
+            if self.roster.get(origin).is_none() {
+                continue;
+            }
+            match ledger::note_seen(&self.store, origin, *seq) {
+                Ok(true) => behind.push(origin.clone()),
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "cannot record a peer's ledger head"),
+            }
+        }
+        match behind.is_empty() {
+            true => Ok(()),
+            false => Err(behind),
+        }
+    }
+
+    /// This node's ledger heads.
+    pub fn ledger_heads(&self) -> BTreeMap<String, u64> {
+        ledger::heads(&self.store).unwrap_or_default()
+    }
+
+    fn freeze_state(&self, key_id: &str) -> Result<FreezeState, StoreError> {
+        Ok(self
+            .store
+            .state_get::<FreezeState>(&format!("freeze/{key_id}"))?
+            .unwrap_or_default())
+    }
+
+    /// Verifies and applies a veto, freeze or unfreeze.
+    pub fn apply_order(&self, order: &Order) -> Result<(), SessionFailure> {
+        let se = |e: StoreError| fail("store.error", e.to_string());
+        let result = match order {
+            Order::Veto(v) => {
+                if !self.auth.guardians.contains(&v.guardian)
+                    || !verify_ed25519(
+                        &v.guardian,
+                        &authz::veto_digest(&v.request_id),
+                        &v.signature,
+                    )
+                {
+                    Err(fail(
+                        "veto.invalid",
+                        "the veto is not signed by a pinned guardian",
+                    ))
+                } else {
+                    let key = format!("veto/{}", v.request_id);
+                    self.store
+                        .state_write(&[(key, Some(json_bytes(v).map_err(se)?))])
+                        .map_err(se)
+                }
+            }
+            Order::Freeze(f) => self.apply_freeze(f),
+            Order::Unfreeze(u) => self.apply_unfreeze(u),
+        };
+        let _ = self.audit(
+            "order",
+            json!({"order": order, "accepted": result.is_ok(),
+                   "error": result.as_ref().err().map(|f| f.code.clone())}),
+        );
+        match &result {
+            Ok(()) => tracing::info!(order = %order.id(), "order applied"),
+            Err(f) => tracing::warn!(order = %order.id(), code = %f.code, "order refused"),
+        }
+        result
+    }
+
+    fn apply_freeze(&self, f: &authz::Freeze) -> Result<(), SessionFailure> {
+        let se = |e: StoreError| fail("store.error", e.to_string());
+        if !self.auth.guardians.contains(&f.guardian)
+            || !verify_ed25519(
+                &f.guardian,
+                &authz::freeze_digest(&f.key_id, f.epoch),
+                &f.signature,
+            )
+        {
+            return Err(fail(
+                "freeze.invalid",
+                "the freeze is not signed by a pinned guardian",
+            ));
+        }
+        let _serial = lock(&self.decide);
+        let mut state = self.freeze_state(&f.key_id).map_err(se)?;
+        if f.epoch != state.epoch {
+            return Err(fail(
+                "freeze.stale",
+                format!(
+                    "the freeze names epoch {} but the key is in epoch {}",
+                    f.epoch, state.epoch
+                ),
+            ));
+        }
+        state.frozen = true;
+        self.store
+            .state_write(&[(
+                format!("freeze/{}", f.key_id),
+                Some(json_bytes(&state).map_err(se)?),
+            )])
+            .map_err(se)
+    }
+
+    fn apply_unfreeze(&self, u: &authz::Unfreeze) -> Result<(), SessionFailure> {
+        let se = |e: StoreError| fail("store.error", e.to_string());
+        let digest = authz::unfreeze_digest(&u.key_id, u.epoch);
+        let mut valid: Vec<[u8; 32]> = u
+            .signatures
+            .iter()
+            .filter(|s| self.auth.officers.contains(&s.officer))
+            .filter(|s| verify_ed25519(&s.officer, &digest, &s.signature))
+            .map(|s| s.officer)
+            .collect();
+        valid.sort();
+        valid.dedup();
+        if self.auth.threshold == 0 || valid.len() < self.auth.threshold {
+            return Err(fail(
+                "unfreeze.quorum",
+                format!(
+                    "{} valid officer signature(s); unfreezing needs {}",
+                    valid.len(),
+                    self.auth.threshold
+                ),
+            ));
+        }
+        let _serial = lock(&self.decide);
+        let mut state = self.freeze_state(&u.key_id).map_err(se)?;
+        if !state.frozen || u.epoch != state.epoch {
+            return Err(fail(
+                "unfreeze.stale",
+                format!("the key is not frozen in epoch {}", u.epoch),
+            ));
+        }
+        state = FreezeState {
+            frozen: false,
+            epoch: state.epoch + 1,
+        };
+        self.store
+            .state_write(&[(
+                format!("freeze/{}", u.key_id),
+                Some(json_bytes(&state).map_err(se)?),
+            )])
+            .map_err(se)
+    }
+}
+
+/// The node-level verdict for a policy decision.
+pub fn to_verdict(d: &Decision, first_seen: u64) -> NodeVerdict {
+    let first_tag = |v: Verdict| {
+        d.rules
+            .iter()
+            .find(|r| r.verdict == v)
+            .map(|r| format!("policy.{}", r.tag))
+    };
+    let (kind, code, not_before, missing, message) = match &d.outcome {
+        Outcome::Allow => (
+            VerdictKind::Allow,
+            None,
+            None,
+            BTreeMap::new(),
+            "allowed".to_string(),
+        ),
+        Outcome::Defer {
+            not_before,
+            missing_approvals,
+        } => (
+            VerdictKind::Defer,
+            first_tag(Verdict::Defer),
+            *not_before,
+            missing_approvals.clone(),
+            "deferred: waiting for a time-lock or approvals".to_string(),
+        ),
+        Outcome::Deny { rules } => (
+            VerdictKind::Deny,
+            first_tag(Verdict::Fail),
+            None,
+            BTreeMap::new(),
+            format!("denied by {}", rules.join(", ")),
+        ),
+    };
+    NodeVerdict {
+        kind,
+        code,
+        message,
+        not_before,
+        missing_approvals: missing,
+        rules: d
+            .rules
+            .iter()
+            .map(|r| RuleView {
+                tag: r.tag.clone(),
+                verdict: r.verdict.as_str().to_string(),
+                reason: r.reason.clone(),
+            })
+            .collect(),
+        policy_version: Some(d.policy_version),
+        policy_hash: Some(d.policy_hash.to_string()),
+        first_seen: Some(first_seen),
+        evaluated_at: d.evaluated_at,
+    }
+}
