@@ -51,6 +51,26 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Collects one answer from each asked node until all answered or `timeout` passed.
+async fn gather<T>(
+    mut rx: mpsc::UnboundedReceiver<(String, T)>,
+    asked: &[&String],
+    timeout: Duration,
+) -> BTreeMap<String, T> {
+    let mut out = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while out.len() < asked.len() {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some((node, v))) if asked.contains(&&node) => {
+                out.insert(node, v);
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    out
+}
+
 impl Control {
     /// Creates the control plane.
     pub fn new(store: Arc<Store>, registry: Arc<Registry>, audit: SharedAudit) -> Self {
@@ -141,23 +161,13 @@ impl Control {
         nodes: &[String],
         timeout: Duration,
     ) -> BTreeMap<String, NodeVerdict> {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
         lock(&self.evals).insert(req.request_id.clone(), tx);
         let asked: Vec<&String> = nodes
             .iter()
             .filter(|n| self.registry.send(n, CoordFrame::Evaluate(req.clone())))
             .collect();
-        let mut out = BTreeMap::new();
-        let deadline = tokio::time::Instant::now() + timeout;
-        while out.len() < asked.len() {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((node, v))) if asked.contains(&&node) => {
-                    out.insert(node, v);
-                }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
-            }
-        }
+        let out = gather(rx, &asked, timeout).await;
         lock(&self.evals).remove(&req.request_id);
         out
     }
@@ -172,23 +182,14 @@ impl Control {
         if let Err(e) = self.store.append_order(order) {
             tracing::error!(error = %e, "cannot store an order");
         }
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
         lock(&self.acks).insert(id.clone(), tx);
         let nodes = self.registry.connected();
         let asked: Vec<&String> = nodes
             .iter()
             .filter(|n| self.registry.send(n, CoordFrame::Order(order.clone())))
             .collect();
-        let mut out = BTreeMap::new();
-        let deadline = tokio::time::Instant::now() + timeout;
-        while out.len() < asked.len() {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((node, r))) => {
-                    out.insert(node, r);
-                }
-                Ok(None) | Err(_) => break,
-            }
-        }
+        let out = gather(rx, &asked, timeout).await;
         lock(&self.acks).remove(&id);
         self.record("order", json!({"order": order, "results": &out}));
         self.wake_all();

@@ -300,6 +300,19 @@ impl Cluster {
         }
     }
 
+    /// Starts node `i` and waits until every node is connected.
+    pub fn start_node_and_wait(&mut self, i: usize) -> anyhow::Result<()> {
+        self.start_node(i)?;
+        let all = self.layout.nodes.clone();
+        self.wait_connected(&all, Duration::from_secs(30))
+    }
+
+    /// Kills node `i` (SIGKILL), starts it again and waits until every node is connected.
+    pub fn restart_node(&mut self, i: usize) -> anyhow::Result<()> {
+        self.kill_node(i)?;
+        self.start_node_and_wait(i)
+    }
+
     /// Kills node `i` (SIGKILL) and waits for the coordinator to notice.
     pub fn kill_node(&mut self, i: usize) -> anyhow::Result<()> {
         if let Some(mut c) = self.nodes[i].take() {

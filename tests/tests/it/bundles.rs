@@ -30,12 +30,8 @@ fn push(s: &Shared, bundle: &Value) -> Value {
 }
 
 fn restart(s: &mut Shared, i: usize) {
-    s.cluster.kill_node(i).unwrap();
-    s.cluster.start_node(i).unwrap();
-    let all = s.cluster.layout.nodes.clone();
-    s.cluster
-        .wait_connected(&all, Duration::from_secs(30))
-        .unwrap();
+    s.cluster.restart_node(i).unwrap();
+    // Let the node report its status after connecting.
     std::thread::sleep(Duration::from_millis(500));
 }
 
@@ -159,11 +155,7 @@ fn audit_log_verifies_on_a_real_run_and_a_one_byte_edit_is_detected() {
     )
     .unwrap();
     s.cluster.start_coordinator().unwrap();
-    s.cluster.start_node(0).unwrap();
-    let all = s.cluster.layout.nodes.clone();
-    s.cluster
-        .wait_connected(&all, Duration::from_secs(30))
-        .unwrap();
+    s.cluster.start_node_and_wait(0).unwrap();
     let exe = s.cluster.layout.exe.clone();
     let f = file.to_str().unwrap();
     let ok = audit(&exe, "signer-node", &["verify", "--file", f]);

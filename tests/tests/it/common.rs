@@ -77,11 +77,7 @@ pub fn copy_node(s: &mut Shared, i: usize, dst: &std::path::Path) {
     for f in ["node.redb", "passphrase", "identity.json", "node.toml"] {
         std::fs::copy(src.join(f), dst.join(f)).unwrap();
     }
-    s.cluster.start_node(i).unwrap();
-    let all = s.cluster.layout.nodes.clone();
-    s.cluster
-        .wait_connected(&all, Duration::from_secs(30))
-        .unwrap();
+    s.cluster.start_node_and_wait(i).unwrap();
 }
 
 /// A scratch directory unique to this test run.
@@ -89,4 +85,17 @@ pub fn scratch(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("custody-it-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
+}
+
+/// Rewrites node `i`'s `node.toml` with `edit` and restarts the node.
+pub fn edit_node_config(s: &mut Shared, i: usize, edit: impl FnOnce(String) -> String) {
+    let path = s
+        .cluster
+        .layout
+        .dir
+        .join(&s.cluster.layout.nodes[i])
+        .join("node.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, edit(text)).unwrap();
+    s.cluster.restart_node(i).unwrap();
 }

@@ -17,7 +17,7 @@ use proto::{
 };
 use serde_json::{json, Value};
 
-use crate::common::{exclusive, rid, shared, Shared};
+use crate::common::{edit_node_config, exclusive, rid, shared, Shared};
 
 fn gov(s: &Shared) -> Governance {
     Governance::at(&s.cluster.layout.dir)
@@ -246,27 +246,13 @@ fn timelock_tier_defers_even_with_a_node_clock_a_day_ahead_then_signs_after_the_
 }
 
 fn set_clock_offset(s: &mut Shared, i: usize, secs: i64) {
-    let path = s
-        .cluster
-        .layout
-        .dir
-        .join(&s.cluster.layout.nodes[i])
-        .join("node.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.starts_with("clock_offset_secs"))
-        .collect();
-    let mut out = format!("clock_offset_secs = {secs}\n");
-    out.push_str(&kept.join("\n"));
-    out.push('\n');
-    std::fs::write(&path, out).unwrap();
-    s.cluster.kill_node(i).unwrap();
-    s.cluster.start_node(i).unwrap();
-    let all = s.cluster.layout.nodes.clone();
-    s.cluster
-        .wait_connected(&all, Duration::from_secs(30))
-        .unwrap();
+    edit_node_config(s, i, |text| {
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with("clock_offset_secs"))
+            .collect();
+        format!("clock_offset_secs = {secs}\n{}\n", kept.join("\n"))
+    });
 }
 
 #[test]
@@ -326,7 +312,6 @@ fn wait_ledgers_converged(s: &Shared) {
 #[test]
 fn limit_velocity_holds_when_requests_are_spread_over_every_two_subset() {
     let mut s = exclusive();
-    let all = s.cluster.layout.nodes.clone();
     let mut subsets = Vec::new();
     for down in [2, 0, 1] {
         s.cluster.kill_node(down).unwrap();
@@ -334,10 +319,7 @@ fn limit_velocity_holds_when_requests_are_spread_over_every_two_subset() {
         let v = wait_for(&s, &id, Duration::from_secs(60), |v| v.status.is_final());
         assert_eq!(v.status, RequestStatus::Signed, "{v:?}");
         subsets.push(v.signers.clone());
-        s.cluster.start_node(down).unwrap();
-        s.cluster
-            .wait_connected(&all, Duration::from_secs(30))
-            .unwrap();
+        s.cluster.start_node_and_wait(down).unwrap();
     }
     subsets.sort();
     subsets.dedup();

@@ -2,37 +2,24 @@
 //! once every node enables it, signed as EIP-191 (recovers to the key's address) and as BIP-322
 //! simple (the `to_sign` transaction passes Bitcoin Core's script interpreter).
 
-use std::time::Duration;
-
 use proto::api::{RequestStatus, SignRequestView};
 use serde_json::json;
 
-use crate::common::{exclusive, rid, Shared, KEY};
+use crate::common::{edit_node_config, exclusive, rid, Shared, KEY};
 
 const MSG: &str = "proof of reserves: acme custody, 2026-11-24, nonce 7f3a";
 
 fn set_message_scope(s: &mut Shared, on: bool) {
+    let (from, to) = match on {
+        true => ("messages = false", "messages = true"),
+        false => ("messages = true", "messages = false"),
+    };
     for i in 0..s.cluster.layout.nodes.len() {
-        let path = s
-            .cluster
-            .layout
-            .dir
-            .join(&s.cluster.layout.nodes[i])
-            .join("node.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let (from, to) = match on {
-            true => ("messages = false", "messages = true"),
-            false => ("messages = true", "messages = false"),
-        };
-        assert!(text.contains(from), "{text}");
-        std::fs::write(&path, text.replace(from, to)).unwrap();
-        s.cluster.kill_node(i).unwrap();
-        s.cluster.start_node(i).unwrap();
+        edit_node_config(s, i, |text| {
+            assert!(text.contains(from), "{text}");
+            text.replace(from, to)
+        });
     }
-    let all = s.cluster.layout.nodes.clone();
-    s.cluster
-        .wait_connected(&all, Duration::from_secs(30))
-        .unwrap();
 }
 
 fn sign_message(s: &Shared, chain: &str) -> SignRequestView {

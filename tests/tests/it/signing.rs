@@ -113,11 +113,7 @@ fn signs_with_any_one_node_down() {
             !r.signers.contains(&down_id),
             "{down_id} is down but signed: {r:?}"
         );
-        s.cluster.start_node(down).unwrap();
-        let all = s.cluster.layout.nodes.clone();
-        s.cluster
-            .wait_connected(&all, Duration::from_secs(30))
-            .unwrap();
+        s.cluster.start_node_and_wait(down).unwrap();
     }
 }
 
