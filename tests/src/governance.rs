@@ -26,8 +26,15 @@ pub const APPROVERS: [&str; 3] = ["approver-1", "approver-2", "approver-3"];
 pub const GATE_CHAIN: u64 = 17_000;
 /// Chain id of the velocity test's chain (Hoodi).
 pub const VELOCITY_CHAIN: u64 = 560_048;
-/// Keys the policy names: the devnet's (default `--key-id`) and the tests'.
-pub const TEST_KEYS: [&str; 5] = ["devnet-key", "it-key", "gate-key", "vel-key", "frz-key"];
+/// Keys the policy names: the devnet's (default `--key-id`), the tests' and the bench's.
+pub const TEST_KEYS: [&str; 6] = [
+    "devnet-key",
+    "it-key",
+    "bench-key",
+    "gate-key",
+    "vel-key",
+    "frz-key",
+];
 
 /// The `governance/` directory of a cluster.
 pub struct Governance {
