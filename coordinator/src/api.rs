@@ -19,9 +19,9 @@ use proto::{
     },
     payload::{PayloadError, SignPayload},
 };
-use sha2::{Digest, Sha256};
 
 use crate::{
+    auth::Outcome,
     orchestrator::Orchestrator,
     store::{api_error, KeyRecord, RequestRecord},
 };
@@ -57,8 +57,8 @@ impl IntoResponse for ApiFail {
 pub struct ApiState {
     /// Orchestrator.
     pub orch: Arc<Orchestrator>,
-    /// SHA-256 of accepted tokens.
-    pub token_hashes: Arc<Vec<[u8; 32]>>,
+    /// Credentials, scopes and rates.
+    pub auth: Arc<crate::auth::Authenticator>,
 }
 
 /// Name of a verified API client certificate on this connection, if any.
@@ -142,35 +142,56 @@ async fn auth(
     req: axum::extract::Request,
     next: Next,
 ) -> Response {
-    if cert.is_some_and(|c| c.0 .0.is_some()) {
-        return next.run(req).await;
-    }
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return ApiFail::new(
+    let need = crate::auth::required_scope(req.method(), req.uri().path());
+    let cert_name = cert.and_then(|c| c.0 .0.clone());
+    let token = headers.get(header::AUTHORIZATION).map(|v| {
+        v.to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("")
+    });
+    let path = req.uri().path().to_string();
+    let denied = |status: StatusCode, code: &str, msg: String, who: Option<&str>| {
+        st.orch.control.record(
+            "auth.denied",
+            serde_json::json!({"path": path, "code": code, "credential": who}),
+        );
+        ApiFail::new(status, code, msg).into_response()
+    };
+    match st.auth.check(token, cert_name.as_deref(), need) {
+        Outcome::Allowed(_) => next.run(req).await,
+        Outcome::Missing => denied(
             StatusCode::UNAUTHORIZED,
             "auth.missing",
-            "missing `Authorization: Bearer <token>` header",
-        )
-        .into_response();
-    };
-    let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer "));
-    let ok = token.is_some_and(|t| {
-        let h: [u8; 32] = Sha256::digest(t.trim().as_bytes()).into();
-        st.token_hashes.iter().any(|k| constant_time_eq(k, &h))
-    });
-    if !ok {
-        return ApiFail::new(
+            "missing `Authorization: Bearer <token>` header".into(),
+            None,
+        ),
+        Outcome::Invalid => denied(
             StatusCode::UNAUTHORIZED,
             "auth.invalid",
-            "the API token is not valid",
-        )
-        .into_response();
+            "the API token is not valid".into(),
+            None,
+        ),
+        Outcome::Forbidden { id, scope } => denied(
+            StatusCode::FORBIDDEN,
+            "auth.scope",
+            format!("credential `{id}` lacks the `{}` scope", scope.as_str()),
+            Some(&id),
+        ),
+        Outcome::Limited { id, retry_after } => {
+            tracing::warn!(credential = %id, "rate limited");
+            let mut resp = ApiFail::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate.limited",
+                format!("credential `{id}` is over its rate; retry in {retry_after} s"),
+            )
+            .into_response();
+            if let Ok(v) = header::HeaderValue::from_str(&retry_after.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            resp
+        }
     }
-    next.run(req).await
-}
-
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub(crate) fn parse_json(

@@ -29,6 +29,70 @@ enum Cmd {
     },
     /// Print the SHA-256 to put in `api_token_sha256` for a token read from stdin.
     HashToken,
+    /// Manage scoped API credentials; a running coordinator picks up changes at once.
+    Credential {
+        #[command(subcommand)]
+        action: CredentialCmd,
+    },
+}
+
+/// `credential` subcommands.
+#[derive(Subcommand, Debug)]
+enum CredentialCmd {
+    /// Create a credential and print its token once (only its SHA-256 is stored).
+    Add {
+        /// The credentials file (`credentials_file` in coordinator.toml).
+        #[arg(long)]
+        file: PathBuf,
+        /// Name of the credential, e.g. `exchange-hot`.
+        #[arg(long)]
+        id: String,
+        /// Scopes: `submit`, `approve`, `operate`, `read` (repeat for several).
+        #[arg(long = "scope", value_enum, required = true)]
+        scopes: Vec<crate::auth::Scope>,
+        /// Requests per second (and burst); the configured default if omitted.
+        #[arg(long)]
+        rate: Option<u32>,
+    },
+    /// Revoke a credential.
+    Revoke {
+        /// The credentials file.
+        #[arg(long)]
+        file: PathBuf,
+        /// Name of the credential.
+        #[arg(long)]
+        id: String,
+    },
+    /// List credentials (ids and scopes).
+    List {
+        /// The credentials file.
+        #[arg(long)]
+        file: PathBuf,
+    },
+}
+
+fn credential_command(action: CredentialCmd) -> anyhow::Result<()> {
+    match action {
+        CredentialCmd::Add {
+            file,
+            id,
+            scopes,
+            rate,
+        } => println!("{}", crate::auth::add(&file, &id, &scopes, rate)?),
+        CredentialCmd::Revoke { file, id } => {
+            if !crate::auth::revoke(&file, &id)? {
+                anyhow::bail!("no credential `{id}` in `{}`", file.display());
+            }
+            eprintln!("revoked `{id}`");
+        }
+        CredentialCmd::List { file } => {
+            for c in crate::auth::load(&file)? {
+                let scopes: Vec<&str> = c.scopes.iter().map(|s| s.as_str()).collect();
+                println!("{}\t{}", c.id, scopes.join(","));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Entry point shared by the `coordinator` binary and the devnet launcher.
@@ -55,6 +119,7 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
             })
         }
         Cmd::Audit { action } => Ok(proto::process::audit_command(action)?),
+        Cmd::Credential { action } => credential_command(action),
         Cmd::HashToken => {
             let mut token = String::new();
             std::io::stdin().read_line(&mut token)?;

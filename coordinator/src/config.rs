@@ -23,6 +23,9 @@ pub struct CoordConfig {
     /// SHA-256 (hex) of each accepted API bearer token. Tokens themselves are never stored.
     #[serde(default)]
     pub api_token_sha256: Vec<String>,
+    /// Scoped credentials managed with `coordinator credential …`; re-read when it changes.
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
     /// Client-certificate names (DNS SAN, issued by the cluster CA) accepted instead of a token.
     #[serde(default)]
     pub api_client_cert_names: Vec<String>,
@@ -48,6 +51,8 @@ pub struct Limits {
     pub wait_for_signers_secs: u64,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Requests per second per credential (also the burst), unless the credential sets its own.
+    pub api_rate_per_sec: u32,
 }
 
 impl Default for Limits {
@@ -58,6 +63,7 @@ impl Default for Limits {
             sign_timeout_secs: 60,
             wait_for_signers_secs: 30,
             max_body_bytes: 256 * 1024,
+            api_rate_per_sec: 100,
         }
     }
 }
@@ -69,6 +75,9 @@ impl CoordConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let cfg = proto::process::load_toml(path, |c: &mut CoordConfig| {
             vec![&mut c.data_dir, &mut c.ca_cert, &mut c.cert, &mut c.key]
+                .into_iter()
+                .chain(c.credentials_file.as_mut())
+                .collect()
         })?;
         for h in &cfg.api_token_sha256 {
             if h.len() != 64 || hex::decode(h).is_err() {

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod api_control;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -76,7 +77,12 @@ pub async fn run(
         .collect();
     let state = api::ApiState {
         orch: orch.clone(),
-        token_hashes: Arc::new(token_hashes),
+        auth: Arc::new(auth::Authenticator::new(
+            token_hashes,
+            cfg.api_client_cert_names.clone(),
+            cfg.credentials_file.clone(),
+            cfg.limits.api_rate_per_sec,
+        )),
     };
     let router = api::router(state, cfg.limits.max_body_bytes);
     orch.resume();

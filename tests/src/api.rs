@@ -48,6 +48,22 @@ impl Api {
         Ok((status, v))
     }
 
+    /// GET, also returning the `Retry-After` header if any.
+    pub fn get_retry_after(&self, path: &str) -> anyhow::Result<(u16, Option<String>)> {
+        let rb = self.http.get(format!("{}{path}", self.base));
+        let rb = match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        };
+        let resp = rb.send()?;
+        let retry = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok((resp.status().as_u16(), retry))
+    }
+
     /// GET.
     pub fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
         self.send(self.http.get(format!("{}{path}", self.base)))

@@ -167,7 +167,7 @@ impl Layout {
         let cd = self.dir.join("coordinator");
         std::fs::create_dir_all(&cd)?;
         let cfg = format!(
-            "data_dir = \".\"\napi_listen = \"{bind}:{}\"\nnode_listen = \"{bind}:{}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\napi_token_sha256 = [\"{hash}\"]\napi_client_cert_names = [\"exchange.client\"]\n",
+            "data_dir = \".\"\napi_listen = \"{bind}:{}\"\nnode_listen = \"{bind}:{}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\napi_token_sha256 = [\"{hash}\"]\napi_client_cert_names = [\"exchange.client\"]\ncredentials_file = \"credentials.json\"\n\n[limits]\n# The bench polls every 5 ms; the default is 100 requests/s per credential.\napi_rate_per_sec = 1000\n",
             self.api_port,
             self.node_port,
             pki.join("ca.pem").display(),
