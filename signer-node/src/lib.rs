@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod envelope;
 pub mod guard;
+pub mod hygiene;
 pub mod identity;
 pub mod init;
 pub mod ledger;
@@ -96,6 +97,7 @@ pub async fn run(
     passphrase: secret::Passphrase,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
+    hygiene::harden_process().map_err(NodeError::Setup)?;
     let (store, identity) = open_and_validate(&cfg, &passphrase)?;
     drop(passphrase);
     let roster = Roster::load(&cfg.roster)?;

@@ -330,6 +330,11 @@ impl Cluster {
         Ok(())
     }
 
+    /// Process id of node `i`, if it runs.
+    pub fn node_pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].as_ref().map(Child::id)
+    }
+
     /// Node ids the coordinator lists as connected.
     pub fn connected(&self) -> anyhow::Result<Vec<String>> {
         let (_, v) = self.api.get("/v1/nodes")?;

@@ -87,3 +87,18 @@ fn corrupted_share_refuses_to_start() {
         "stderr: {err}"
     );
 }
+
+#[test]
+fn running_nodes_cannot_dump_core() {
+    let s = crate::common::shared();
+    for i in 0..s.cluster.layout.nodes.len() {
+        let pid = s.cluster.node_pid(i).unwrap();
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let core = limits
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .unwrap();
+        let fields: Vec<&str> = core.split_whitespace().collect();
+        assert_eq!(&fields[4..6], &["0", "0"], "{core}");
+    }
+}
