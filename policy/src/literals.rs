@@ -44,7 +44,8 @@ pub(crate) fn duration(value: &Value) -> Result<u64, String> {
 }
 
 fn duration_str(s: &str) -> Option<u64> {
-    let unit_at = s.len().checked_sub(1)?;
+    // The unit is the last character, which may be multi-byte in a hostile file.
+    let (unit_at, _) = s.char_indices().last()?;
     let (number, unit) = s.split_at(unit_at);
     if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -152,6 +153,10 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(duration(&v("\"48h\"")), Ok(172_800));
+        // Found by the `policy_parse` fuzz target: a multi-byte last character panicked.
+        for bad in ["\"1é\"", "\"é\"", "\"12€\""] {
+            assert!(duration(&v(bad)).is_err(), "{bad}");
+        }
         assert_eq!(duration(&v("\"30m\"")), Ok(1_800));
         assert_eq!(duration(&v("\"7d\"")), Ok(604_800));
         assert_eq!(duration(&v("90")), Ok(90));
