@@ -16,3 +16,4 @@ mod messages;
 mod node_startup;
 mod requests;
 mod signing;
+mod transport;
