@@ -9,7 +9,9 @@ use std::{
     time::Duration,
 };
 
-use proto::wire::{self, CoordFrame, NodeFrame, SessionFailure, SessionId, SessionOutput};
+use proto::wire::{
+    self, CoordFrame, Envelope, NodeFrame, SessionFailure, SessionId, SessionOutput,
+};
 use tokio::sync::mpsc;
 
 /// A node's report: `(node, session, result)`.
@@ -17,12 +19,22 @@ pub type Report = (String, SessionId, Result<SessionOutput, SessionFailure>);
 
 type Links = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<CoordFrame>>>>;
 
+/// Rewrites what a node sent before it is relayed: `(sender, envelope)` → envelopes to route.
+pub type Tamper = Box<dyn Fn(&str, Envelope) -> Vec<Envelope> + Send + Sync>;
+
+/// What the relay does with envelopes, shared with the connection tasks.
+#[derive(Clone, Default)]
+struct Relay {
+    routes: Arc<Mutex<HashMap<SessionId, Vec<String>>>>,
+    tamper: Arc<Mutex<Option<Tamper>>>,
+    captured: Arc<Mutex<Vec<Envelope>>>,
+}
+
 /// The rogue coordinator; it runs on its own runtime until dropped.
 pub struct Rogue {
     rt: tokio::runtime::Runtime,
     links: Links,
-    /// Session routing: party index → node id.
-    routes: Arc<Mutex<HashMap<SessionId, Vec<String>>>>,
+    relay: Relay,
     reports: Mutex<mpsc::UnboundedReceiver<Report>>,
     /// Port nodes dial.
     pub port: u16,
@@ -47,9 +59,9 @@ impl Rogue {
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let port = listener.local_addr()?.port();
         let links: Links = Arc::default();
-        let routes: Arc<Mutex<HashMap<SessionId, Vec<String>>>> = Arc::default();
+        let relay = Relay::default();
         let (tx, rx) = mpsc::unbounded_channel();
-        let (l2, r2) = (links.clone(), routes.clone());
+        let (l2, r2) = (links.clone(), relay.clone());
         rt.spawn(async move {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
             while let Ok((tcp, _)) = listener.accept().await {
@@ -63,7 +75,7 @@ impl Rogue {
         Ok(Self {
             rt,
             links,
-            routes,
+            relay,
             reports: Mutex::new(rx),
             port,
         })
@@ -84,7 +96,17 @@ impl Rogue {
 
     /// Routes envelopes of `sid` among `parties` (index order), as an honest relay would.
     pub fn route(&self, sid: SessionId, parties: Vec<String>) {
-        lock(&self.routes).insert(sid, parties);
+        lock(&self.relay.routes).insert(sid, parties);
+    }
+
+    /// From now on, every envelope a node sends passes through `f` before it is routed.
+    pub fn tamper(&self, f: Tamper) {
+        *lock(&self.relay.tamper) = Some(f);
+    }
+
+    /// Every envelope the nodes sent so far, as sent.
+    pub fn captured(&self) -> Vec<Envelope> {
+        lock(&self.relay.captured).clone()
     }
 
     /// Sends a frame to one node.
@@ -106,11 +128,27 @@ impl Rogue {
     }
 }
 
+/// Routes one envelope as an honest relay would: to its recipient, or to every other party.
+fn relay_one(relay: &Relay, links: &Links, sender: &str, env: Envelope) {
+    let targets: Vec<String> = match lock(&relay.routes).get(&env.session_id) {
+        None => vec![],
+        Some(parties) => match env.to {
+            Some(j) => parties.get(j as usize).cloned().into_iter().collect(),
+            None => parties.iter().filter(|p| *p != sender).cloned().collect(),
+        },
+    };
+    for t in targets {
+        if let Some(l) = lock(links).get(&t) {
+            let _ = l.send(CoordFrame::Envelope(env.clone()));
+        }
+    }
+}
+
 async fn serve(
     acceptor: tokio_rustls::TlsAcceptor,
     tcp: tokio::net::TcpStream,
     links: Links,
-    routes: Arc<Mutex<HashMap<SessionId, Vec<String>>>>,
+    relay: Relay,
     reports: mpsc::UnboundedSender<Report>,
 ) -> anyhow::Result<()> {
     let tls = acceptor.accept(tcp).await?;
@@ -131,24 +169,29 @@ async fn serve(
     loop {
         match wire::read_frame::<_, NodeFrame>(&mut rd).await? {
             NodeFrame::Envelope(env) => {
-                let targets: Vec<String> = match lock(&routes).get(&env.session_id) {
-                    None => vec![],
-                    Some(parties) => match env.to {
-                        Some(j) => parties.get(j as usize).cloned().into_iter().collect(),
-                        None => parties.iter().filter(|p| **p != node_id).cloned().collect(),
-                    },
+                lock(&relay.captured).push(env.clone());
+                let out = match lock(&relay.tamper).as_ref() {
+                    Some(f) => f(&node_id, env),
+                    None => vec![env],
                 };
-                for t in targets {
-                    if let Some(l) = lock(&links).get(&t) {
-                        let _ = l.send(CoordFrame::Envelope(env.clone()));
-                    }
+                for env in out {
+                    relay_one(&relay, &links, &node_id, env);
                 }
             }
             NodeFrame::SessionResult { session_id, result } => {
                 let _ = reports.send((node_id.clone(), session_id, result));
             }
             NodeFrame::Hello { .. } => anyhow::bail!("second hello"),
-            // Verdicts, status and ledger traffic: this rogue ignores them.
+            // Ledger entries are relayed as an honest coordinator would, so that sessions after
+            // a completed one are not refused with `ledger.behind`.
+            NodeFrame::Ledger(entry) => {
+                for (id, l) in lock(&links).iter() {
+                    if *id != node_id {
+                        let _ = l.send(CoordFrame::Ledger(entry.clone()));
+                    }
+                }
+            }
+            // Verdicts and status: this rogue ignores them.
             _ => {}
         }
     }

@@ -3,6 +3,7 @@
 //! rogue one written in the test, speaking the real protocol to real node processes.
 
 use std::{
+    path::PathBuf,
     process::{Child, Stdio},
     time::Duration,
 };
@@ -10,10 +11,10 @@ use std::{
 use custody_tests::{cluster::EXIT_WITH_PARENT, rogue::Rogue, sample};
 use proto::{
     payload::SignPayload,
-    wire::{CoordFrame, SessionKind, SessionStart},
+    wire::{CoordFrame, Envelope, SessionKind, SessionStart},
 };
 
-use crate::common::{copy_node, exclusive, scratch, KEY};
+use crate::common::{copy_node, exclusive, scratch, Shared, KEY};
 
 struct Kill(Vec<Child>);
 impl Drop for Kill {
@@ -25,15 +26,16 @@ impl Drop for Kill {
     }
 }
 
-#[test]
-fn equivocating_coordinator_gets_intent_mismatch_and_no_signature() {
-    let mut s = exclusive();
+/// Moves copies of node-1 and node-2 to a rogue coordinator (stderr logged to `node.log` in each
+/// copy, with short protocol deadlines) and returns the rogue, the children and the copies' dirs.
+fn rogue_pair(s: &mut Shared) -> (Rogue, Kill, Vec<PathBuf>) {
     let rogue = Rogue::start(&s.cluster.layout.dir.join("pki")).unwrap();
     let mut children = Kill(vec![]);
+    let mut dirs = Vec::new();
     for (i, id) in ["node-1", "node-2"].into_iter().enumerate() {
         let dst = scratch(&format!("rogue-{id}"));
-        copy_node(&mut s, i, &dst);
-        let cfg: String = std::fs::read_to_string(dst.join("node.toml"))
+        copy_node(s, i, &dst);
+        let mut cfg: String = std::fs::read_to_string(dst.join("node.toml"))
             .unwrap()
             .lines()
             .map(|l| match l.starts_with("coordinator_addr") {
@@ -41,7 +43,9 @@ fn equivocating_coordinator_gets_intent_mismatch_and_no_signature() {
                 false => format!("{l}\n"),
             })
             .collect();
+        cfg.push_str("\n[limits]\njoin_timeout_secs = 8\nprotocol_timeout_secs = 8\n");
         std::fs::write(dst.join("node.toml"), cfg).unwrap();
+        let log = std::fs::File::create(dst.join("node.log")).unwrap();
         let child = std::process::Command::new(&s.cluster.layout.exe)
             .args(["signer-node", "run", "--config"])
             .arg(dst.join("node.toml"))
@@ -50,14 +54,22 @@ fn equivocating_coordinator_gets_intent_mismatch_and_no_signature() {
             .env(EXIT_WITH_PARENT, "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         children.0.push(child);
+        dirs.push(dst);
     }
     rogue
         .wait_nodes(&["node-1", "node-2"], Duration::from_secs(30))
         .unwrap();
+    (rogue, children, dirs)
+}
+
+#[test]
+fn equivocating_coordinator_gets_intent_mismatch_and_no_signature() {
+    let mut s = exclusive();
+    let (rogue, _children, _) = rogue_pair(&mut s);
     let sid: [u8; 32] = rand::random();
     let parties = vec!["node-1".to_string(), "node-2".to_string()];
     rogue.route(sid, parties.clone());
@@ -93,4 +105,108 @@ fn equivocating_coordinator_gets_intent_mismatch_and_no_signature() {
     }
     seen.sort();
     assert_eq!(seen, ["node-1", "node-2"]);
+}
+
+/// Starts a signing session of request `rid` on both rogue nodes; returns both reports.
+fn run_sign(rogue: &Rogue, rid: &str, nonce: u64) -> Vec<Result<(), String>> {
+    let sid: [u8; 32] = rand::random();
+    let parties = vec!["node-1".to_string(), "node-2".to_string()];
+    rogue.route(sid, parties.clone());
+    let tx =
+        hex::decode(sample::eth_transfer(nonce, [0x11; 20], 5).trim_start_matches("0x")).unwrap();
+    let start = SessionStart {
+        session_id: sid,
+        key_id: KEY.into(),
+        parties: parties.clone(),
+        kind: SessionKind::Sign {
+            request_id: rid.into(),
+            payload: SignPayload::EthTx(tx),
+            part: 0,
+            approvals: vec![],
+        },
+    };
+    for node in &parties {
+        assert!(rogue.send(node, CoordFrame::Start(start.clone())));
+    }
+    (0..2)
+        .map(|_| {
+            let (_, rsid, result) = rogue
+                .next_report(Duration::from_secs(40))
+                .expect("a report from each node");
+            assert_eq!(rsid, sid);
+            result.map(|_| ()).map_err(|f| f.code)
+        })
+        .collect()
+}
+
+fn rejections(dir: &std::path::Path) -> usize {
+    std::fs::read_to_string(dir.join("node.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("rejected envelope") && l.contains("invalid signature"))
+        .count()
+}
+
+/// Rows 1, 3 and 6 of the security matrix: a relay that tampers with a round message, forges a
+/// message from node-1, or replays node-1's messages from an earlier session. Each time node-2
+/// rejects the envelope before the MPC library parses it (logging that the relay, not node-1, is
+/// suspect), the session fails on both nodes, and no signature exists.
+#[test]
+fn rows_1_3_6_tampered_forged_and_replayed_envelopes_are_rejected_before_mpc() {
+    let mut s = exclusive();
+    let (rogue, _children, dirs) = rogue_pair(&mut s);
+    let honest = run_sign(&rogue, &crate::common::rid("relay-a"), 21);
+    assert!(
+        honest.iter().all(Result::is_ok),
+        "control session: {honest:?}"
+    );
+    let earlier = rogue.captured();
+
+    let cases: [(&str, custody_tests::rogue::Tamper); 3] = [
+        (
+            "row 1: tampered",
+            Box::new(|from: &str, mut e: Envelope| {
+                if from == "node-1" && e.seq >= 1 {
+                    e.payload[0] ^= 0x01;
+                }
+                vec![e]
+            }),
+        ),
+        (
+            "row 3: forged sender",
+            Box::new(|from: &str, mut e: Envelope| {
+                if from == "node-1" && e.seq >= 1 {
+                    e.signature = vec![0x5a; 64];
+                }
+                vec![e]
+            }),
+        ),
+        (
+            "row 6: cross-session replay",
+            Box::new(move |from: &str, e: Envelope| {
+                if from != "node-1" || e.seq == 0 {
+                    return vec![e];
+                }
+                earlier
+                    .iter()
+                    .filter(|old| old.from == e.from && old.seq == e.seq && old.to == e.to)
+                    .map(|old| Envelope {
+                        session_id: e.session_id,
+                        ..old.clone()
+                    })
+                    .collect()
+            }),
+        ),
+    ];
+    for (k, (name, tamper)) in cases.into_iter().enumerate() {
+        let before = rejections(&dirs[1]);
+        rogue.tamper(tamper);
+        let reports = run_sign(&rogue, &crate::common::rid("relay"), 30 + k as u64);
+        assert!(reports.iter().all(Result::is_err), "{name}: {reports:?}");
+        let log = std::fs::read_to_string(dirs[1].join("node.log")).unwrap_or_default();
+        assert!(
+            rejections(&dirs[1]) > before,
+            "{name}: node-2 logged no rejection:\n{log}"
+        );
+    }
 }
