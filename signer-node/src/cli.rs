@@ -40,6 +40,42 @@ enum Cmd {
         #[command(subcommand)]
         action: proto::process::AuditCmd,
     },
+    /// Create an offline recovery identity (age X25519) and print its recipient.
+    RecoveryKeygen {
+        /// Where to write the identity (mode 0600; never overwritten). Keep it offline.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write an encrypted backup of the node's whole state (stop the node first).
+    Backup {
+        /// Path to node.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// Read the passphrase from this file (else $SIGNER_NODE_PASSPHRASE, else a prompt).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// The recovery recipient (`age1…`, from `recovery-keygen`).
+        #[arg(long)]
+        recipient: String,
+        /// The backup file to create (mode 0600; never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Rebuild a node's store from a backup and the recovery identity, under a new passphrase.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        backup: PathBuf,
+        /// The recovery identity file.
+        #[arg(long)]
+        identity: PathBuf,
+        /// Directory for the restored store (must not hold one).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Read the new passphrase from this file (else $SIGNER_NODE_PASSPHRASE, else a prompt).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
     /// Run the node: dial the coordinator and take part in ceremonies and signing.
     Run {
         /// Path to node.toml.
@@ -104,6 +140,42 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
                 println!("initialised node `{node_id}` in `{}`", data_dir.display());
                 println!("public identity (add it to every node's roster):\n{text}");
             }
+            Ok(())
+        }
+        Cmd::RecoveryKeygen { out } => {
+            println!("{}", crate::backup::recovery_keygen(&out)?);
+            Ok(())
+        }
+        Cmd::Backup {
+            config,
+            passphrase_file,
+            recipient,
+            out,
+        } => {
+            let cfg = NodeConfig::load(&config)?;
+            let pass = passphrase(passphrase_file.as_ref(), false)?;
+            let (store, _) = crate::open_and_validate(&cfg, &pass).map_err(|e| {
+                anyhow::anyhow!("{e} (a running node holds its store: stop it before a backup)")
+            })?;
+            let names = crate::backup::backup(&store, &recipient, &out)?;
+            eprintln!(
+                "backup of `{}` written to `{}` ({} secret records: {})",
+                cfg.node_id,
+                out.display(),
+                names.len(),
+                names.join(", ")
+            );
+            Ok(())
+        }
+        Cmd::Restore {
+            backup,
+            identity,
+            data_dir,
+            passphrase_file,
+        } => {
+            let pass = passphrase(passphrase_file.as_ref(), true)?;
+            let node = crate::backup::restore(&backup, &identity, &data_dir, &pass)?;
+            eprintln!("restored node `{node}` into `{}`", data_dir.display());
             Ok(())
         }
         Cmd::Audit { action } => Ok(proto::process::audit_command(action)?),

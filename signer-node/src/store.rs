@@ -402,3 +402,106 @@ impl Store {
 pub fn json_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(v).map_err(|e| StoreError::Db(e.to_string()))
 }
+
+/// Everything in a node's store, with secrets decrypted: the content of an encrypted backup.
+/// No `Debug`; the secrets are wiped on drop.
+#[derive(Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The node id recorded at init.
+    pub node_id: String,
+    /// Sealed records, opened: `(record name, plaintext)`.
+    secrets: Vec<(String, Vec<u8>)>,
+    keys: Vec<(String, Vec<u8>)>,
+    sessions: Vec<(Vec<u8>, u64)>,
+    requests: Vec<(String, Vec<u8>)>,
+    state: Vec<(String, Vec<u8>)>,
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for (_, v) in &mut self.secrets {
+            v.zeroize();
+        }
+    }
+}
+
+impl Snapshot {
+    /// Names of the secret records it holds (never their content).
+    pub fn secret_names(&self) -> Vec<String> {
+        self.secrets.iter().map(|(n, _)| n.clone()).collect()
+    }
+}
+
+fn dump<K: redb::Key + 'static, V: redb::Value + 'static, A, B>(
+    tx: &redb::ReadTransaction,
+    table: TableDefinition<K, V>,
+    f: impl Fn(K::SelfType<'_>, V::SelfType<'_>) -> (A, B),
+) -> Result<Vec<(A, B)>, StoreError> {
+    let t = tx.open_table(table)?;
+    let mut out = Vec::new();
+    for item in t.iter()? {
+        let (k, v) = item?;
+        out.push(f(k.value(), v.value()));
+    }
+    Ok(out)
+}
+
+impl Store {
+    /// Reads every table, opening every sealed record (for an encrypted backup).
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let tx = self.db.begin_read()?;
+        let sealed = dump(&tx, SEALED, |k, v| (k.to_string(), v.to_vec()))?;
+        let mut secrets = Vec::new();
+        for (name, bytes) in sealed {
+            let plain = self
+                .seal
+                .open(&name, &bytes)
+                .map_err(|_| StoreError::Corrupt(name.clone()))?;
+            secrets.push((name, plain.expose_secret().to_vec()));
+        }
+        Ok(Snapshot {
+            node_id: self.node_id.clone(),
+            secrets,
+            keys: dump(&tx, KEYS, |k, v| (k.to_string(), v.to_vec()))?,
+            sessions: dump(&tx, SESSIONS, |k, v| (k.to_vec(), v))?,
+            requests: dump(&tx, REQUESTS, |k, v| (k.to_string(), v.to_vec()))?,
+            state: dump(&tx, STATE, |k, v| (k.to_string(), v.to_vec()))?,
+        })
+    }
+
+    /// Creates a store in `dir` from a snapshot, sealing every secret under `passphrase`.
+    pub fn restore(
+        dir: &Path,
+        snap: &Snapshot,
+        passphrase: &Passphrase,
+        params: KdfParams,
+    ) -> Result<Self, StoreError> {
+        let store = Self::create(dir, &snap.node_id, passphrase, params)?;
+        let tx = store.db.begin_write()?;
+        {
+            let mut t = tx.open_table(SEALED)?;
+            for (name, plain) in &snap.secrets {
+                t.insert(name.as_str(), store.seal.seal(name, plain)?.as_slice())?;
+            }
+            let mut t = tx.open_table(KEYS)?;
+            for (k, v) in &snap.keys {
+                t.insert(k.as_str(), v.as_slice())?;
+            }
+            let mut t = tx.open_table(SESSIONS)?;
+            for (k, v) in &snap.sessions {
+                t.insert(k.as_slice(), *v)?;
+            }
+            let mut t = tx.open_table(REQUESTS)?;
+            for (k, v) in &snap.requests {
+                t.insert(k.as_str(), v.as_slice())?;
+            }
+            let mut t = tx.open_table(STATE)?;
+            for (k, v) in &snap.state {
+                t.insert(k.as_str(), v.as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(store)
+    }
+}

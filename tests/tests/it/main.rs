@@ -7,6 +7,7 @@
 
 mod access;
 mod agreement;
+mod backup;
 mod btc_psbt;
 mod bundles;
 mod common;
