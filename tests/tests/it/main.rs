@@ -10,6 +10,7 @@ mod agreement;
 mod backup;
 mod btc_psbt;
 mod bundles;
+mod canary;
 mod common;
 mod devnet;
 mod governance;
