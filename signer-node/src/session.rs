@@ -35,6 +35,25 @@ use crate::{
 /// Queue depth of undelivered messages per session; beyond it messages are dropped.
 const SESSION_QUEUE: usize = 256;
 
+/// Sessions registered on this node at once; a coordinator asking for more gets `node.busy`.
+pub const MAX_LIVE_SESSIONS: usize = 64;
+
+/// Evaluations, orders, policy offers and ledger entries handled at once; beyond it a frame is
+/// dropped (the coordinator asks again, and replays orders and ledger entries on reconnect).
+pub const MAX_CONTROL_JOBS: usize = 32;
+
+/// Largest envelope payload a session of this kind accepts, checked before the signature: it
+/// bounds every big integer inside an MPC message. Measured: 2-of-3 signing messages are at most
+/// 28 KB, keygen messages a few KB; aux-info carries Paillier moduli and their proofs.
+pub fn max_payload(kind: &proto::wire::SessionKind) -> usize {
+    use proto::wire::SessionKind;
+    match kind {
+        SessionKind::Sign { .. } => 128 * 1024,
+        SessionKind::Keygen { .. } => 256 * 1024,
+        SessionKind::AuxInfo => proto::wire::MAX_FRAME,
+    }
+}
+
 /// Deadlines for the phases of a session.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -45,6 +64,7 @@ pub struct Timeouts {
 }
 
 struct Live {
+    max_payload: usize,
     crypto: Arc<SessionCrypto>,
     tx: mpsc::Sender<RawIncoming>,
     seen: HashSet<(u16, u32)>,
@@ -59,6 +79,7 @@ pub struct NodeCore {
     sessions: Mutex<HashMap<SessionId, Live>>,
     timeouts: Timeouts,
     slots: Arc<Semaphore>,
+    control: Arc<Semaphore>,
     pub(crate) guard: Arc<Guard>,
 }
 
@@ -90,6 +111,7 @@ impl NodeCore {
             sessions: Mutex::new(HashMap::new()),
             timeouts,
             slots: Arc::new(Semaphore::new(max_parallel.max(1))),
+            control: Arc::new(Semaphore::new(MAX_CONTROL_JOBS)),
             guard,
         }
     }
@@ -111,35 +133,25 @@ impl NodeCore {
                 }
             }
             CoordFrame::Envelope(env) => self.deliver(env),
-            CoordFrame::Evaluate(req) => {
-                let me = self.clone();
-                tokio::task::spawn_blocking(move || me.evaluate(req));
-            }
-            CoordFrame::Policy { bundle_json } => {
-                let me = self.clone();
-                tokio::task::spawn_blocking(move || {
-                    me.guard.offer_policy(&bundle_json, "coordinator");
-                    me.send_status();
+            CoordFrame::Evaluate(req) => self.control_job(move |me| me.evaluate(req)),
+            CoordFrame::Policy { bundle_json } => self.control_job(move |me| {
+                me.guard.offer_policy(&bundle_json, "coordinator");
+                me.send_status();
+            }),
+            CoordFrame::Order(order) => self.control_job(move |me| {
+                let result = me.guard.apply_order(&order);
+                let _ = me.frames.send(NodeFrame::OrderResult {
+                    order_id: order.id(),
+                    result,
                 });
-            }
-            CoordFrame::Order(order) => {
-                let me = self.clone();
-                tokio::task::spawn_blocking(move || {
-                    let result = me.guard.apply_order(&order);
-                    let _ = me.frames.send(NodeFrame::OrderResult {
-                        order_id: order.id(),
-                        result,
-                    });
-                    me.send_status();
-                });
-            }
+                me.send_status();
+            }),
             CoordFrame::Ledger(entry) => {
-                let me = self.clone();
-                tokio::task::spawn_blocking(move || match me.guard.receive_ledger(&entry) {
+                self.control_job(move |me| match me.guard.receive_ledger(&entry) {
                     Ok(crate::ledger::Received::Stored) => me.send_status(),
                     Ok(crate::ledger::Received::Duplicate) => {}
                     Err(e) => tracing::warn!(error = %e, "ledger entry refused"),
-                });
+                })
             }
             CoordFrame::Abort { session_id, reason } => {
                 if self.lock().remove(&session_id).is_some() {
@@ -147,6 +159,19 @@ impl NodeCore {
                 }
             }
         }
+    }
+
+    /// Runs a blocking control job if fewer than [`MAX_CONTROL_JOBS`] run; otherwise drops it.
+    fn control_job(self: &Arc<Self>, job: impl FnOnce(&NodeCore) + Send + 'static) {
+        let Ok(permit) = self.control.clone().try_acquire_owned() else {
+            tracing::warn!("too many control frames at once; one was dropped");
+            return;
+        };
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            job(&me);
+            drop(permit);
+        });
     }
 
     /// Called once the link to the coordinator is up: report state and catch up the ledger.
@@ -198,6 +223,10 @@ impl NodeCore {
             tracing::debug!(session = %hex::encode(env.session_id), "envelope for no live session dropped");
             return;
         };
+        if env.payload.len() > live.max_payload {
+            tracing::warn!(session = %hex::encode(env.session_id), from = env.from, size = env.payload.len(), limit = live.max_payload, "rejected envelope: payload over this session's limit");
+            return;
+        }
         let bytes = match live.crypto.open(&env) {
             Ok(b) => b,
             Err(e) => {
@@ -239,6 +268,12 @@ impl NodeCore {
             peers,
         ));
         let mut sessions = self.lock();
+        if sessions.len() >= MAX_LIVE_SESSIONS {
+            return Err(fail(
+                "node.busy",
+                format!("this node already runs {MAX_LIVE_SESSIONS} sessions"),
+            ));
+        }
         if sessions.contains_key(&start.session_id) {
             return Err(fail(
                 "session.replayed",
@@ -248,6 +283,7 @@ impl NodeCore {
         sessions.insert(
             start.session_id,
             Live {
+                max_payload: max_payload(&start.kind),
                 crypto: crypto.clone(),
                 tx,
                 seen: HashSet::new(),

@@ -139,11 +139,11 @@ fn run_sign(rogue: &Rogue, rid: &str, nonce: u64) -> Vec<Result<(), String>> {
         .collect()
 }
 
-fn rejections(dir: &std::path::Path) -> usize {
+fn rejections(dir: &std::path::Path, reason: &str) -> usize {
     std::fs::read_to_string(dir.join("node.log"))
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.contains("rejected envelope") && l.contains("invalid signature"))
+        .filter(|l| l.contains("rejected envelope") && l.contains(reason))
         .count()
 }
 
@@ -152,7 +152,7 @@ fn rejections(dir: &std::path::Path) -> usize {
 /// rejects the envelope before the MPC library parses it (logging that the relay, not node-1, is
 /// suspect), the session fails on both nodes, and no signature exists.
 #[test]
-fn rows_1_3_6_tampered_forged_and_replayed_envelopes_are_rejected_before_mpc() {
+fn rows_1_3_6_25_tampered_forged_replayed_and_oversized_envelopes_are_rejected_before_mpc() {
     let mut s = exclusive();
     let (rogue, _children, dirs) = rogue_pair(&mut s);
     let honest = run_sign(&rogue, &crate::common::rid("relay-a"), 21);
@@ -162,9 +162,11 @@ fn rows_1_3_6_tampered_forged_and_replayed_envelopes_are_rejected_before_mpc() {
     );
     let earlier = rogue.captured();
 
-    let cases: [(&str, custody_tests::rogue::Tamper); 3] = [
+    let signature = "invalid signature";
+    let cases: [(&str, &str, custody_tests::rogue::Tamper); 4] = [
         (
             "row 1: tampered",
+            signature,
             Box::new(|from: &str, mut e: Envelope| {
                 if from == "node-1" && e.seq >= 1 {
                     e.payload[0] ^= 0x01;
@@ -174,6 +176,7 @@ fn rows_1_3_6_tampered_forged_and_replayed_envelopes_are_rejected_before_mpc() {
         ),
         (
             "row 3: forged sender",
+            signature,
             Box::new(|from: &str, mut e: Envelope| {
                 if from == "node-1" && e.seq >= 1 {
                     e.signature = vec![0x5a; 64];
@@ -182,7 +185,18 @@ fn rows_1_3_6_tampered_forged_and_replayed_envelopes_are_rejected_before_mpc() {
             }),
         ),
         (
+            "row 25: a 200 KiB signing message (huge big-integer fields)",
+            "over this session's limit",
+            Box::new(|from: &str, mut e: Envelope| {
+                if from == "node-1" && e.seq >= 1 {
+                    e.payload.resize(200 * 1024, 0xff);
+                }
+                vec![e]
+            }),
+        ),
+        (
             "row 6: cross-session replay",
+            signature,
             Box::new(move |from: &str, e: Envelope| {
                 if from != "node-1" || e.seq == 0 {
                     return vec![e];
@@ -198,14 +212,14 @@ fn rows_1_3_6_tampered_forged_and_replayed_envelopes_are_rejected_before_mpc() {
             }),
         ),
     ];
-    for (k, (name, tamper)) in cases.into_iter().enumerate() {
-        let before = rejections(&dirs[1]);
+    for (k, (name, reason, tamper)) in cases.into_iter().enumerate() {
+        let before = rejections(&dirs[1], reason);
         rogue.tamper(tamper);
         let reports = run_sign(&rogue, &crate::common::rid("relay"), 30 + k as u64);
         assert!(reports.iter().all(Result::is_err), "{name}: {reports:?}");
         let log = std::fs::read_to_string(dirs[1].join("node.log")).unwrap_or_default();
         assert!(
-            rejections(&dirs[1]) > before,
+            rejections(&dirs[1], reason) > before,
             "{name}: node-2 logged no rejection:\n{log}"
         );
     }
