@@ -111,3 +111,91 @@ fn row31_tls_api_refuses_tls12_by_default_and_foreign_client_certificates() {
     let (code, out) = s_client(port, &ca, &["-tls1_3"]);
     assert!(code.is_none(), "a token client needs no certificate: {out}");
 }
+
+/// Issues a new certificate from the cluster CA with openssl (a new key pair, a new serial).
+fn reissue(s: &Shared, file: &str, san: &str, eku: &str) {
+    let dir = s.cluster.layout.dir.join("pki");
+    let tmp = scratch(&format!("reissue-{file}"));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let ext = tmp.join("ext.cnf");
+    std::fs::write(
+        &ext,
+        format!("subjectAltName={san}\nextendedKeyUsage={eku}\nkeyUsage=digitalSignature\n"),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let st = Command::new("openssl")
+            .args(args)
+            .current_dir(&tmp)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "openssl {args:?}");
+    };
+    run(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "new.key",
+        "-out",
+        "new.csr",
+        "-subj",
+        "/CN=rotated",
+    ]);
+    let (ca, ca_key) = (pki(s, "ca.pem"), pki(s, "ca.key"));
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "new.csr",
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-set_serial",
+        "4242",
+        "-days",
+        "30",
+        "-out",
+        "new.pem",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    std::fs::copy(tmp.join("new.pem"), dir.join(format!("{file}.pem"))).unwrap();
+    std::fs::copy(tmp.join("new.key"), dir.join(format!("{file}.key"))).unwrap();
+}
+
+#[test]
+fn certificate_rotation_of_a_node_and_the_coordinator_needs_no_new_key_ceremony() {
+    let mut s = crate::common::exclusive();
+    let before = std::fs::read_to_string(pki(&s, "node-1.pem")).unwrap();
+    reissue(&s, "node-1", "DNS:node-1.node", "clientAuth");
+    reissue(
+        &s,
+        "coordinator",
+        "DNS:localhost,IP:127.0.0.1",
+        "serverAuth",
+    );
+    assert_ne!(
+        before,
+        std::fs::read_to_string(pki(&s, "node-1.pem")).unwrap()
+    );
+    s.cluster.kill_coordinator();
+    s.cluster.start_coordinator().unwrap();
+    s.cluster.restart_node(0).unwrap();
+    let all = s.cluster.layout.nodes.clone();
+    s.cluster
+        .wait_connected(&all, std::time::Duration::from_secs(30))
+        .unwrap();
+    // With node-2 down, node-1 (new certificate) must sign with the same key share.
+    s.cluster.kill_node(1).unwrap();
+    let r = crate::signing::sign_transfer(&s, 55);
+    crate::signing::assert_valid_signature(&s, &r);
+    assert!(r.signers.contains(&"node-1".to_string()), "{r:?}");
+    s.cluster.start_node_and_wait(1).unwrap();
+}
