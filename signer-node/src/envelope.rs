@@ -196,4 +196,21 @@ mod tests {
         let bc = a.seal(None, 4, b"all").unwrap();
         assert_eq!(b.open(&bc).unwrap(), b"all");
     }
+
+    /// The relay sees every envelope but holds no party's X25519 secret: even a holder of every
+    /// public key, posing as the recipient, cannot decrypt a private message.
+    #[test]
+    fn private_messages_are_unreadable_without_the_recipients_secret() {
+        let (a, _b) = pair();
+        let secret_text = b"share-dependent round message";
+        let env = a.seal(Some(1), 5, secret_text).unwrap();
+        assert!(!env
+            .payload
+            .windows(secret_text.len())
+            .any(|w| w == secret_text));
+        let relay = Arc::new(NodeIdentity::generate("b"));
+        let peers = a.peers.clone();
+        let impostor = SessionCrypto::new([1; 32], 1, relay, peers);
+        assert_eq!(impostor.open(&env), Err(EnvelopeError::Decrypt(0)));
+    }
 }

@@ -41,7 +41,7 @@ fn run_node(exe: &Path, dir: &Path, passphrase_file: &Path) -> (bool, String) {
 }
 
 #[test]
-fn wrong_passphrase_refuses_to_start() {
+fn row29_wrong_passphrase_refuses_to_start() {
     let mut s = exclusive();
     let dst = scratch("wrongpass");
     copy_node(&mut s, 0, &dst);
@@ -57,7 +57,7 @@ fn wrong_passphrase_refuses_to_start() {
 }
 
 #[test]
-fn corrupted_share_refuses_to_start() {
+fn row29_corrupted_share_refuses_to_start() {
     let mut s = exclusive();
     let dst = scratch("corrupt");
     copy_node(&mut s, 1, &dst);
