@@ -253,18 +253,11 @@ impl Orchestrator {
         }
     }
 
+    /// Shows the round's verdicts; a final request (e.g. vetoed meanwhile) keeps its status and
+    /// error, so a late evaluation can never overwrite why it ended.
     fn record_verdicts(&self, request_id: &str, verdicts: &BTreeMap<String, NodeVerdict>) {
         let changed = self.set_view(request_id, |r| {
-            let kinds = |m: &BTreeMap<String, NodeVerdict>| {
-                m.iter()
-                    .map(|(n, v)| (n.clone(), v.kind, v.code.clone()))
-                    .collect::<Vec<_>>()
-            };
-            let before = kinds(&r.view.verdicts);
             r.view.verdicts = verdicts.clone();
-            if before != kinds(verdicts) {
-                r.view.error = None;
-            }
         });
         if changed.is_some() {
             self.control.record(
