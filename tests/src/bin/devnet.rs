@@ -94,10 +94,7 @@ fn main() -> anyhow::Result<()> {
         "chain": "ethereum",
         "unsigned_tx": custody_tests::sample::eth_transfer(0, [0x11; 20], 1_000_000_000_000_000),
     });
-    std::fs::write(
-        dir.join("sample-sign-request.json"),
-        serde_json::to_string_pretty(&sample)?,
-    )?;
+    write_json(&dir, "sample-sign-request.json", &sample)?;
     write_more_samples(&dir, &key)?;
     let info = json!({
         "api_url": format!("https://127.0.0.1:{}", args.api_port),
@@ -110,10 +107,7 @@ fn main() -> anyhow::Result<()> {
         "logs": dir.join("logs"),
         "sample_request": dir.join("sample-sign-request.json"),
     });
-    std::fs::write(
-        dir.join("devnet.json"),
-        serde_json::to_string_pretty(&info)?,
-    )?;
+    write_json(&dir, "devnet.json", &info)?;
     println!("devnet ready: {}", dir.join("devnet.json").display());
     println!(
         "key `{}`: address {}",
@@ -152,20 +146,14 @@ fn write_more_samples(dir: &std::path::Path, key: &proto::api::KeyInfo) -> anyho
         "chain": "ethereum",
         "unsigned_tx": custody_tests::sample::eth_transfer(5, [0x22; 20], 2_000_000_000_000_000_000),
     });
-    std::fs::write(
-        dir.join("sample-large-request.json"),
-        serde_json::to_string_pretty(&large)?,
-    )?;
+    write_json(dir, "sample-large-request.json", &large)?;
     let erc20 = json!({
         "request_id": "devnet-erc20-1",
         "key_id": key.key_id,
         "chain": "ethereum",
         "unsigned_tx": custody_tests::sample::erc20_transfer(1, [0x33; 20], [0x44; 20], 2_500_000),
     });
-    std::fs::write(
-        dir.join("sample-erc20-request.json"),
-        serde_json::to_string_pretty(&erc20)?,
-    )?;
+    write_json(dir, "sample-erc20-request.json", &erc20)?;
     let pk: [u8; 33] = hex::decode(key.public_key.as_deref().unwrap_or_default())?
         .try_into()
         .map_err(|_| anyhow::anyhow!("malformed public key"))?;
@@ -178,10 +166,13 @@ fn write_more_samples(dir: &std::path::Path, key: &proto::api::KeyInfo) -> anyho
         "network": "regtest",
         "psbt": psbt.to_string(),
     });
-    std::fs::write(
-        dir.join("sample-psbt-request.json"),
-        serde_json::to_string_pretty(&btc)?,
-    )?;
+    write_json(dir, "sample-psbt-request.json", &btc)?;
+    Ok(())
+}
+
+/// Writes one pretty-printed JSON file into the devnet directory.
+fn write_json(dir: &std::path::Path, file: &str, value: &serde_json::Value) -> anyhow::Result<()> {
+    std::fs::write(dir.join(file), serde_json::to_string_pretty(value)?)?;
     Ok(())
 }
 
