@@ -76,6 +76,7 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
             get(crate::api_control::get_policy).post(crate::api_control::push_policy),
         )
         .route("/v1/keys/{key_id}/freeze", post(crate::api_control::freeze))
+        .route("/v1/keys/{key_id}/unlock", post(crate::api_control::unlock))
         .route(
             "/v1/keys/{key_id}/unfreeze",
             post(crate::api_control::unfreeze),
@@ -94,6 +95,7 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(crate::api_control::readyz))
         .route("/v1/openapi.json", get(openapi))
         .merge(authed)
         .fallback(|| async {
@@ -139,7 +141,7 @@ async fn auth(
     State(st): State<ApiState>,
     cert: Option<Extension<ClientCert>>,
     headers: HeaderMap,
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: Next,
 ) -> Response {
     let need = crate::auth::required_scope(req.method(), req.uri().path());
@@ -159,7 +161,10 @@ async fn auth(
         ApiFail::new(status, code, msg).into_response()
     };
     match st.auth.check(token, cert_name.as_deref(), need) {
-        Outcome::Allowed(_) => next.run(req).await,
+        Outcome::Allowed(id) => {
+            req.extensions_mut().insert(crate::auth::CredentialId(id));
+            next.run(req).await
+        }
         Outcome::Missing => denied(
             StatusCode::UNAUTHORIZED,
             "auth.missing",
@@ -291,6 +296,7 @@ async fn create_key(
             bitcoin: None,
             error: None,
             freeze: Default::default(),
+            locked: None,
         },
         chain_code: None,
     };
@@ -352,6 +358,14 @@ async fn create_sign_request(
         }
     }
     let body: SignRequestBody = typed(value)?;
+    // A resent request gets its stored result (and no new session) even if the key has been
+    // locked or its policy changed since.
+    if let Some(existing) = st.orch.store.request(&body.request_id).map_err(internal)? {
+        return match existing.body == body {
+            true => Ok((StatusCode::OK, Json(existing.view))),
+            false => Err(id_conflict(&body.request_id)),
+        };
+    }
     validate_sign_body(&st, &body)?;
     let rec = RequestRecord {
         body: body.clone(),
@@ -375,14 +389,7 @@ async fn create_sign_request(
     };
     match st.orch.store.insert_request(&rec).map_err(internal)? {
         Some(existing) if existing.body == body => Ok((StatusCode::OK, Json(existing.view))),
-        Some(_) => Err(ApiFail::new(
-            StatusCode::CONFLICT,
-            "request.id_conflict",
-            format!(
-                "request id `{}` was already used for a different request",
-                body.request_id
-            ),
-        )),
+        Some(_) => Err(id_conflict(&body.request_id)),
         None => {
             st.orch.control.record(
                 "request.received",
@@ -392,6 +399,14 @@ async fn create_sign_request(
             Ok((StatusCode::ACCEPTED, Json(rec.view)))
         }
     }
+}
+
+fn id_conflict(request_id: &str) -> ApiFail {
+    ApiFail::new(
+        StatusCode::CONFLICT,
+        "request.id_conflict",
+        format!("request id `{request_id}` was already used for a different request"),
+    )
 }
 
 fn validate_sign_body(st: &ApiState, body: &SignRequestBody) -> Result<(), ApiFail> {
@@ -440,6 +455,16 @@ fn validate_sign_body(st: &ApiState, body: &SignRequestBody) -> Result<(), ApiFa
             ))
         }
     };
+    if let Some(lock) = &key.info.locked {
+        return Err(ApiFail::new(
+            StatusCode::LOCKED,
+            "key.locked",
+            format!(
+                "key `{}` is locked after a security incident ({}: {}); an operator must unlock it",
+                body.key_id, lock.code, lock.message
+            ),
+        ));
+    }
     let decoded = payload.decode(&pk).map_err(payload_fail)?;
     decoded.intent(&body.key_id).map_err(payload_fail)?;
     Ok(())

@@ -12,7 +12,7 @@ use axum::{
     Json,
 };
 use proto::{
-    api::{KeyInfo, RequestStatus, SignRequestView},
+    api::{KeyInfo, KeyStatus, RequestStatus, SignRequestView},
     authz::{self, hex32, hex64, Approval, OfficerSignature, Order},
     wire::SessionFailure,
 };
@@ -191,6 +191,93 @@ pub async fn freeze(
     order_outcome(&st.orch.control.push_order(&order, ORDER_TIMEOUT).await)
 }
 
+/// Body of `POST /v1/keys/{key_id}/unlock`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UnlockBody {
+    /// Why the operator unlocks (audited).
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /v1/keys/{key_id}/unlock` (scope `operate`): clears the lock set by a security
+/// incident, after the operator has investigated it.
+pub async fn unlock(
+    State(st): State<ApiState>,
+    Path(key_id): Path<String>,
+    auth: Option<axum::Extension<crate::auth::CredentialId>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiFail> {
+    let b: UnlockBody = match body {
+        Ok(bytes) if bytes.is_empty() => UnlockBody::default(),
+        other => typed(parse_json(other)?)?,
+    };
+    key_exists(&st, &key_id).await?;
+    let cleared = crate::faults::unlock(&st.orch.store, &key_id).map_err(internal)?;
+    let Some(lock) = cleared else {
+        return Err(ApiFail::new(
+            StatusCode::CONFLICT,
+            "key.not_locked",
+            format!("key `{key_id}` is not locked"),
+        ));
+    };
+    let by = auth.map(|a| a.0 .0.clone()).unwrap_or_default();
+    tracing::warn!(key = %key_id, by = %by, reason = %b.reason, "key unlocked by an operator");
+    st.orch.control.record(
+        "key.unlocked",
+        json!({"key_id": key_id, "by": by, "reason": b.reason, "lock": lock}),
+    );
+    Ok(Json(
+        json!({"key_id": key_id, "unlocked": true, "lock": lock}),
+    ))
+}
+
+/// `GET /readyz`: 200 while the store is readable and every ready key has at least t of its
+/// nodes connected; otherwise 503, naming what is missing. No credential needed.
+pub async fn readyz(State(st): State<ApiState>) -> (StatusCode, Json<Value>) {
+    let store = st.orch.clone();
+    let keys = tokio::task::spawn_blocking(move || store.store.keys()).await;
+    let connected = st.orch.registry.connected();
+    let mut problems = Vec::new();
+    let store_ok = match keys {
+        Ok(Ok(keys)) => {
+            for k in keys.iter().filter(|k| k.info.status == KeyStatus::Ready) {
+                let up = k
+                    .info
+                    .nodes
+                    .iter()
+                    .filter(|n| connected.contains(n))
+                    .count();
+                if up < k.info.threshold as usize {
+                    problems.push(format!(
+                        "key `{}`: {up} of {} nodes connected, {} needed",
+                        k.info.key_id,
+                        k.info.nodes.len(),
+                        k.info.threshold
+                    ));
+                }
+            }
+            true
+        }
+        _ => {
+            problems.push("store unreadable".to_string());
+            false
+        }
+    };
+    let ready = problems.is_empty();
+    let body = json!({
+        "ready": ready,
+        "checks": {"store": if store_ok { "ok" } else { "unreadable" },
+                   "nodes_connected": connected},
+        "problems": problems,
+    });
+    let code = match ready {
+        true => StatusCode::OK,
+        false => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (code, Json(body))
+}
+
 /// `POST /v1/keys/{key_id}/unfreeze`: needs the officer quorum.
 pub async fn unfreeze(
     State(st): State<ApiState>,
@@ -359,6 +446,7 @@ pub async fn metrics(State(st): State<ApiState>) -> Result<impl IntoResponse, Ap
     for (s, c) in by_status {
         out.push_str(&format!("custody_requests{{status=\"{s}\"}} {c}\n"));
     }
+    st.orch.faults.metrics(&st.orch.store, &mut out);
     out.push_str("# TYPE custody_audit_records counter\n");
     out.push_str(&format!(
         "custody_audit_records {}\n",

@@ -55,6 +55,10 @@ impl Scope {
     }
 }
 
+/// The id of the credential that authenticated a request (a request extension).
+#[derive(Debug, Clone)]
+pub struct CredentialId(pub String);
+
 /// The scope a route needs.
 pub fn required_scope(method: &axum::http::Method, path: &str) -> Scope {
     if method == axum::http::Method::GET {
@@ -63,7 +67,7 @@ pub fn required_scope(method: &axum::http::Method, path: &str) -> Scope {
     if path == "/v1/sign-requests" {
         return Scope::Submit;
     }
-    if path == "/v1/keys" || path == "/v1/policy" {
+    if path == "/v1/keys" || path == "/v1/policy" || path.ends_with("/unlock") {
         return Scope::Operate;
     }
     Scope::Approve

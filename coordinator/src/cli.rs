@@ -34,6 +34,55 @@ enum Cmd {
         #[command(subcommand)]
         action: CredentialCmd,
     },
+    /// Key operations on a stopped coordinator's store (a running one: `POST
+    /// /v1/keys/{id}/unlock`).
+    Key {
+        #[command(subcommand)]
+        action: KeyCmd,
+    },
+}
+
+/// `key` subcommands.
+#[derive(Subcommand, Debug)]
+enum KeyCmd {
+    /// Clear the lock a security incident put on a key, after investigating it.
+    Unlock {
+        /// Path to coordinator.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// The key.
+        #[arg(long)]
+        key: String,
+        /// Why (written to the audit log).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+fn key_command(action: KeyCmd) -> anyhow::Result<()> {
+    let KeyCmd::Unlock {
+        config,
+        key,
+        reason,
+    } = action;
+    let cfg = CoordConfig::load(&config)?;
+    let store = crate::store::Store::open(&cfg.data_dir).map_err(|e| {
+        anyhow::anyhow!("{e}; if the coordinator is running, use POST /v1/keys/{key}/unlock")
+    })?;
+    let Some(lock) = crate::faults::unlock(&store, &key)? else {
+        anyhow::bail!("key `{key}` is not locked (or does not exist)");
+    };
+    let mut audit = proto::audit::AuditLog::open(&cfg.data_dir.join(crate::AUDIT_FILE))?;
+    audit.append(
+        crate::control::unix_now(),
+        "key.unlocked",
+        serde_json::json!({"key_id": key, "by": "cli", "reason": reason, "lock": lock}),
+    )?;
+    eprintln!(
+        "unlocked `{key}` (locked at {} for {} on request `{}`)",
+        lock.at, lock.code, lock.request_id
+    );
+    Ok(())
 }
 
 /// `credential` subcommands.
@@ -120,6 +169,7 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
         }
         Cmd::Audit { action } => Ok(proto::process::audit_command(action)?),
         Cmd::Credential { action } => credential_command(action),
+        Cmd::Key { action } => key_command(action),
         Cmd::HashToken => {
             let mut token = String::new();
             std::io::stdin().read_line(&mut token)?;

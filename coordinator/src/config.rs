@@ -53,6 +53,13 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Requests per second per credential (also the burst), unless the credential sets its own.
     pub api_rate_per_sec: u32,
+    /// Signing sessions run at once; further requests queue in arrival order.
+    pub max_concurrent_sessions: usize,
+    /// Signing sessions one node takes part in at once: set it to the nodes'
+    /// `max_parallel_sessions`, so that no node waits for a compute slot mid-protocol.
+    pub max_sessions_per_node: usize,
+    /// Seconds a stopping coordinator (SIGTERM) lets running sessions finish.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for Limits {
@@ -64,6 +71,9 @@ impl Default for Limits {
             wait_for_signers_secs: 30,
             max_body_bytes: 256 * 1024,
             api_rate_per_sec: 100,
+            max_concurrent_sessions: 8,
+            max_sessions_per_node: 2,
+            shutdown_grace_secs: 20,
         }
     }
 }

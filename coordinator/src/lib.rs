@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod faults;
 pub mod orchestrator;
 pub mod registry;
 pub mod requests;
@@ -91,7 +92,8 @@ pub async fn run(
         nodes = %node_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         "coordinator started"
     );
-    let nodes = registry::serve_nodes(registry, node_listener, node_tls);
+    let nodes = registry::serve_nodes(registry.clone(), node_listener, node_tls);
+    tokio::pin!(nodes);
     let api = serve_api(
         api_listener,
         api_tls,
@@ -99,10 +101,33 @@ pub async fn run(
         Arc::new(cfg.api_client_cert_names.clone()),
     );
     tokio::select! {
-        _ = nodes => {}
+        _ = &mut nodes => return Ok(()),
         _ = api => {}
-        _ = shutdown => tracing::info!("shutting down"),
+        _ = shutdown => {}
     }
+    // Graceful stop: the API no longer accepts connections and no new session starts; running
+    // sessions get `shutdown_grace_secs` to finish (the node links stay up meanwhile), the rest
+    // are aborted. Unfinished requests are in the store and resume at the next start.
+    orch.begin_stop();
+    let grace = Duration::from_secs(cfg.limits.shutdown_grace_secs);
+    tracing::info!(
+        sessions = registry.open_routes(),
+        ?grace,
+        "stopping: letting running sessions finish"
+    );
+    let deadline = tokio::time::Instant::now() + grace;
+    while registry.open_routes() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            _ = &mut nodes => break,
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+    let aborted = registry.abort_all("coordinator.stopping");
+    tokio::select! {
+        _ = &mut nodes => {}
+        _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+    }
+    tracing::info!(aborted, "coordinator stopped");
     Ok(())
 }
 

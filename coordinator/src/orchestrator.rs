@@ -33,7 +33,20 @@ pub struct Orchestrator {
     /// Verdicts, orders, policy and ledger relay.
     pub control: Arc<crate::control::Control>,
     pub(crate) rotation: AtomicUsize,
+    /// Blame counters and incidents.
+    pub faults: crate::faults::FaultBook,
+    /// Signing sessions running at once (FIFO: a request waiting here is served in turn).
+    sign_slots: Arc<tokio::sync::Semaphore>,
+    /// Signing sessions per node at once (`limits.max_sessions_per_node`).
+    node_slots: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// Verdict rounds running at once (nodes drop control frames beyond their own bound).
+    pub(crate) eval_slots: tokio::sync::Semaphore,
+    /// Set on SIGTERM: no session starts, and requests stay as they are for the next start.
+    stopping: std::sync::atomic::AtomicBool,
 }
+
+/// Failure code of a session refused because the coordinator is stopping.
+pub(crate) const STOPPING: &str = "coordinator.stopping";
 
 /// Codes after which another signer subset is tried.
 pub(crate) const RETRYABLE: &[&str] = &[
@@ -42,7 +55,17 @@ pub(crate) const RETRYABLE: &[&str] = &[
     "session.aborted",
     "nodes.unavailable",
     "ledger.behind",
+    "node.stopping",
+    "node.busy",
+    "request.in_progress",
+    "request.already_signed",
 ];
+
+/// Whether another signer subset may be tried after this failure: transport and liveness
+/// faults, and protocol aborts whose culprits cggmp24 named (they are excluded next time).
+pub(crate) fn retryable(f: &SessionFailure) -> bool {
+    RETRYABLE.contains(&f.code.as_str()) || (f.code == "session.protocol" && !f.blame.is_empty())
+}
 
 /// The API view of a failure. Codes whose message carries internal detail (the MPC library's
 /// error text, store errors) get a generic message; the detail stays in the coordinator log.
@@ -76,7 +99,54 @@ impl Orchestrator {
             limits,
             control,
             rotation: AtomicUsize::new(0),
+            faults: Default::default(),
+            sign_slots: Arc::new(tokio::sync::Semaphore::new(
+                limits.max_concurrent_sessions.max(1),
+            )),
+            node_slots: Default::default(),
+            eval_slots: tokio::sync::Semaphore::new(16),
+            stopping: Default::default(),
         }
+    }
+
+    /// Waits for a cluster-wide session slot, then for a slot on every party, taken in node-id
+    /// order. A node then never runs more signing sessions than it computes at once: with more,
+    /// two nodes could each hold their compute slots for sessions the other has not scheduled,
+    /// and both would wait until a round deadline.
+    async fn session_slots(&self, parties: &[String]) -> Vec<tokio::sync::OwnedSemaphorePermit> {
+        let mut permits = Vec::new();
+        if let Ok(p) = self.sign_slots.clone().acquire_owned().await {
+            permits.push(p);
+        }
+        let mut sorted = parties.to_vec();
+        sorted.sort();
+        for node in sorted {
+            let sem = {
+                let mut per = self.node_slots.lock().unwrap_or_else(|p| p.into_inner());
+                per.entry(node)
+                    .or_insert_with(|| {
+                        Arc::new(tokio::sync::Semaphore::new(
+                            self.limits.max_sessions_per_node.max(1),
+                        ))
+                    })
+                    .clone()
+            };
+            if let Ok(p) = sem.acquire_owned().await {
+                permits.push(p);
+            }
+        }
+        permits
+    }
+
+    /// Stops starting sessions (graceful shutdown).
+    pub fn begin_stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the coordinator is stopping.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Runs one session among `parties` and collects every party's output.
@@ -87,8 +157,22 @@ impl Orchestrator {
         kind: SessionKind,
         timeout: Duration,
     ) -> Result<Vec<(String, SessionOutput)>, SessionFailure> {
+        let _slots = match kind {
+            SessionKind::Sign { .. } => Some(self.session_slots(parties).await),
+            _ => None,
+        };
+        if self.is_stopping() {
+            return Err(plain_failure(
+                STOPPING,
+                "the coordinator is stopping; the request resumes at its next start",
+            ));
+        }
         let mut sid = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut sid);
+        let mut record = session_record(&sid, key_id, parties, &kind);
+        if let Err(e) = self.store.put_session(&record) {
+            return Err(internal(format!("cannot record the session: {e}")));
+        }
         let mut reports = self.registry.open_route(sid, parties.to_vec());
         let start = SessionStart {
             session_id: sid,
@@ -98,6 +182,19 @@ impl Orchestrator {
         };
         let result = self.collect(&start, &mut reports, timeout).await;
         self.registry.close_route(&sid);
+        record.ended_at = Some(crate::control::unix_now());
+        match &result {
+            Ok(_) => record.outcome = Some("ok".into()),
+            Err(f) => {
+                record.outcome = Some(f.code.clone());
+                record.blame = f.blame.clone();
+                self.faults
+                    .blame(&self.control, &record.session_id, key_id, f);
+            }
+        }
+        if let Err(e) = self.store.put_session(&record) {
+            tracing::error!(error = %e, "cannot record the session's end");
+        }
         if let Err(f) = &result {
             for p in parties {
                 self.registry.send(
@@ -250,12 +347,47 @@ impl Orchestrator {
                 let _ = self.store.put_key(&k);
             }
         }
+        if let Ok(sessions) = self.store.sessions() {
+            for mut rec in sessions.into_iter().filter(|r| r.ended_at.is_none()) {
+                tracing::warn!(session = %rec.session_id, request = ?rec.request_id, "session interrupted by a coordinator restart; its request restarts with a fresh session id");
+                rec.ended_at = Some(crate::control::unix_now());
+                rec.outcome = Some("coordinator.restarted".into());
+                let _ = self.store.put_session(&rec);
+            }
+        }
         if let Ok(reqs) = self.store.requests() {
             for r in reqs.into_iter().filter(|r| !r.view.status.is_final()) {
                 tracing::info!(request = %r.view.request_id, "resuming request after restart");
                 tokio::spawn(self.clone().sign_request(r.view.request_id));
             }
         }
+    }
+}
+
+fn session_record(
+    sid: &[u8; 32],
+    key_id: &str,
+    parties: &[String],
+    kind: &SessionKind,
+) -> crate::store::SessionRecord {
+    let (name, request_id, part) = match kind {
+        SessionKind::Sign {
+            request_id, part, ..
+        } => ("sign", Some(request_id.clone()), Some(*part)),
+        SessionKind::Keygen { .. } => ("keygen", None, None),
+        SessionKind::AuxInfo => ("aux", None, None),
+    };
+    crate::store::SessionRecord {
+        session_id: hex::encode(sid),
+        key_id: key_id.to_string(),
+        kind: name.into(),
+        request_id,
+        part,
+        parties: parties.to_vec(),
+        started_at: crate::control::unix_now(),
+        ended_at: None,
+        outcome: None,
+        blame: vec![],
     }
 }
 

@@ -112,6 +112,31 @@ impl Registry {
         rx
     }
 
+    /// Sessions running now.
+    pub fn open_routes(&self) -> usize {
+        lock(&self.routes).len()
+    }
+
+    /// Tells the parties of every running session to abort it (coordinator stopping).
+    pub fn abort_all(&self, reason: &str) -> usize {
+        let routes: Vec<(SessionId, Vec<String>)> = lock(&self.routes)
+            .iter()
+            .map(|(sid, r)| (*sid, r.parties.clone()))
+            .collect();
+        for (sid, parties) in &routes {
+            for p in parties {
+                self.send(
+                    p,
+                    CoordFrame::Abort {
+                        session_id: *sid,
+                        reason: reason.to_string(),
+                    },
+                );
+            }
+        }
+        routes.len()
+    }
+
     /// Closes a session's route; later envelopes for it are dropped.
     pub fn close_route(&self, sid: &SessionId) {
         lock(&self.routes).remove(sid);

@@ -14,6 +14,8 @@ const ORDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("orders");
 const LEDGER: TableDefinition<&str, &[u8]> = TableDefinition::new("ledger");
 /// Singletons: the latest policy bundle.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Signing and ceremony sessions by id (hex): who took part and how each ended.
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,36 @@ pub struct RequestRecord {
     pub approvals: Vec<proto::authz::Approval>,
 }
 
+/// A session as stored: written before its start frame is sent, updated when it ends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Session id (hex).
+    pub session_id: String,
+    /// Key.
+    pub key_id: String,
+    /// `sign`, `keygen` or `aux`.
+    pub kind: String,
+    /// For signing: the request and part.
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// For signing: the part.
+    #[serde(default)]
+    pub part: Option<u32>,
+    /// Parties, in session order.
+    pub parties: Vec<String>,
+    /// Start (unix seconds).
+    pub started_at: u64,
+    /// End (unix seconds); `None` while running or if the coordinator stopped meanwhile.
+    #[serde(default)]
+    pub ended_at: Option<u64>,
+    /// `ok`, or the failure code.
+    #[serde(default)]
+    pub outcome: Option<String>,
+    /// Parties blamed for a failure.
+    #[serde(default)]
+    pub blame: Vec<String>,
+}
+
 /// The coordinator's store.
 pub struct Store {
     db: Database,
@@ -72,6 +104,7 @@ impl Store {
         tx.open_table(ORDERS)?;
         tx.open_table(LEDGER)?;
         tx.open_table(META)?;
+        tx.open_table(SESSIONS)?;
         tx.commit()?;
         Ok(Self { db })
     }
@@ -172,12 +205,22 @@ impl Store {
         id: &str,
         f: impl FnOnce(&mut RequestRecord),
     ) -> Result<Option<RequestRecord>, StoreError> {
+        self.update(REQUESTS, id, f)
+    }
+
+    /// Reads, changes and writes one record in one transaction; `None` if it does not exist.
+    fn update<T: Serialize + DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        id: &str,
+        f: impl FnOnce(&mut T),
+    ) -> Result<Option<T>, StoreError> {
         let tx = self.db.begin_write()?;
         let out = {
-            let mut t = tx.open_table(REQUESTS)?;
+            let mut t = tx.open_table(table)?;
             let existing = t
                 .get(id)?
-                .map(|v| serde_json::from_slice::<RequestRecord>(v.value()))
+                .map(|v| serde_json::from_slice::<T>(v.value()))
                 .transpose()?;
             match existing {
                 None => None,
@@ -191,6 +234,25 @@ impl Store {
         };
         tx.commit()?;
         Ok(out)
+    }
+
+    /// Records a session (before it starts, and again when it ends).
+    pub fn put_session(&self, rec: &SessionRecord) -> Result<(), StoreError> {
+        self.put(SESSIONS, &rec.session_id, rec)
+    }
+
+    /// Every session.
+    pub fn sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
+        self.all(SESSIONS)
+    }
+
+    /// Reads, changes and writes a key in one transaction; `None` if there is no such key.
+    pub fn update_key(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut KeyRecord),
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        self.update(KEYS, id, f)
     }
 
     /// Every request.

@@ -52,6 +52,27 @@ pub struct KeyInfo {
     /// Freeze state of the key as each connected node reports it (filled in on read).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub freeze: std::collections::BTreeMap<String, crate::authz::FreezeState>,
+    /// Set after a security incident (a combined signature failed verification): the
+    /// coordinator starts no signing with this key until an operator unlocks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked: Option<KeyLock>,
+}
+
+/// Why a key is locked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyLock {
+    /// Stable code of the incident, e.g. `signature.invalid`.
+    pub code: String,
+    /// What happened.
+    pub message: String,
+    /// The request whose signing raised it.
+    pub request_id: String,
+    /// The parties of the failed session.
+    pub parties: Vec<String>,
+    /// The nodes that reported it.
+    pub reported_by: Vec<String>,
+    /// When (coordinator clock, unix seconds).
+    pub at: u64,
 }
 
 /// `POST /v1/sign-requests`. Exactly one of `unsigned_tx`, `psbt` or `message` is present.

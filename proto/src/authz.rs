@@ -217,6 +217,11 @@ pub struct NodeVerdict {
     pub first_seen: Option<u64>,
     /// When the node evaluated.
     pub evaluated_at: u64,
+    /// Parts of this request the node already signed (part → signature): a coordinator that
+    /// lost a session's result (crash, dropped report) finishes with these instead of signing
+    /// again, so a request gets exactly one signature.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub signed: BTreeMap<u32, crate::sig::VerifiedSignature>,
 }
 
 impl NodeVerdict {
@@ -233,6 +238,7 @@ impl NodeVerdict {
             policy_hash: None,
             first_seen: None,
             evaluated_at: now,
+            signed: BTreeMap::new(),
         }
     }
 }

@@ -38,6 +38,10 @@ pub struct NodeConfig {
     /// run from when *this* node first saw a request, by this clock.
     #[serde(default)]
     pub clock_offset_secs: i64,
+    /// Local address of the `/healthz` and `/readyz` endpoints (plain HTTP; keep it on
+    /// loopback or a private network). Off when unset.
+    #[serde(default)]
+    pub health_listen: Option<String>,
 }
 
 /// Keys pinned in the node's own configuration, never taken from a policy or the coordinator.
@@ -142,6 +146,13 @@ pub struct Limits {
     pub protocol_timeout_secs: u64,
     /// MPC sessions computed at once.
     pub max_parallel_sessions: usize,
+    /// Seconds a signing round may wait for one message before the session aborts, naming the
+    /// parties that did not deliver.
+    pub round_timeout_secs: u64,
+    /// The same for key-generation and aux-info rounds (peers may be generating primes).
+    pub ceremony_round_timeout_secs: u64,
+    /// Seconds a stopping node (SIGTERM) lets running sessions finish before aborting them.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for Limits {
@@ -150,6 +161,9 @@ impl Default for Limits {
             join_timeout_secs: 30,
             protocol_timeout_secs: 600,
             max_parallel_sessions: 2,
+            round_timeout_secs: 30,
+            ceremony_round_timeout_secs: 600,
+            shutdown_grace_secs: 20,
         }
     }
 }

@@ -53,6 +53,20 @@ pub struct Guard {
     /// Serialises decide-and-reserve, so two concurrent requests cannot both fit one allowance.
     decide: Mutex<()>,
     audit: SharedAudit,
+    /// Parts of requests being signed right now (one session per part at a time).
+    in_flight: std::sync::Arc<Mutex<std::collections::HashSet<String>>>,
+}
+
+/// This node's claim on signing one part of a request; released on drop.
+pub struct PartClaim {
+    set: std::sync::Arc<Mutex<std::collections::HashSet<String>>>,
+    key: String,
+}
+
+impl Drop for PartClaim {
+    fn drop(&mut self) {
+        lock(&self.set).remove(&self.key);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -87,7 +101,36 @@ impl Guard {
             book: Mutex::new(book),
             decide: Mutex::new(()),
             audit,
+            in_flight: Default::default(),
         }
+    }
+
+    /// Claims one part of a request for a signing session. Refused when this node already
+    /// signed that part (it is in the verdict's `signed`, so the coordinator needs no second
+    /// signature) or is signing it in another session right now.
+    pub fn claim_part(&self, request_id: &str, part: u32) -> Result<PartClaim, SessionFailure> {
+        let key = signed_key(request_id, part);
+        if self
+            .store
+            .state_get::<proto::sig::VerifiedSignature>(&key)
+            .map_err(|e| fail("store.error", e.to_string()))?
+            .is_some()
+        {
+            return Err(fail(
+                "request.already_signed",
+                format!("this node already signed part {part} of `{request_id}`; it signs each part once"),
+            ));
+        }
+        if !lock(&self.in_flight).insert(key.clone()) {
+            return Err(fail(
+                "request.in_progress",
+                format!("part {part} of `{request_id}` is being signed in another session"),
+            ));
+        }
+        Ok(PartClaim {
+            set: self.in_flight.clone(),
+            key,
+        })
     }
 
     /// This node's clock (unix seconds), with the configured offset.
@@ -156,10 +199,14 @@ impl Guard {
         reserve: bool,
     ) -> NodeVerdict {
         let now = self.now();
-        let verdict = match self.try_judge(request_id, req, approvals, reserve, now) {
+        let mut verdict = match self.try_judge(request_id, req, approvals, reserve, now) {
             Ok(v) => v,
             Err(f) => NodeVerdict::plain(VerdictKind::Deny, &f.code, f.message, now),
         };
+        match self.signed_parts(request_id) {
+            Ok(signed) => verdict.signed = signed,
+            Err(e) => tracing::error!(error = %e, "cannot read stored signatures"),
+        }
         let record = json!({
             "request_id": request_id, "phase": if reserve { "sign" } else { "evaluate" },
             "intent": req.intent, "approvals": approvals, "verdict": verdict,
@@ -258,15 +305,23 @@ impl Guard {
     pub fn record_signed(
         &self,
         request_id: &str,
+        part: u32,
         intent: &WithdrawalIntent,
         signature: &proto::sig::VerifiedSignature,
     ) -> Option<LedgerEntry> {
         let _ = self.audit(
             "signature",
-            json!({"request_id": request_id, "key_id": intent.key_id,
+            json!({"request_id": request_id, "key_id": intent.key_id, "part": part,
                    "r": hex::encode(signature.r), "s": hex::encode(signature.s),
                    "recovery_id": signature.recovery_id}),
         );
+        let also = match json_bytes(signature) {
+            Ok(b) => vec![(signed_key(request_id, part), Some(b))],
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode the signature");
+                vec![]
+            }
+        };
         let moves = ledger::moves_of(intent);
         match ledger::record_own(
             &self.store,
@@ -275,6 +330,7 @@ impl Guard {
             &intent.key_id,
             moves,
             self.now(),
+            also,
         ) {
             Ok(e) => e,
             Err(e) => {
@@ -282,6 +338,21 @@ impl Guard {
                 None
             }
         }
+    }
+
+    /// The parts of `request_id` this node has signed, with their signatures.
+    pub fn signed_parts(
+        &self,
+        request_id: &str,
+    ) -> Result<BTreeMap<u32, proto::sig::VerifiedSignature>, StoreError> {
+        let prefix = signed_key(request_id, 0);
+        let prefix = prefix.trim_end_matches('0');
+        Ok(self
+            .store
+            .state_scan::<proto::sig::VerifiedSignature>(prefix)?
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.parse().ok()?, v)))
+            .collect())
     }
 
     /// Stores another node's ledger entry.
@@ -488,5 +559,12 @@ pub fn to_verdict(d: &Decision, first_seen: u64) -> NodeVerdict {
         policy_hash: Some(d.policy_hash.to_string()),
         first_seen: Some(first_seen),
         evaluated_at: d.evaluated_at,
+        signed: BTreeMap::new(),
     }
+}
+
+/// State key of this node's signature of one part of a request. The request id ends with `\0`
+/// so that no id is a prefix of another's keys.
+pub fn signed_key(request_id: &str, part: u32) -> String {
+    format!("signed/{request_id}\0/{part}")
 }

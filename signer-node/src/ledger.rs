@@ -99,10 +99,12 @@ pub fn record_own(
     key_id: &str,
     moves: Vec<LedgerMove>,
     now: u64,
+    also: Vec<(String, Option<Vec<u8>>)>,
 ) -> Result<Option<LedgerEntry>, StoreError> {
     let me = identity.node_id.as_str();
     let marker = format!("ledger_req/{request_id}/{me}");
     if store.state_get::<u64>(&marker)?.is_some() {
+        store.state_write(&also)?;
         return Ok(None);
     }
     let head_key = format!("ledger_head/{me}");
@@ -117,13 +119,84 @@ pub fn record_own(
         signature: [0; 64],
     };
     entry.signature = identity.sign(&entry.signed_bytes());
-    store.state_write(&[
+    let mut items = vec![
         (entry_key(me, seq), Some(json_bytes(&entry)?)),
         (head_key, Some(json_bytes(&seq)?)),
         (format!("ledger_seen/{me}"), Some(json_bytes(&seq)?)),
         (marker, Some(json_bytes(&seq)?)),
-    ])?;
+    ];
+    items.extend(also);
+    store.state_write(&items)?;
     Ok(Some(entry))
+}
+
+/// What [`check`] found.
+#[derive(Debug, serde::Serialize)]
+pub struct LedgerCheck {
+    /// Entries held per origin (contiguous from 1).
+    pub heads: BTreeMap<String, u64>,
+    /// Requests this node signed (one ledger entry each).
+    pub own_requests: usize,
+    /// Signed parts stored.
+    pub signed_parts: usize,
+}
+
+/// Checks the ledger's invariants: every origin's entries 1..=head are present, signed by that
+/// origin and numbered as stored; each own request marker points at an own entry for that
+/// request; each stored signature belongs to a request with an own entry (they are written in
+/// one transaction). `Err` names the first violation.
+pub fn check(store: &Store, roster: &Roster, me: &str) -> Result<LedgerCheck, String> {
+    let se = |e: StoreError| e.to_string();
+    let heads = heads(store).map_err(se)?;
+    for (origin, head) in &heads {
+        let peer = roster
+            .get(origin)
+            .ok_or_else(|| format!("ledger origin `{origin}` is not in the roster"))?;
+        let key = VerifyingKey::from_bytes(peer.sign.as_bytes()).map_err(|e| e.to_string())?;
+        for seq in 1..=*head {
+            let e: LedgerEntry = store
+                .state_get(&entry_key(origin, seq))
+                .map_err(se)?
+                .ok_or_else(|| format!("ledger {origin}/{seq} missing below head {head}"))?;
+            let sig = Signature::from_bytes(&e.signature);
+            if e.origin != *origin
+                || e.seq != seq
+                || key.verify_strict(&e.signed_bytes(), &sig).is_err()
+            {
+                return Err(format!("ledger {origin}/{seq} does not verify"));
+            }
+        }
+    }
+    let markers = store.state_scan::<u64>("ledger_req/").map_err(se)?;
+    let mut own = std::collections::BTreeSet::new();
+    for (k, seq) in &markers {
+        let Some(rid) = k["ledger_req/".len()..].strip_suffix(&format!("/{me}")) else {
+            continue;
+        };
+        let e: Option<LedgerEntry> = store.state_get(&entry_key(me, *seq)).map_err(se)?;
+        if e.map(|e| e.request_id) != Some(rid.to_string()) {
+            return Err(format!(
+                "request marker `{rid}` points at a wrong ledger entry"
+            ));
+        }
+        own.insert(rid.to_string());
+    }
+    let signed = store
+        .state_scan::<proto::sig::VerifiedSignature>("signed/")
+        .map_err(se)?;
+    for (k, _) in &signed {
+        let rid = k["signed/".len()..].split('\0').next().unwrap_or_default();
+        if !own.contains(rid) {
+            return Err(format!(
+                "signature of `{rid}` stored without its ledger entry"
+            ));
+        }
+    }
+    Ok(LedgerCheck {
+        heads,
+        own_requests: own.len(),
+        signed_parts: signed.len(),
+    })
 }
 
 /// What happened to a received entry.

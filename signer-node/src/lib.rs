@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod envelope;
 pub mod guard;
+pub mod health;
 pub mod hygiene;
 pub mod identity;
 pub mod init;
@@ -92,11 +93,25 @@ pub fn open_and_validate(
     Ok((store, identity))
 }
 
-/// Runs the node until `shutdown` resolves.
+/// Runs the node until `shutdown` resolves, then stops gracefully (see
+/// [`session::NodeCore::drain`]). `health` is the bound health listener, if configured.
 pub async fn run(
     cfg: config::NodeConfig,
     passphrase: secret::Passphrase,
+    health: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
+    run_with_hook(cfg, passphrase, health, shutdown, None).await
+}
+
+/// [`run`] with an [`mpc::OutgoingHook`]: for adversarial tests that play a compromised
+/// guardian. The `signer-node` binary never calls it.
+pub async fn run_with_hook(
+    cfg: config::NodeConfig,
+    passphrase: secret::Passphrase,
+    health: Option<tokio::net::TcpListener>,
+    shutdown: impl Future<Output = ()>,
+    hook: Option<mpc::OutgoingHook>,
 ) -> Result<(), NodeError> {
     hygiene::harden_process().map_err(NodeError::Setup)?;
     let (store, identity) = open_and_validate(&cfg, &passphrase)?;
@@ -123,18 +138,23 @@ pub async fn run(
     let store = Arc::new(store);
     let identity = Arc::new(identity);
     let guard = Arc::new(build_guard(&cfg, &store, &identity, &roster)?);
-    let core = Arc::new(session::NodeCore::new(
-        store,
-        identity,
-        roster,
-        tx,
-        session::Timeouts {
-            join: Duration::from_secs(cfg.limits.join_timeout_secs),
-            protocol: Duration::from_secs(cfg.limits.protocol_timeout_secs),
-        },
-        cfg.limits.max_parallel_sessions,
-        guard,
-    ));
+    let core = Arc::new(
+        session::NodeCore::new(
+            store,
+            identity,
+            roster,
+            tx,
+            session::Timeouts {
+                join: Duration::from_secs(cfg.limits.join_timeout_secs),
+                protocol: Duration::from_secs(cfg.limits.protocol_timeout_secs),
+                round: Duration::from_secs(cfg.limits.round_timeout_secs),
+                ceremony_round: Duration::from_secs(cfg.limits.ceremony_round_timeout_secs),
+            },
+            cfg.limits.max_parallel_sessions,
+            guard,
+        )
+        .with_hook(hook),
+    );
     let link = link::LinkConfig {
         addr: cfg.coordinator_addr.clone(),
         server_name,
@@ -142,10 +162,31 @@ pub async fn run(
     };
     tracing::info!(node = %cfg.node_id, "signer node started");
     let connected = Arc::new(AtomicBool::new(false));
-    tokio::select! {
-        _ = link::maintain(core, link, rx, connected) => {}
-        _ = shutdown => tracing::info!("shutting down"),
+    let link = tokio::spawn(link::maintain(core.clone(), link, rx, connected.clone()));
+    if let Some(listener) = health {
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        tracing::info!(%addr, "health endpoints on http://{addr}/healthz and /readyz");
+        let h = health::Health {
+            core: core.clone(),
+            connected,
+        };
+        tokio::spawn(health::serve(listener, h));
     }
+    shutdown.await;
+    let grace = Duration::from_secs(cfg.limits.shutdown_grace_secs);
+    tracing::info!(
+        running = core.live_sessions(),
+        ?grace,
+        "stopping: letting running sessions finish"
+    );
+    let aborted = core.drain(grace).await;
+    // Let the link send the last reports before it closes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    link.abort();
+    tracing::info!(aborted, "signer node stopped");
     Ok(())
 }
 

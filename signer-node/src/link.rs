@@ -20,7 +20,8 @@ pub struct LinkConfig {
     pub tls: Arc<rustls::ClientConfig>,
 }
 
-/// Keeps the link up until `shutdown` resolves.
+/// Keeps the link up; after a drop it redials with exponential backoff (200 ms doubling to
+/// 5 s, reset once a link was up). Runs until its task is aborted.
 pub async fn maintain(
     core: Arc<NodeCore>,
     cfg: LinkConfig,
@@ -29,13 +30,20 @@ pub async fn maintain(
 ) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match connect_once(&core, &cfg, &mut frames, &connected).await {
+        let result = connect_once(&core, &cfg, &mut frames, &connected).await;
+        if connected.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            // The link was up: start the backoff again from its shortest delay. Sessions relayed
+            // by that coordinator cannot finish any more (every message goes through it); end
+            // them now, so a restarted coordinator can sign their requests again at once.
+            backoff = Duration::from_millis(200);
+            core.abort_sessions("coordinator link lost");
+        }
+        match result {
             Ok(()) => tracing::warn!("coordinator closed the link; reconnecting"),
             Err(e) => {
                 tracing::warn!(error = %e, "coordinator link failed; retrying in {backoff:?}")
             }
         }
-        connected.store(false, std::sync::atomic::Ordering::SeqCst);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }

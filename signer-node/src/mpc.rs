@@ -70,6 +70,52 @@ pub enum DeliveryError {
     /// The link to the coordinator is gone.
     #[error("connection to the coordinator closed")]
     Closed,
+    /// A round's deadline passed; [`RoundWatch::stalled`] names who did not deliver.
+    #[error("round deadline passed")]
+    Deadline,
+}
+
+/// The deadline of every protocol round: waiting longer than `timeout` for the next message
+/// ends the run, and records which parties had not delivered.
+#[derive(Clone)]
+pub struct RoundWatch {
+    /// How long the protocol may wait for one message.
+    pub timeout: std::time::Duration,
+    /// Session parties, by index.
+    pub parties: Vec<String>,
+    /// This node's index.
+    pub me: u16,
+    /// Set when the deadline passed: the parties that had not delivered.
+    pub stalled: Arc<std::sync::Mutex<Option<Vec<String>>>>,
+    /// The runtime whose timers the blocking protocol thread uses.
+    pub handle: tokio::runtime::Handle,
+}
+
+impl RoundWatch {
+    /// The parties that delivered fewer messages than the most prompt peer; when all delivered
+    /// equally, every peer (the round's messages are all missing). Protocols are symmetric:
+    /// in each round every party sends this node the same number of messages.
+    fn laggards(&self, counts: &[u32]) -> Vec<String> {
+        let peers = || (0..self.parties.len()).filter(|j| *j != self.me as usize);
+        let max = peers().map(|j| counts[j]).max().unwrap_or(0);
+        let behind: Vec<usize> = peers().filter(|j| counts[*j] < max).collect();
+        let chosen: Vec<usize> = match behind.is_empty() {
+            true => peers().collect(),
+            false => behind,
+        };
+        chosen
+            .into_iter()
+            .map(|j| self.parties[j].clone())
+            .collect()
+    }
+
+    /// Who stalled the run, if its deadline passed.
+    pub fn stalled(&self) -> Option<Vec<String>> {
+        self.stalled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 /// Outgoing half: seals each message and queues it for the coordinator link.
@@ -77,8 +123,13 @@ pub struct OutSink<M> {
     crypto: Arc<SessionCrypto>,
     frames: mpsc::UnboundedSender<NodeFrame>,
     seq: u32,
+    hook: Option<OutgoingHook>,
     _m: PhantomData<fn(M)>,
 }
+
+/// Rewrites this node's own protocol messages before they are sealed. Only adversarial tests
+/// set it (a test binary playing a compromised guardian); the `signer-node` binary never does.
+pub type OutgoingHook = Arc<dyn Fn(&mut Vec<u8>) + Send + Sync>;
 
 impl<M> OutSink<M> {
     /// `first_seq` is the next sequence number (0 is taken by the join message).
@@ -91,8 +142,15 @@ impl<M> OutSink<M> {
             crypto,
             frames,
             seq: first_seq,
+            hook: None,
             _m: PhantomData,
         }
+    }
+
+    /// Installs an [`OutgoingHook`].
+    pub fn with_hook(mut self, hook: Option<OutgoingHook>) -> Self {
+        self.hook = hook;
+        self
     }
 }
 
@@ -108,6 +166,9 @@ impl<M: Serialize> Sink<Outgoing<M>> for OutSink<M> {
     fn start_send(mut self: Pin<&mut Self>, item: Outgoing<M>) -> Result<(), Self::Error> {
         let mut bytes = Vec::new();
         ciborium::into_writer(&item.msg, &mut bytes).map_err(|_| DeliveryError::Seal)?;
+        if let Some(hook) = &self.hook {
+            hook(&mut bytes);
+        }
         let to = match item.recipient {
             MessageDestination::AllParties => None,
             MessageDestination::OneParty(j) => Some(j),
@@ -139,11 +200,39 @@ type InStream<M> = Pin<Box<dyn Stream<Item = Result<Incoming<M>, DeliveryError>>
 pub fn incoming<M: DeserializeOwned + Send + 'static>(
     early: Vec<RawIncoming>,
     rx: mpsc::Receiver<RawIncoming>,
+    watch: RoundWatch,
 ) -> InStream<M> {
-    let rest =
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let mut counts = vec![0u32; watch.parties.len()];
+    for m in &early {
+        if let Some(c) = counts.get_mut(m.from as usize) {
+            *c += 1;
+        }
+    }
+    let state = (rx, counts, watch);
+    let rest = futures::stream::unfold(state, |(mut rx, mut counts, watch)| async move {
+        let next = {
+            let _rt = watch.handle.enter();
+            tokio::time::timeout(watch.timeout, rx.recv())
+        };
+        match next.await {
+            Ok(Some(m)) => {
+                if let Some(c) = counts.get_mut(m.from as usize) {
+                    *c += 1;
+                }
+                Some((Ok(m), (rx, counts, watch)))
+            }
+            Ok(None) => None,
+            Err(_) => {
+                let late = watch.laggards(&counts);
+                *watch.stalled.lock().unwrap_or_else(|p| p.into_inner()) = Some(late);
+                Some((Err(DeliveryError::Deadline), (rx, counts, watch)))
+            }
+        }
+    });
+    let early = futures::stream::iter(early.into_iter().map(Ok));
     let mut id = 0u64;
-    Box::pin(futures::stream::iter(early).chain(rest).map(move |raw| {
+    Box::pin(early.chain(rest).map(move |raw| {
+        let raw = raw?;
         id += 1;
         let msg: M = ciborium::from_reader(raw.bytes.as_slice())
             .map_err(|_| DeliveryError::Decode(raw.from))?;
@@ -233,4 +322,58 @@ pub fn sign(
     let mut out = [0u8; 64];
     sig.write_to_slice(&mut out);
     Ok(out)
+}
+
+/// What a failed protocol run means, from the library's error `Debug` text (cggmp24 has no
+/// accessor for culprits): `(code, blamed party indices)`. An invalid combined signature is
+/// `signature.invalid`; aborts that name a `faulty_party` blame those parties.
+pub fn classify_failure(debug: &str) -> (&'static str, Vec<u16>) {
+    if debug.contains("SignatureInvalid") {
+        return ("signature.invalid", Vec::new());
+    }
+    let mut culprits: Vec<u16> = debug
+        .match_indices("faulty_party:")
+        .filter_map(|(at, tag)| {
+            let rest = debug[at + tag.len()..].trim_start();
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect();
+    culprits.sort_unstable();
+    culprits.dedup();
+    ("session.protocol", culprits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn culprits_are_read_from_the_debug_text() {
+        let text = "SigningError(Aborted(EncProofOfK([(AbortBlame { faulty_party: 2, data_message: 4, proof_message: 5 }, InvalidProof), (AbortBlame { faulty_party: 0, data_message: 1, proof_message: 1 }, X), (AbortBlame { faulty_party: 2, data_message: 7, proof_message: 8 }, Y)])))";
+        assert_eq!(classify_failure(text), ("session.protocol", vec![0, 2]));
+        let bad = "SigningError(Aborted(SignatureInvalid))";
+        assert_eq!(classify_failure(bad), ("signature.invalid", vec![]));
+        assert_eq!(classify_failure("IoError(x)"), ("session.protocol", vec![]));
+    }
+
+    #[test]
+    fn laggards_are_the_peers_with_fewer_messages() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let Ok(rt) = rt else { return };
+        let w = RoundWatch {
+            timeout: std::time::Duration::from_secs(1),
+            parties: vec!["a".into(), "b".into(), "c".into()],
+            me: 0,
+            stalled: Default::default(),
+            handle: rt.handle().clone(),
+        };
+        assert_eq!(w.laggards(&[0, 3, 2]), vec!["c".to_string()]);
+        assert_eq!(
+            w.laggards(&[5, 2, 2]),
+            vec!["b".to_string(), "c".to_string()]
+        );
+    }
 }

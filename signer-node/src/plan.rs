@@ -178,6 +178,8 @@ pub struct SignPlan {
     request_ctx: [u8; 32],
     /// What the request does (for the ledger entry once signed).
     intent: WithdrawalIntent,
+    /// Held until the session ends: no second session signs this part meanwhile.
+    _claim: crate::guard::PartClaim,
 }
 
 impl Plan {
@@ -272,6 +274,7 @@ impl Plan {
                 ),
             ));
         }
+        let claim = guard.claim_part(request_id, part)?;
         let verdict = guard.judge(request_id, &req, approvals, true);
         if verdict.kind != VerdictKind::Allow {
             return Err(fail(
@@ -295,6 +298,7 @@ impl Plan {
             preimage,
             request_ctx: req.request_ctx,
             intent: req.intent,
+            _claim: claim,
         })))
     }
 
@@ -354,7 +358,8 @@ impl Plan {
         guard: &Guard,
     ) -> Result<SessionOutput, SessionFailure> {
         let ledger_out = out.frames();
-        let proto_err = |e: String| fail("session.protocol", e);
+        let watch = out.watch();
+        let proto_err = |e: String| protocol_failure(&e, &watch);
         match self {
             Plan::Keygen {
                 key_id,
@@ -413,13 +418,45 @@ impl Plan {
                         format!("combined signature rejected: {e}"),
                     )
                 })?;
-                if let Some(entry) = guard.record_signed(&s.request_id, &s.intent, &sig) {
+                if let Some(entry) = guard.record_signed(&s.request_id, s.part, &s.intent, &sig) {
                     let _ = ledger_out.send(NodeFrame::Ledger(entry));
                 }
                 Ok(SessionOutput::Signature(sig))
             }
         }
     }
+}
+
+/// A failed protocol run as a stable code with the parties to blame: the round deadline's
+/// laggards, or the culprits cggmp24 names in its error.
+fn protocol_failure(debug: &str, watch: &mpc::RoundWatch) -> SessionFailure {
+    if let Some(late) = watch.stalled() {
+        let mut f = fail(
+            "session.timeout",
+            format!(
+                "round deadline of {:?} passed without a message from {}",
+                watch.timeout,
+                late.join(", ")
+            ),
+        );
+        f.blame = late;
+        return f;
+    }
+    let (code, culprits) = mpc::classify_failure(debug);
+    let blame: Vec<String> = culprits
+        .iter()
+        .filter_map(|j| watch.parties.get(*j as usize).cloned())
+        .collect();
+    let message = match code {
+        "signature.invalid" => {
+            "the combined signature does not verify: a party sent a bad partial signature"
+                .to_string()
+        }
+        _ => debug.to_string(),
+    };
+    let mut f = fail(code, message);
+    f.blame = blame;
+    f
 }
 
 fn split_rs(rs: &[u8; 64]) -> ([u8; 32], [u8; 32]) {

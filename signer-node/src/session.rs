@@ -61,6 +61,11 @@ pub struct Timeouts {
     pub join: Duration,
     /// The whole MPC protocol.
     pub protocol: Duration,
+    /// Waiting for one message of a signing round.
+    pub round: Duration,
+    /// Waiting for one message of a key-generation or aux-info round (a party may generate
+    /// Paillier primes first).
+    pub ceremony_round: Duration,
 }
 
 struct Live {
@@ -81,6 +86,12 @@ pub struct NodeCore {
     slots: Arc<Semaphore>,
     control: Arc<Semaphore>,
     pub(crate) guard: Arc<Guard>,
+    /// Set on SIGTERM: no new session starts.
+    stopping: std::sync::atomic::AtomicBool,
+    /// Session tasks that have not reported yet.
+    running: Arc<std::sync::atomic::AtomicUsize>,
+    /// Adversarial tests only (see [`crate::mpc::OutgoingHook`]).
+    hook: Option<crate::mpc::OutgoingHook>,
 }
 
 /// Builds a failure with a stable code.
@@ -113,7 +124,55 @@ impl NodeCore {
             slots: Arc::new(Semaphore::new(max_parallel.max(1))),
             control: Arc::new(Semaphore::new(MAX_CONTROL_JOBS)),
             guard,
+            stopping: Default::default(),
+            running: Default::default(),
+            hook: None,
         }
+    }
+
+    /// Installs an [`crate::mpc::OutgoingHook`] (adversarial tests only).
+    pub fn with_hook(mut self, hook: Option<crate::mpc::OutgoingHook>) -> Self {
+        self.hook = hook;
+        self
+    }
+
+    /// Whether the node is stopping.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Sessions running now.
+    pub fn live_sessions(&self) -> usize {
+        self.running.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Ends every live session (their queues close; each reports `session.aborted` or a
+    /// protocol error at its next message wait).
+    pub fn abort_sessions(&self, why: &str) -> usize {
+        let aborted: Vec<SessionId> = self.lock().drain().map(|(sid, _)| sid).collect();
+        for sid in &aborted {
+            tracing::warn!(session = %hex::encode(sid), why, "session aborted");
+        }
+        aborted.len()
+    }
+
+    /// Graceful stop: refuse new sessions, let running ones finish for up to `grace`, then
+    /// abort the rest (each reports a failure to the coordinator, which retries the request
+    /// elsewhere). Returns how many sessions were aborted.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        use std::sync::atomic::Ordering;
+        self.stopping.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.live_sessions() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let aborted = self.abort_sessions("node stopping");
+        // Aborted sessions end at their next message wait; give them a moment to report.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while self.live_sessions() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        aborted
     }
 
     /// Handles one frame from the coordinator.
@@ -127,7 +186,12 @@ impl NodeCore {
                 match self.register(&start, tx) {
                     Ok(crypto) => {
                         let me = self.clone();
-                        tokio::spawn(async move { me.run_session(start, crypto, rx).await });
+                        let running = self.running.clone();
+                        running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        tokio::spawn(async move {
+                            me.run_session(start, crypto, rx).await;
+                            running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                        });
                     }
                     Err(f) => self.report(start.session_id, Err(f)),
                 }
@@ -267,6 +331,9 @@ impl NodeCore {
             self.identity.clone(),
             peers,
         ));
+        if self.is_stopping() {
+            return Err(fail("node.stopping", "this node is shutting down"));
+        }
         let mut sessions = self.lock();
         if sessions.len() >= MAX_LIVE_SESSIONS {
             return Err(fail(
@@ -318,6 +385,13 @@ impl NodeCore {
     ) {
         let sid = start.session_id;
         let result = self.session(start, crypto, rx).await;
+        let result = result.map_err(|f| match self.is_stopping() {
+            true if f.code != "signature.invalid" => fail(
+                "node.stopping",
+                format!("this node is shutting down ({})", f.code),
+            ),
+            _ => f,
+        });
         self.lock().remove(&sid);
         self.report(sid, result);
     }
@@ -363,13 +437,29 @@ impl NodeCore {
         let frames = self.frames.clone();
         let store = self.store.clone();
         let guard = self.guard.clone();
+        let hook = self.hook.clone();
+        let watch = crate::mpc::RoundWatch {
+            timeout: match start.kind {
+                proto::wire::SessionKind::Sign { .. } => self.timeouts.round,
+                _ => self.timeouts.ceremony_round,
+            },
+            parties: start.parties.clone(),
+            me: me as u16,
+            stalled: Default::default(),
+            handle: tokio::runtime::Handle::current(),
+        };
         let job = tokio::task::spawn_blocking(move || {
             plan.execute(
                 &store,
                 &eid,
                 early,
                 rx,
-                OutSinkFactory { crypto, frames },
+                OutSinkFactory {
+                    crypto,
+                    frames,
+                    watch,
+                    hook,
+                },
                 &guard,
             )
         });
@@ -485,9 +575,16 @@ impl NodeCore {
 pub struct OutSinkFactory {
     crypto: Arc<SessionCrypto>,
     frames: mpsc::UnboundedSender<NodeFrame>,
+    watch: crate::mpc::RoundWatch,
+    hook: Option<crate::mpc::OutgoingHook>,
 }
 
 impl OutSinkFactory {
+    /// The run's round deadline (to name who stalled it).
+    pub fn watch(&self) -> crate::mpc::RoundWatch {
+        self.watch.clone()
+    }
+
     /// The frame sender (for reports made during the protocol run).
     pub fn frames(&self) -> mpsc::UnboundedSender<NodeFrame> {
         self.frames.clone()
@@ -503,8 +600,8 @@ impl OutSinkFactory {
         M: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
         Channels {
-            incoming: crate::mpc::incoming(early, rx),
-            outgoing: OutSink::new(self.crypto, self.frames, 1),
+            incoming: crate::mpc::incoming(early, rx, self.watch),
+            outgoing: OutSink::new(self.crypto, self.frames, 1).with_hook(self.hook),
         }
     }
 }

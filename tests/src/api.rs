@@ -93,6 +93,19 @@ pub fn raw_https(
     request: &[u8],
     timeout: std::time::Duration,
 ) -> anyhow::Result<String> {
+    let whole = request.len().max(1);
+    raw_https_trickle(port, ca, request, whole, std::time::Duration::ZERO, timeout)
+}
+
+/// Like [`raw_https`], but a slow client: it sends `chunk` bytes at a time, `delay` apart.
+pub fn raw_https_trickle(
+    port: u16,
+    ca: &Path,
+    request: &[u8],
+    chunk: usize,
+    delay: std::time::Duration,
+    timeout: std::time::Duration,
+) -> anyhow::Result<String> {
     use std::io::{Read, Write};
     let mut roots = rustls::RootCertStore::empty();
     for c in proto::tls::load_certs(ca)? {
@@ -109,8 +122,11 @@ pub fn raw_https(
     let tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
     tcp.set_read_timeout(Some(timeout))?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(request)?;
-    tls.flush()?;
+    for piece in request.chunks(chunk.max(1)) {
+        tls.write_all(piece)?;
+        tls.flush()?;
+        std::thread::sleep(delay);
+    }
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     loop {

@@ -144,7 +144,7 @@ impl Layout {
         let governance = crate::governance::Governance::at(&self.dir).node_section()?;
         for id in &self.nodes {
             let cfg = format!(
-                "node_id = \"{id}\"\ndata_dir = \".\"\ncoordinator_addr = \"{}:{}\"\ncoordinator_name = \"{}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nroster = \"{}\"\n\n# What this node signs at all (devnet: Sepolia, Holesky, Hoodi and regtest; messages off).\n[scope]\nethereum_chain_ids = [11155111, 17000, 560048]\nbitcoin_networks = [\"regtest\"]\nmessages = false\n{}",
+                "node_id = \"{id}\"\ndata_dir = \".\"\ncoordinator_addr = \"{}:{}\"\ncoordinator_name = \"{}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nroster = \"{}\"\n# /healthz and /readyz (plain HTTP, loopback only).\nhealth_listen = \"127.0.0.1:{}\"\n\n# What this node signs at all (devnet: Sepolia, Holesky, Hoodi and regtest; messages off).\n[scope]\nethereum_chain_ids = [11155111, 17000, 560048]\nbitcoin_networks = [\"regtest\"]\nmessages = false\n{}",
                 self.coordinator_host,
                 self.node_port,
                 self.coordinator_host,
@@ -152,6 +152,7 @@ impl Layout {
                 pki.join(format!("{id}.pem")).display(),
                 pki.join(format!("{id}.key")).display(),
                 self.dir.join("roster.json").display(),
+                free_port()?,
                 governance,
             );
             std::fs::write(self.node_dir(id).join("node.toml"), cfg)?;
@@ -282,14 +283,8 @@ impl Cluster {
 
     /// (Re)starts node `i`.
     pub fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
-        let id = self.layout.nodes[i].clone();
-        let cmd = self.layout.node_command(&id);
-        self.nodes[i] = Some(spawn_logged(
-            cmd,
-            &self.layout.dir.join(format!("logs/{id}.log")),
-            &mut self.lifelines,
-        )?);
-        Ok(())
+        let cmd = self.layout.node_command(&self.layout.nodes[i]);
+        self.start_node_as(i, cmd)
     }
 
     /// Kills the coordinator (SIGKILL).
@@ -328,6 +323,56 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(())
+    }
+
+    /// Starts node `i` with another command line (e.g. a test's compromised node binary).
+    pub fn start_node_as(&mut self, i: usize, cmd: Command) -> anyhow::Result<()> {
+        let id = self.layout.nodes[i].clone();
+        self.nodes[i] = Some(spawn_logged(
+            cmd,
+            &self.layout.dir.join(format!("logs/{id}.log")),
+            &mut self.lifelines,
+        )?);
+        Ok(())
+    }
+
+    /// Sends SIGTERM to node `i` and waits up to `timeout` for it to exit.
+    pub fn terminate_node(
+        &mut self,
+        i: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let child = self.nodes[i].take();
+        terminate(child, timeout)
+    }
+
+    /// Sends SIGTERM to the coordinator and waits up to `timeout` for it to exit.
+    pub fn terminate_coordinator(
+        &mut self,
+        timeout: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let child = self.coordinator.take();
+        terminate(child, timeout)
+    }
+
+    /// Process id of the coordinator, if it runs.
+    pub fn coordinator_pid(&self) -> Option<u32> {
+        self.coordinator.as_ref().map(Child::id)
+    }
+
+    /// `http://127.0.0.1:port` of node `i`'s health endpoints (from its `node.toml`).
+    pub fn node_health_url(&self, i: usize) -> anyhow::Result<String> {
+        let cfg = std::fs::read_to_string(
+            self.layout
+                .node_dir(&self.layout.nodes[i])
+                .join("node.toml"),
+        )?;
+        let addr = cfg
+            .lines()
+            .find_map(|l| l.strip_prefix("health_listen = "))
+            .map(|v| v.trim().trim_matches('"').to_string())
+            .ok_or_else(|| anyhow::anyhow!("no health_listen in node.toml"))?;
+        Ok(format!("http://{addr}"))
     }
 
     /// Process id of node `i`, if it runs.
@@ -411,6 +456,32 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// SIGTERM, then wait (SIGKILL after `timeout`, reported as an error).
+fn terminate(child: Option<Child>, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+    let Some(mut child) = child else {
+        bail!("process not running");
+    };
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?
+        .success();
+    if !ok {
+        bail!("kill -TERM failed");
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return Ok(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("process did not exit within {timeout:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

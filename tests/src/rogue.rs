@@ -28,6 +28,8 @@ struct Relay {
     routes: Arc<Mutex<HashMap<SessionId, Vec<String>>>>,
     tamper: Arc<Mutex<Option<Tamper>>>,
     captured: Arc<Mutex<Vec<Envelope>>>,
+    /// Each routed envelope waits a random time up to this before delivery (reordering).
+    jitter: Arc<Mutex<Option<Duration>>>,
 }
 
 /// The rogue coordinator; it runs on its own runtime until dropped.
@@ -104,6 +106,12 @@ impl Rogue {
         *lock(&self.relay.tamper) = Some(f);
     }
 
+    /// From now on, delays each delivery by a random time up to `max`, so messages arrive out
+    /// of order (`None`: deliver at once).
+    pub fn jitter(&self, max: Option<Duration>) {
+        *lock(&self.relay.jitter) = max;
+    }
+
     /// Every envelope the nodes sent so far, as sent.
     pub fn captured(&self) -> Vec<Envelope> {
         lock(&self.relay.captured).clone()
@@ -137,9 +145,23 @@ fn relay_one(relay: &Relay, links: &Links, sender: &str, env: Envelope) {
             None => parties.iter().filter(|p| *p != sender).cloned().collect(),
         },
     };
+    let jitter = *lock(&relay.jitter);
     for t in targets {
-        if let Some(l) = lock(links).get(&t) {
-            let _ = l.send(CoordFrame::Envelope(env.clone()));
+        let Some(l) = lock(links).get(&t).cloned() else {
+            continue;
+        };
+        let frame = CoordFrame::Envelope(env.clone());
+        match jitter {
+            None => {
+                let _ = l.send(frame);
+            }
+            Some(max) => {
+                let wait = max.mul_f64(rand::random::<f64>());
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    let _ = l.send(frame);
+                });
+            }
         }
     }
 }
@@ -158,7 +180,7 @@ async fn serve(
     };
     wire::write_frame(&mut wr, &CoordFrame::Welcome).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    lock(&links).insert(node_id.clone(), tx);
+    lock(&links).insert(node_id.clone(), tx.clone());
     tokio::spawn(async move {
         while let Some(f) = rx.recv().await {
             if wire::write_frame(&mut wr, &f).await.is_err() {
@@ -166,8 +188,26 @@ async fn serve(
             }
         }
     });
+    let result = read_loop(&mut rd, &node_id, &links, &relay, &reports).await;
+    // The link is gone: forget it (unless the node has reconnected meanwhile).
+    let mut l = lock(&links);
+    if l.get(&node_id).is_some_and(|t| t.same_channel(&tx)) {
+        l.remove(&node_id);
+    }
+    drop(l);
+    result
+}
+
+async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut R,
+    node_id: &str,
+    links: &Links,
+    relay: &Relay,
+    reports: &mpsc::UnboundedSender<Report>,
+) -> anyhow::Result<()> {
+    let node_id = node_id.to_string();
     loop {
-        match wire::read_frame::<_, NodeFrame>(&mut rd).await? {
+        match wire::read_frame::<_, NodeFrame>(rd).await? {
             NodeFrame::Envelope(env) => {
                 lock(&relay.captured).push(env.clone());
                 let out = match lock(&relay.tamper).as_ref() {
@@ -175,7 +215,7 @@ async fn serve(
                     None => vec![env],
                 };
                 for env in out {
-                    relay_one(&relay, &links, &node_id, env);
+                    relay_one(relay, links, &node_id, env);
                 }
             }
             NodeFrame::SessionResult { session_id, result } => {
@@ -185,7 +225,7 @@ async fn serve(
             // Ledger entries are relayed as an honest coordinator would, so that sessions after
             // a completed one are not refused with `ledger.behind`.
             NodeFrame::Ledger(entry) => {
-                for (id, l) in lock(&links).iter() {
+                for (id, l) in lock(links).iter() {
                     if *id != node_id {
                         let _ = l.send(CoordFrame::Ledger(entry.clone()));
                     }

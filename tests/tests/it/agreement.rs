@@ -16,7 +16,7 @@ use proto::{
 
 use crate::common::{copy_node, exclusive, scratch, Shared, KEY};
 
-struct Kill(Vec<Child>);
+pub(crate) struct Kill(pub(crate) Vec<Child>);
 impl Drop for Kill {
     fn drop(&mut self) {
         for c in &mut self.0 {
@@ -26,9 +26,29 @@ impl Drop for Kill {
     }
 }
 
+/// Runs the node in `dst` (a copy), appending its stderr to `node.log` there.
+pub(crate) fn spawn_copy(exe: &std::path::Path, dst: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dst.join("node.log"))
+        .unwrap();
+    std::process::Command::new(exe)
+        .args(["signer-node", "run", "--config"])
+        .arg(dst.join("node.toml"))
+        .arg("--passphrase-file")
+        .arg(dst.join("passphrase"))
+        .env(EXIT_WITH_PARENT, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 /// Moves copies of node-1 and node-2 to a rogue coordinator (stderr logged to `node.log` in each
 /// copy, with short protocol deadlines) and returns the rogue, the children and the copies' dirs.
-fn rogue_pair(s: &mut Shared) -> (Rogue, Kill, Vec<PathBuf>) {
+pub(crate) fn rogue_pair(s: &mut Shared) -> (Rogue, Kill, Vec<PathBuf>) {
     let rogue = Rogue::start(&s.cluster.layout.dir.join("pki")).unwrap();
     let mut children = Kill(vec![]);
     let mut dirs = Vec::new();
@@ -38,26 +58,15 @@ fn rogue_pair(s: &mut Shared) -> (Rogue, Kill, Vec<PathBuf>) {
         let mut cfg: String = std::fs::read_to_string(dst.join("node.toml"))
             .unwrap()
             .lines()
+            .filter(|l| !l.starts_with("health_listen"))
             .map(|l| match l.starts_with("coordinator_addr") {
                 true => format!("coordinator_addr = \"127.0.0.1:{}\"\n", rogue.port),
                 false => format!("{l}\n"),
             })
             .collect();
-        cfg.push_str("\n[limits]\njoin_timeout_secs = 8\nprotocol_timeout_secs = 8\n");
+        cfg.push_str("\n[limits]\njoin_timeout_secs = 8\nprotocol_timeout_secs = 8\nround_timeout_secs = 4\n");
         std::fs::write(dst.join("node.toml"), cfg).unwrap();
-        let log = std::fs::File::create(dst.join("node.log")).unwrap();
-        let child = std::process::Command::new(&s.cluster.layout.exe)
-            .args(["signer-node", "run", "--config"])
-            .arg(dst.join("node.toml"))
-            .arg("--passphrase-file")
-            .arg(dst.join("passphrase"))
-            .env(EXIT_WITH_PARENT, "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        children.0.push(child);
+        children.0.push(spawn_copy(&s.cluster.layout.exe, &dst));
         dirs.push(dst);
     }
     rogue
@@ -107,9 +116,9 @@ fn equivocating_coordinator_gets_intent_mismatch_and_no_signature() {
     assert_eq!(seen, ["node-1", "node-2"]);
 }
 
-/// Starts a signing session of request `rid` on both rogue nodes; returns both reports.
-fn run_sign(rogue: &Rogue, rid: &str, nonce: u64) -> Vec<Result<(), String>> {
-    let sid: [u8; 32] = rand::random();
+/// Starts session `sid` signing part 0 of request `rid` (a transfer with `nonce`) on both
+/// rogue nodes.
+pub(crate) fn start_sign(rogue: &Rogue, sid: [u8; 32], rid: &str, nonce: u64) {
     let parties = vec!["node-1".to_string(), "node-2".to_string()];
     rogue.route(sid, parties.clone());
     let tx =
@@ -128,15 +137,42 @@ fn run_sign(rogue: &Rogue, rid: &str, nonce: u64) -> Vec<Result<(), String>> {
     for node in &parties {
         assert!(rogue.send(node, CoordFrame::Start(start.clone())));
     }
-    (0..2)
+}
+
+/// Starts a signing session of request `rid` on both rogue nodes; returns both reports.
+pub(crate) fn run_sign(rogue: &Rogue, rid: &str, nonce: u64) -> Vec<Result<(), String>> {
+    run_sign_full(rogue, rid, nonce)
+        .into_iter()
+        .map(|(_, r)| r.map(|_| ()).map_err(|f| f.code))
+        .collect()
+}
+
+/// Like [`run_sign`], with each node's whole report.
+pub(crate) fn run_sign_full(
+    rogue: &Rogue,
+    rid: &str,
+    nonce: u64,
+) -> Vec<(
+    String,
+    Result<proto::wire::SessionOutput, proto::wire::SessionFailure>,
+)> {
+    let sid: [u8; 32] = rand::random();
+    start_sign(rogue, sid, rid, nonce);
+    let reports: Vec<_> = (0..2)
         .map(|_| {
-            let (_, rsid, result) = rogue
+            let (node, rsid, result) = rogue
                 .next_report(Duration::from_secs(40))
                 .expect("a report from each node");
             assert_eq!(rsid, sid);
-            result.map(|_| ()).map_err(|f| f.code)
+            (node, result)
         })
-        .collect()
+        .collect();
+    if reports.iter().all(|(_, r)| r.is_ok()) {
+        // Each node sent a ledger entry for the signature; let the relay deliver it before the
+        // next session, or that session is refused with `ledger.behind`.
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    reports
 }
 
 fn rejections(dir: &std::path::Path, reason: &str) -> usize {

@@ -33,7 +33,7 @@ fn try_init() -> anyhow::Result<RwLock<Shared>> {
     layout.ensure(PrimeSource::TestFixture)?;
     let cluster = Cluster::start(layout)?;
     let key = cluster.ensure_key(KEY, 2, Duration::from_secs(300))?;
-    for k in ["gate-key", "vel-key", "frz-key"] {
+    for k in ["gate-key", "vel-key", "frz-key", "inc-key"] {
         cluster.ensure_key(k, 2, Duration::from_secs(120))?;
     }
     Ok(RwLock::new(Shared { cluster, key }))
@@ -77,6 +77,14 @@ pub fn copy_node(s: &mut Shared, i: usize, dst: &std::path::Path) {
     for f in ["node.redb", "passphrase", "identity.json", "node.toml"] {
         std::fs::copy(src.join(f), dst.join(f)).unwrap();
     }
+    // The copy runs next to the original: it must not claim the original's health port.
+    let cfg = std::fs::read_to_string(dst.join("node.toml")).unwrap();
+    let cfg: String = cfg
+        .lines()
+        .filter(|l| !l.starts_with("health_listen"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dst.join("node.toml"), cfg).unwrap();
     s.cluster.start_node_and_wait(i).unwrap();
 }
 

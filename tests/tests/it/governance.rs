@@ -41,7 +41,7 @@ fn post(s: &Shared, body: &Value) -> String {
     body["request_id"].as_str().unwrap().to_string()
 }
 
-fn view(s: &Shared, id: &str) -> SignRequestView {
+pub(crate) fn view(s: &Shared, id: &str) -> SignRequestView {
     let (_, v) = s
         .cluster
         .api

@@ -1,0 +1,78 @@
+//! `rogue-node`: a *compromised guardian* for adversarial tests. It is the real signer node
+//! (`signer_node::run_with_hook`) with one change: every partial signature it broadcasts in the
+//! last signing round is off by one. Its own identity keys sign and encrypt the tampered message,
+//! so the relay and the envelope checks pass it on; only the combined signature can expose it.
+//!
+//! Usage: `rogue-node --config node.toml --passphrase-file FILE [--tamper-gamma]`. With
+//! `--tamper-gamma` it alters its round-2 `Γ` instead, which honest peers' proof checks catch
+//! and attribute to it. Never part of a deployment.
+
+use std::{path::PathBuf, sync::Arc};
+
+use cggmp24::{
+    generic_ec::{Point, Scalar},
+    signing::msg::Msg,
+    supported_curves::Secp256k1,
+};
+use sha2::Sha256;
+
+/// Which message the rogue alters.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Its last-round partial signature, off by one: only the combined signature shows it.
+    Partial,
+    /// Its round-2 `Γ`, moved by the generator: the peers' proof checks name it as the culprit.
+    Gamma,
+}
+
+fn tamper(mode: Mode, bytes: &mut Vec<u8>) {
+    let Ok(mut msg) = ciborium::from_reader::<Msg<Secp256k1, Sha256>, _>(bytes.as_slice()) else {
+        return;
+    };
+    let changed = match (&mut msg, mode) {
+        (Msg::Round4(m), Mode::Partial) => {
+            m.partial_sig.sigma += Scalar::one();
+            true
+        }
+        (Msg::Round2(m), Mode::Gamma) => {
+            m.Gamma += Point::<Secp256k1>::generator();
+            true
+        }
+        _ => false,
+    };
+    let mut out = Vec::new();
+    if changed && ciborium::into_writer(&msg, &mut out).is_ok() {
+        eprintln!("rogue-node: tampered a round message");
+        *bytes = out;
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map(PathBuf::from)
+            .ok_or_else(|| anyhow::anyhow!("usage: rogue-node --config F --passphrase-file F"))
+    };
+    let cfg = signer_node::config::NodeConfig::load(&arg("--config")?)?;
+    let pass = std::fs::read_to_string(arg("--passphrase-file")?)?;
+    let pass = signer_node::secret::Passphrase::new(pass);
+    signer_node::cli::init_tracing();
+    let rt = tokio::runtime::Runtime::new()?;
+    let mode = match args.iter().any(|a| a == "--tamper-gamma") {
+        true => Mode::Gamma,
+        false => Mode::Partial,
+    };
+    let hook: signer_node::mpc::OutgoingHook = Arc::new(move |b: &mut Vec<u8>| tamper(mode, b));
+    rt.block_on(signer_node::run_with_hook(
+        cfg,
+        pass,
+        None,
+        signer_node::cli::shutdown_signal(),
+        Some(hook),
+    ))?;
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(())
+}
