@@ -52,6 +52,9 @@ pub struct Guard {
     book: Mutex<PolicyBook>,
     /// Serialises decide-and-reserve, so two concurrent requests cannot both fit one allowance.
     decide: Mutex<()>,
+    /// Serialises ledger writes: `record_own` reads the head and writes head + 1, so two
+    /// sessions finishing at once would otherwise both take the same sequence number.
+    ledger_writes: Mutex<()>,
     audit: SharedAudit,
     /// Parts of requests being signed right now (one session per part at a time).
     in_flight: std::sync::Arc<Mutex<std::collections::HashSet<String>>>,
@@ -100,6 +103,7 @@ impl Guard {
             clock_offset,
             book: Mutex::new(book),
             decide: Mutex::new(()),
+            ledger_writes: Mutex::new(()),
             audit,
             in_flight: Default::default(),
         }
@@ -323,6 +327,7 @@ impl Guard {
             }
         };
         let moves = ledger::moves_of(intent);
+        let _serial = lock(&self.ledger_writes);
         match ledger::record_own(
             &self.store,
             &self.identity,
@@ -357,6 +362,7 @@ impl Guard {
 
     /// Stores another node's ledger entry.
     pub fn receive_ledger(&self, entry: &LedgerEntry) -> Result<ledger::Received, String> {
+        let _serial = lock(&self.ledger_writes);
         ledger::receive(&self.store, &self.roster, entry)
     }
 
