@@ -264,6 +264,11 @@ impl Orchestrator {
                         false => Duration::from_millis(300),
                     }
                 }
+                // Nodes deny a vetoed request with `veto`; whichever of this round and the
+                // cancel call finishes first, the request ends `cancelled`.
+                Round::Deny(f) if f.code == "veto" => {
+                    return End::Stopped(RequestStatus::Cancelled, f)
+                }
                 Round::Deny(f) => return End::Stopped(RequestStatus::Denied, f),
                 Round::Wait { .. } if connected.len() < key.info.threshold as usize => {
                     if tokio::time::Instant::now() >= wait_until {
