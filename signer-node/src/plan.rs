@@ -420,6 +420,10 @@ impl Plan {
                 })?;
                 if let Some(entry) = guard.record_signed(&s.request_id, s.part, &s.intent, &sig) {
                     let _ = ledger_out.send(NodeFrame::Ledger(entry));
+                    // Its own head moved: report it, as for a received entry.
+                    if let Ok(st) = guard.status() {
+                        let _ = ledger_out.send(NodeFrame::Status(st));
+                    }
                 }
                 Ok(SessionOutput::Signature(sig))
             }

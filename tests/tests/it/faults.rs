@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use crate::{
     common::{exclusive, rid, Shared, KEY},
     governance::view,
-    signing::assert_valid_signature,
+    signing::{assert_valid_signature, submit},
 };
 
 pub fn transfer(tag: &str, key: &str, nonce: u64) -> Value {
@@ -165,14 +165,7 @@ fn culprits_named_by_cggmp24_are_blamed_and_excluded() {
         .unwrap();
     // Subsets rotate by one per request: three requests meet every subset, two with node-3.
     for k in 0..3 {
-        let body = transfer("culprit", KEY, 500_000 + k);
-        let (st, v) = s.cluster.api.post("/v1/sign-requests", &body).unwrap();
-        assert_eq!(st, 202, "{v}");
-        let id = body["request_id"].as_str().unwrap();
-        let r = s
-            .cluster
-            .wait_request(id, Duration::from_secs(120))
-            .unwrap();
+        let r = submit(&s, &transfer("culprit", KEY, 500_000 + k));
         assert_valid_signature(&s, &r);
         assert_eq!(r.signers, ["node-1", "node-2"], "{r:?}");
     }
@@ -204,13 +197,8 @@ fn row_7_tampered_partial_signature_locks_the_key_until_an_operator_unlocks_it()
         .unwrap();
 
     let body = transfer("tampered", INC, 1);
-    let (st, v) = s.cluster.api.post("/v1/sign-requests", &body).unwrap();
-    assert_eq!(st, 202, "{v}");
     let id = body["request_id"].as_str().unwrap();
-    let r = s
-        .cluster
-        .wait_request(id, Duration::from_secs(120))
-        .unwrap();
+    let r = submit(&s, &body);
     assert_eq!(r.status, RequestStatus::Failed, "{r:?}");
     assert_eq!(
         r.error.as_ref().map(|e| e.code.as_str()),
@@ -275,16 +263,7 @@ fn row_7_tampered_partial_signature_locks_the_key_until_an_operator_unlocks_it()
         (409, Some("key.not_locked")),
         "{v}"
     );
-    let again = transfer("unlocked", INC, 3);
-    let (st, v) = s.cluster.api.post("/v1/sign-requests", &again).unwrap();
-    assert_eq!(st, 202, "{v}");
-    let r = s
-        .cluster
-        .wait_request(
-            again["request_id"].as_str().unwrap(),
-            Duration::from_secs(120),
-        )
-        .unwrap();
+    let r = submit(&s, &transfer("unlocked", INC, 3));
     assert_eq!(r.status, RequestStatus::Signed, "{r:?}");
     assert_eq!(
         metric(
