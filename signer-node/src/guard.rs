@@ -350,8 +350,8 @@ impl Guard {
         &self,
         request_id: &str,
     ) -> Result<BTreeMap<u32, proto::sig::VerifiedSignature>, StoreError> {
-        let prefix = signed_key(request_id, 0);
-        let prefix = prefix.trim_end_matches('0');
+        let prefix = signed_prefix(request_id);
+        let prefix = prefix.as_str();
         Ok(self
             .store
             .state_scan::<proto::sig::VerifiedSignature>(prefix)?
@@ -572,5 +572,10 @@ pub fn to_verdict(d: &Decision, first_seen: u64) -> NodeVerdict {
 /// State key of this node's signature of one part of a request. The request id ends with `\0`
 /// so that no id is a prefix of another's keys.
 pub fn signed_key(request_id: &str, part: u32) -> String {
-    format!("signed/{request_id}\0/{part}")
+    format!("{}{part}", signed_prefix(request_id))
+}
+
+/// State-key prefix of every signed part of a request.
+fn signed_prefix(request_id: &str) -> String {
+    format!("signed/{request_id}\0/")
 }

@@ -162,17 +162,19 @@ impl NodeCore {
     pub async fn drain(&self, grace: Duration) -> usize {
         use std::sync::atomic::Ordering;
         self.stopping.store(true, Ordering::SeqCst);
-        let deadline = tokio::time::Instant::now() + grace;
-        while self.live_sessions() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.wait_idle(grace).await;
         let aborted = self.abort_sessions("node stopping");
         // Aborted sessions end at their next message wait; give them a moment to report.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        self.wait_idle(Duration::from_secs(3)).await;
+        aborted
+    }
+
+    /// Waits until no session runs, or `limit` passed.
+    async fn wait_idle(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
         while self.live_sessions() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        aborted
     }
 
     /// Handles one frame from the coordinator.
