@@ -78,6 +78,10 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
         .route("/v1/keys/{key_id}/freeze", post(crate::api_control::freeze))
         .route("/v1/keys/{key_id}/unlock", post(crate::api_control::unlock))
         .route(
+            "/v1/keys/{key_id}/presignatures",
+            get(crate::api_control::get_pool).put(crate::api_control::set_pool_depth),
+        )
+        .route(
             "/v1/keys/{key_id}/unfreeze",
             post(crate::api_control::unfreeze),
         )
@@ -298,6 +302,7 @@ async fn create_key(
             freeze: Default::default(),
             locked: None,
         },
+        presign_depth: None,
         chain_code: None,
     };
     if !st.orch.store.insert_key(&rec).map_err(internal)? {
@@ -384,8 +389,10 @@ async fn create_sign_request(
             not_before: None,
             missing_approvals: Default::default(),
             approvals: 0,
+            presigned: 0,
         },
         approvals: vec![],
+        presigs: Default::default(),
     };
     match st.orch.store.insert_request(&rec).map_err(internal)? {
         Some(existing) if existing.body == body => Ok((StatusCode::OK, Json(existing.view))),
@@ -479,20 +486,45 @@ fn payload_fail(e: PayloadError) -> ApiFail {
     ApiFail::new(status, e.code(), e.to_string())
 }
 
+/// Query of `GET /v1/sign-requests/{id}`.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WaitQuery {
+    /// Long poll: answer as soon as the request is final, or after this many milliseconds
+    /// (at most 30 000) with its current state.
+    #[serde(default)]
+    wait_ms: u64,
+}
+
 async fn get_sign_request(
     State(st): State<ApiState>,
     Path(request_id): Path<String>,
+    query: Result<axum::extract::Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<SignRequestView>, ApiFail> {
-    st.orch
-        .store
-        .request(&request_id)
-        .map_err(internal)?
-        .map(|r| Json(r.view))
-        .ok_or_else(|| {
-            ApiFail::new(
-                StatusCode::NOT_FOUND,
-                "request.not_found",
-                format!("no sign request `{request_id}`"),
-            )
-        })
+    let wait = query
+        .map_err(|e| ApiFail::new(StatusCode::BAD_REQUEST, "query.invalid", e.body_text()))?
+        .0
+        .wait_ms
+        .min(30_000);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait);
+    loop {
+        let finished = st.orch.finished.notified();
+        let view = st
+            .orch
+            .store
+            .request(&request_id)
+            .map_err(internal)?
+            .map(|r| r.view)
+            .ok_or_else(|| {
+                ApiFail::new(
+                    StatusCode::NOT_FOUND,
+                    "request.not_found",
+                    format!("no sign request `{request_id}`"),
+                )
+            })?;
+        if view.status.is_final() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(view));
+        }
+        let _ = tokio::time::timeout_at(deadline, finished).await;
+    }
 }

@@ -348,6 +348,7 @@ pub async fn cancel(
         .map_err(internal)?
         .ok_or_else(|| not_found(&request_id))?;
     st.orch.control.wake(&request_id);
+    st.orch.finished.notify_waiters();
     Ok(Json(rec.view))
 }
 
@@ -447,10 +448,71 @@ pub async fn metrics(State(st): State<ApiState>) -> Result<impl IntoResponse, Ap
         out.push_str(&format!("custody_requests{{status=\"{s}\"}} {c}\n"));
     }
     st.orch.faults.metrics(&st.orch.store, &mut out);
+    out.push_str(&crate::pool::metrics(&st.orch));
     out.push_str("# TYPE custody_audit_records counter\n");
     out.push_str(&format!(
         "custody_audit_records {}\n",
         st.orch.control.audit.len()
     ));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}
+
+/// `GET /v1/keys/{key_id}/presignatures`: the key's pool (depth, what is ready per subset,
+/// the oldest's age, the refill rate).
+pub async fn get_pool(
+    State(st): State<ApiState>,
+    Path(key_id): Path<String>,
+) -> Result<Json<proto::api::PresigPoolView>, ApiFail> {
+    let key = pool_key(&st, &key_id)?;
+    Ok(Json(crate::pool::view(&st.orch, &key)))
+}
+
+/// `PUT /v1/keys/{key_id}/presignatures` (scope `operate`): sets the key's pool depth per
+/// signer subset (0 turns the pool off; unused presignatures stay until used).
+pub async fn set_pool_depth(
+    State(st): State<ApiState>,
+    Path(key_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<proto::api::PresigPoolView>, ApiFail> {
+    let b: proto::api::PresigDepthBody = typed(parse_json(body)?)?;
+    if b.depth > MAX_POOL_DEPTH {
+        return Err(ApiFail::new(
+            StatusCode::BAD_REQUEST,
+            "presign.depth_invalid",
+            format!(
+                "depth {} is over {MAX_POOL_DEPTH} (each node keeps at most its own `max_presignatures`)",
+                b.depth
+            ),
+        ));
+    }
+    pool_key(&st, &key_id)?;
+    let key = st
+        .orch
+        .store
+        .update_key(&key_id, |k| k.presign_depth = Some(b.depth))
+        .map_err(internal)?
+        .ok_or_else(|| {
+            ApiFail::new(
+                StatusCode::NOT_FOUND,
+                "key.not_found",
+                format!("no key `{key_id}`"),
+            )
+        })?;
+    st.orch
+        .control
+        .record("presign.depth", json!({"key_id": key_id, "depth": b.depth}));
+    Ok(Json(crate::pool::view(&st.orch, &key)))
+}
+
+/// Deepest pool a key may ask for per subset.
+const MAX_POOL_DEPTH: u32 = 64;
+
+fn pool_key(st: &ApiState, key_id: &str) -> Result<crate::store::KeyRecord, ApiFail> {
+    st.orch.store.key(key_id).map_err(internal)?.ok_or_else(|| {
+        ApiFail::new(
+            StatusCode::NOT_FOUND,
+            "key.not_found",
+            format!("no key `{key_id}`"),
+        )
+    })
 }

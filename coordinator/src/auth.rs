@@ -67,7 +67,11 @@ pub fn required_scope(method: &axum::http::Method, path: &str) -> Scope {
     if path == "/v1/sign-requests" {
         return Scope::Submit;
     }
-    if path == "/v1/keys" || path == "/v1/policy" || path.ends_with("/unlock") {
+    if path == "/v1/keys"
+        || path == "/v1/policy"
+        || path.ends_with("/unlock")
+        || path.ends_with("/presignatures")
+    {
         return Scope::Operate;
     }
     Scope::Approve

@@ -35,6 +35,36 @@ pub struct CoordConfig {
     /// Deadlines and limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Presignature pool.
+    #[serde(default)]
+    pub presign: PresignConfig,
+}
+
+/// The presignature pool: kept per key and signer subset, refilled when signing is idle.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresignConfig {
+    /// Unused presignatures kept per key and signer subset, for keys without their own depth
+    /// (`PUT /v1/keys/{id}/presignatures`). 0: sign every request fully interactively.
+    pub default_depth: u32,
+    /// Refill (presign) sessions at once across the cluster.
+    pub max_parallel: usize,
+    /// Milliseconds without any online signing session before a refill starts: a refill never
+    /// competes with a signing that is already running.
+    pub idle_ms: u64,
+    /// Seconds a refill session may take.
+    pub timeout_secs: u64,
+}
+
+impl Default for PresignConfig {
+    fn default() -> Self {
+        Self {
+            default_depth: 4,
+            max_parallel: 1,
+            idle_ms: 200,
+            timeout_secs: 60,
+        }
+    }
 }
 
 /// Deadlines and limits.

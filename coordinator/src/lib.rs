@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod faults;
 pub mod orchestrator;
+pub mod pool;
 pub mod registry;
 pub mod requests;
 pub mod store;
@@ -54,12 +55,10 @@ pub async fn run(
         proto::audit::SharedAudit::new(audit),
     ));
     tokio::spawn(control.clone().run(events));
-    let orch = Arc::new(orchestrator::Orchestrator::new(
-        store,
-        registry.clone(),
-        cfg.limits,
-        control,
-    ));
+    let orch = Arc::new(
+        orchestrator::Orchestrator::new(store, registry.clone(), cfg.limits, control)
+            .with_presign(cfg.presign),
+    );
     let node_tls = Arc::new(proto::tls::node_server_config(
         &cfg.ca_cert,
         &cfg.cert,
@@ -87,6 +86,7 @@ pub async fn run(
     };
     let router = api::router(state, cfg.limits.max_body_bytes);
     orch.resume();
+    tokio::spawn(pool::refill_loop(orch.clone()));
     tracing::info!(
         api = %api_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         nodes = %node_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),

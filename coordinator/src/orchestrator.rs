@@ -43,6 +43,14 @@ pub struct Orchestrator {
     pub(crate) eval_slots: tokio::sync::Semaphore,
     /// Set on SIGTERM: no session starts, and requests stay as they are for the next start.
     stopping: std::sync::atomic::AtomicBool,
+    /// Presigned signing sessions at once (no MPC rounds: they take no compute slot).
+    quick_slots: Arc<tokio::sync::Semaphore>,
+    /// Presignature pool settings.
+    pub presign: crate::config::PresignConfig,
+    /// Presignature pool counters.
+    pub pool: crate::pool::Pool,
+    /// Notified whenever a request reaches a final status (long polls wait on it).
+    pub finished: tokio::sync::Notify,
 }
 
 /// Failure code of a session refused because the coordinator is stopping.
@@ -59,6 +67,9 @@ pub(crate) const RETRYABLE: &[&str] = &[
     "node.busy",
     "request.in_progress",
     "request.already_signed",
+    "presig.unknown",
+    "presig.used",
+    "presig.mismatch",
 ];
 
 /// Whether another signer subset may be tried after this failure: transport and liveness
@@ -106,7 +117,25 @@ impl Orchestrator {
             node_slots: Default::default(),
             eval_slots: tokio::sync::Semaphore::new(16),
             stopping: Default::default(),
+            quick_slots: Arc::new(tokio::sync::Semaphore::new(64)),
+            presign: Default::default(),
+            pool: Default::default(),
+            finished: Default::default(),
         }
+    }
+
+    /// Sets the presignature pool's settings.
+    pub fn with_presign(mut self, cfg: crate::config::PresignConfig) -> Self {
+        self.presign = cfg;
+        self
+    }
+
+    /// Fully interactive signing sessions running now.
+    pub fn online_sessions(&self) -> usize {
+        self.limits
+            .max_concurrent_sessions
+            .max(1)
+            .saturating_sub(self.sign_slots.available_permits())
     }
 
     /// Waits for a cluster-wide session slot, then for a slot on every party, taken in node-id
@@ -157,10 +186,38 @@ impl Orchestrator {
         kind: SessionKind,
         timeout: Duration,
     ) -> Result<Vec<(String, SessionOutput)>, SessionFailure> {
+        self.run_session_with_id(key_id, parties, kind, timeout)
+            .await
+            .map(|(_, outs)| outs)
+    }
+
+    /// [`Self::run_session`], also returning the session id (a presignature's id).
+    pub async fn run_session_with_id(
+        &self,
+        key_id: &str,
+        parties: &[String],
+        kind: SessionKind,
+        timeout: Duration,
+    ) -> Result<([u8; 32], Vec<(String, SessionOutput)>), SessionFailure> {
         let _slots = match kind {
-            SessionKind::Sign { .. } => Some(self.session_slots(parties).await),
-            _ => None,
+            SessionKind::Sign {
+                presignature: Some(_),
+                ..
+            } => self
+                .quick_slots
+                .clone()
+                .acquire_owned()
+                .await
+                .ok()
+                .into_iter()
+                .collect(),
+            SessionKind::Sign { .. } => self.session_slots(parties).await,
+            _ => vec![],
         };
+        let online = matches!(kind, SessionKind::Sign { .. });
+        if online {
+            self.pool.touch_online();
+        }
         if self.is_stopping() {
             return Err(plain_failure(
                 STOPPING,
@@ -182,6 +239,9 @@ impl Orchestrator {
         };
         let result = self.collect(&start, &mut reports, timeout).await;
         self.registry.close_route(&sid);
+        if online {
+            self.pool.touch_online();
+        }
         record.ended_at = Some(crate::control::unix_now());
         match &result {
             Ok(_) => record.outcome = Some("ok".into()),
@@ -206,7 +266,7 @@ impl Orchestrator {
                 );
             }
         }
-        result
+        result.map(|outs| (sid, outs))
     }
 
     async fn collect(
@@ -376,6 +436,7 @@ fn session_record(
         } => ("sign", Some(request_id.clone()), Some(*part)),
         SessionKind::Keygen { .. } => ("keygen", None, None),
         SessionKind::AuxInfo => ("aux", None, None),
+        SessionKind::Presign => ("presign", None, None),
     };
     crate::store::SessionRecord {
         session_id: hex::encode(sid),

@@ -23,12 +23,13 @@ use crate::{
         agreed_signature, failure_to_api, internal, key_pk, payload_failure, plain_failure,
         retryable, signature_view, subsets, Orchestrator, STOPPING,
     },
-    store::{api_error, KeyRecord, RequestRecord},
+    store::{api_error, KeyRecord, PoolEntry, RequestRecord},
 };
 
 /// How a request ended.
 enum End {
-    Signed(Vec<VerifiedSignature>, Finalized),
+    /// Signatures, the finalized payload, and how many parts were signed from presignatures.
+    Signed(Vec<VerifiedSignature>, Finalized, u32),
     /// Final status other than signed, with the reason.
     Stopped(RequestStatus, SessionFailure),
     /// Someone else (a veto) already finalised the record.
@@ -121,7 +122,8 @@ impl Orchestrator {
                 return;
             }
             match &end {
-                End::Signed(sigs, fin) => {
+                End::Signed(sigs, fin, presigned) => {
+                    rec.view.presigned = *presigned;
                     let eth = rec.body.chain == "ethereum";
                     let views: Vec<SignatureView> = sigs.iter().map(signature_view).collect();
                     rec.view.status = RequestStatus::Signed;
@@ -143,7 +145,9 @@ impl Orchestrator {
             rec.view.not_before = None;
             rec.view.missing_approvals.clear();
         };
-        match self.store.update_request(&request_id, update) {
+        let stored = self.store.update_request(&request_id, update);
+        self.finished.notify_waiters();
+        match stored {
             Ok(Some(rec)) => {
                 tracing::info!(request = %request_id, status = ?rec.view.status, signers = ?rec.view.signers, "request finished");
                 self.control.record(
@@ -224,21 +228,35 @@ impl Orchestrator {
                 payload: job.payload.clone(),
                 approvals: rec.approvals.clone(),
             };
+            let t0 = std::time::Instant::now();
             let verdicts = {
                 let _slot = self.eval_slots.acquire().await;
                 self.control
                     .evaluate(&req, &connected, Duration::from_secs(10))
                     .await
             };
-            self.record_verdicts(request_id, &verdicts);
+            tracing::debug!(request = %request_id, took = ?t0.elapsed(), "verdicts");
             job.harvest(&verdicts, &mut done);
+            let round = tally(&key, &verdicts);
+            // A signing round stores the verdicts with the `signing` status, in one write.
+            match (&round, done.iter().all(Option::is_some)) {
+                (Round::Sign(_), false) => self.audit_verdicts(request_id, &verdicts),
+                _ => self.record_verdicts(request_id, &verdicts),
+            }
             if done.iter().all(Option::is_some) {
                 return job.finish(done);
             }
-            let sleep_for = match tally(&key, &verdicts) {
+            let sleep_for = match round {
                 Round::Sign(allowed) => {
                     let result = self
-                        .sign_with(&key, &job, &req, &allowed, &mut done, &mut blamed)
+                        .sign_with(
+                            &key,
+                            &job,
+                            (&req, &verdicts),
+                            &allowed,
+                            &mut done,
+                            &mut blamed,
+                        )
                         .await;
                     let f = match result {
                         Ok(()) => return job.finish(done),
@@ -347,11 +365,15 @@ impl Orchestrator {
             r.view.verdicts = verdicts.clone();
         });
         if changed.is_some() {
-            self.control.record(
-                "request.verdicts",
-                json!({"request_id": request_id, "verdicts": verdicts}),
-            );
+            self.audit_verdicts(request_id, verdicts);
         }
+    }
+
+    fn audit_verdicts(&self, request_id: &str, verdicts: &BTreeMap<String, NodeVerdict>) {
+        self.control.record(
+            "request.verdicts",
+            json!({"request_id": request_id, "verdicts": verdicts}),
+        );
     }
 
     /// Signs the parts still missing with t-subsets of the nodes that allowed, rotating subsets
@@ -360,7 +382,7 @@ impl Orchestrator {
         &self,
         key: &KeyRecord,
         job: &Job,
-        req: &EvaluateRequest,
+        (req, verdicts): (&EvaluateRequest, &BTreeMap<String, NodeVerdict>),
         allowed: &[String],
         done: &mut [Option<VerifiedSignature>],
         blamed: &mut BTreeSet<String>,
@@ -372,13 +394,9 @@ impl Orchestrator {
             .filter(|n| allowed.contains(n))
             .cloned()
             .collect();
-        let subsets = subsets(&ordered, key.info.threshold as usize);
-        let offset = self
-            .rotation
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let subsets = self.ordered_subsets(key, &ordered);
         let mut last = None;
-        for k in 0..subsets.len() {
-            let signers = &subsets[(offset + k) % subsets.len()];
+        for signers in &subsets {
             if signers
                 .iter()
                 .any(|n| blamed.contains(n) || !self.registry.is_connected(n))
@@ -387,32 +405,53 @@ impl Orchestrator {
             }
             self.set_view(&req.request_id, |r| {
                 if !r.view.status.is_final() {
+                    r.view.verdicts = verdicts.clone();
                     r.view.status = RequestStatus::Signing;
                     r.view.signers = signers.clone();
                     r.view.not_before = None;
                     r.view.missing_approvals.clear();
                 }
             });
-            let pending: Vec<usize> = (0..done.len()).filter(|i| done[*i].is_none()).collect();
+            let plan = self.presigs_for(&req.request_id, &key.info.key_id, signers, done, blamed);
             let timeout = Duration::from_secs(self.limits.sign_timeout_secs);
-            let runs = pending.iter().map(|&part| {
+            let runs = plan.iter().map(|(part, presig)| {
                 let kind = SessionKind::Sign {
                     request_id: req.request_id.clone(),
                     payload: job.payload.clone(),
-                    part: part as u32,
+                    part: *part as u32,
                     approvals: req.approvals.clone(),
+                    presignature: presig.as_ref().and_then(PoolEntry::id_bytes),
                 };
                 async move {
                     self.run_session(&key.info.key_id, signers, kind, timeout)
                         .await
                 }
             });
+            let t0 = std::time::Instant::now();
             let results = futures::future::join_all(runs).await;
-            for (part, result) in pending.into_iter().zip(results) {
-                let checked =
-                    result.and_then(|outs| agreed_signature(&outs, &job.pk, &job.digests[part]));
+            tracing::debug!(request = %req.request_id, took = ?t0.elapsed(), "sessions");
+            for ((part, presig), result) in plan.into_iter().zip(results) {
+                let digest = &job.digests[part];
+                let checked = result.and_then(|outs| match &presig {
+                    Some(e) => crate::pool::combined_signature(&outs, e, &job.pk, digest),
+                    None => agreed_signature(&outs, &job.pk, digest),
+                });
+                if checked
+                    .as_ref()
+                    .is_err_and(|f| f.code.starts_with("presig."))
+                {
+                    // The node has no such presignature (or used it): sign this part anew.
+                    self.drop_presig(&req.request_id, part);
+                }
                 match checked {
-                    Ok(sig) => done[part] = Some(sig),
+                    Ok(sig) => {
+                        if presig.is_some() {
+                            self.pool.note_used();
+                            job.presigned
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        done[part] = Some(sig)
+                    }
                     Err(f) if INCIDENT_CODES.contains(&f.code.as_str()) => {
                         self.faults.incident(
                             &self.store,
@@ -460,6 +499,91 @@ impl Orchestrator {
     }
 }
 
+impl Orchestrator {
+    /// Subsets of the allowing nodes: first those holding presignatures for this key (most
+    /// first), the rest rotating so that every subset signs in turn.
+    fn ordered_subsets(&self, key: &KeyRecord, allowed: &[String]) -> Vec<Vec<String>> {
+        let all = subsets(allowed, key.info.threshold as usize);
+        let offset = self
+            .rotation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pool = self
+            .store
+            .presigs(Some(&key.info.key_id))
+            .unwrap_or_default();
+        let mut out: Vec<(usize, usize, Vec<String>)> = all
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let held = pool.iter().filter(|e| &e.parties == s).count();
+                let turn = (i + all.len() - offset % all.len().max(1)) % all.len().max(1);
+                (held, turn, s.clone())
+            })
+            .collect();
+        out.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        out.into_iter().map(|(_, _, s)| s).collect()
+    }
+
+    /// The parts to sign now with `signers`, each with its presignature if it has one: the one
+    /// assigned earlier (a resumed request), else one taken from the pool, else none (full
+    /// signing). A part assigned to a presignature of other parties waits for that subset.
+    fn presigs_for(
+        &self,
+        request_id: &str,
+        key_id: &str,
+        signers: &[String],
+        done: &[Option<VerifiedSignature>],
+        blamed: &BTreeSet<String>,
+    ) -> Vec<(usize, Option<PoolEntry>)> {
+        let assigned = self
+            .store
+            .request(request_id)
+            .ok()
+            .flatten()
+            .map(|r| r.presigs)
+            .unwrap_or_default();
+        let mut pool: Vec<PoolEntry> = self
+            .store
+            .presigs(Some(key_id))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.parties == signers)
+            .collect();
+        pool.reverse();
+        let mut out = Vec::new();
+        for part in (0..done.len()).filter(|i| done[*i].is_none()) {
+            let mut assigned = assigned.get(&(part as u32));
+            if assigned.is_some_and(|e| e.parties.iter().any(|p| blamed.contains(p))) {
+                // A party of its presignature failed: sign fully with other nodes instead.
+                self.drop_presig(request_id, part);
+                assigned = None;
+            }
+            match assigned {
+                Some(e) if e.parties == signers => out.push((part, Some(e.clone()))),
+                Some(_) => {}
+                None => {
+                    let mut taken = None;
+                    while let Some(e) = pool.pop() {
+                        if let Ok(true) = self.store.assign_presig(request_id, part as u32, &e) {
+                            taken = Some(e);
+                            break;
+                        }
+                    }
+                    out.push((part, taken));
+                }
+            }
+        }
+        out
+    }
+
+    /// Forgets a part's presignature (the nodes did not have it): it signs fully next time.
+    fn drop_presig(&self, request_id: &str, part: usize) {
+        self.set_view(request_id, |r| {
+            r.presigs.remove(&(part as u32));
+        });
+    }
+}
+
 /// A request decoded once by the coordinator: the digests it checks returned signatures
 /// against (nodes compute their own).
 struct Job {
@@ -467,6 +591,8 @@ struct Job {
     decoded: proto::payload::Decoded,
     digests: Vec<[u8; 32]>,
     pk: [u8; 33],
+    /// Parts signed from presignatures so far.
+    presigned: std::sync::atomic::AtomicU32,
 }
 
 impl Job {
@@ -483,6 +609,7 @@ impl Job {
             decoded,
             digests,
             pk,
+            presigned: Default::default(),
         })
     }
 
@@ -518,7 +645,11 @@ impl Job {
         let sigs: Vec<VerifiedSignature> = done.into_iter().flatten().collect();
         let triples: Vec<_> = sigs.iter().map(|s| (s.r, s.s, s.recovery_id)).collect();
         match self.decoded.finalize(&triples) {
-            Ok(fin) => End::Signed(sigs, fin),
+            Ok(fin) => End::Signed(
+                sigs,
+                fin,
+                self.presigned.load(std::sync::atomic::Ordering::Relaxed),
+            ),
             Err(e) => End::Stopped(RequestStatus::Failed, payload_failure(e)),
         }
     }

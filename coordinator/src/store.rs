@@ -16,6 +16,8 @@ const LEDGER: TableDefinition<&str, &[u8]> = TableDefinition::new("ledger");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Signing and ceremony sessions by id (hex): who took part and how each ended.
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+/// Unused presignatures: `<key id>\0<created at:020><id hex>` (oldest first per key).
+const PRESIGS: TableDefinition<&str, &[u8]> = TableDefinition::new("presigs");
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,9 @@ pub struct KeyRecord {
     /// HD chain code (hex), for later derivation.
     #[serde(default)]
     pub chain_code: Option<String>,
+    /// Presignature pool depth per signer subset, if set for this key (else the default).
+    #[serde(default)]
+    pub presign_depth: Option<u32>,
 }
 
 /// A sign request as stored.
@@ -56,6 +61,36 @@ pub struct RequestRecord {
     /// Approvals received, as sent (the nodes verify them).
     #[serde(default)]
     pub approvals: Vec<proto::authz::Approval>,
+    /// Presignatures taken from the pool for parts of this request (a presignature is
+    /// assigned once; a resumed request signs the part with the same one).
+    #[serde(default)]
+    pub presigs: std::collections::BTreeMap<u32, PoolEntry>,
+}
+
+/// A presignature in the pool, with the public data its parties reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolEntry {
+    /// Id (hex): the presign session's id.
+    pub id: String,
+    /// Key.
+    pub key_id: String,
+    /// Parties, in session order.
+    pub parties: Vec<String>,
+    /// Public data, for checking and combining partial signatures.
+    pub public: proto::presig::PresigPublic,
+    /// When it was made (unix seconds).
+    pub created_at: u64,
+}
+
+impl PoolEntry {
+    fn table_key(&self) -> String {
+        format!("{}\0{:020}{}", self.key_id, self.created_at, self.id)
+    }
+
+    /// The id as bytes.
+    pub fn id_bytes(&self) -> Option<proto::presig::PresigId> {
+        hex::decode(&self.id).ok()?.try_into().ok()
+    }
 }
 
 /// A session as stored: written before its start frame is sent, updated when it ends.
@@ -105,6 +140,7 @@ impl Store {
         tx.open_table(LEDGER)?;
         tx.open_table(META)?;
         tx.open_table(SESSIONS)?;
+        tx.open_table(PRESIGS)?;
         tx.commit()?;
         Ok(Self { db })
     }
@@ -311,6 +347,58 @@ impl Store {
             .into_iter()
             .filter(|e| e.seq > heads.get(&e.origin).copied().unwrap_or(0))
             .collect())
+    }
+
+    /// Adds a presignature to the pool.
+    pub fn put_presig(&self, e: &PoolEntry) -> Result<(), StoreError> {
+        self.put(PRESIGS, &e.table_key(), e)
+    }
+
+    /// The pool of one key (oldest first), or of every key.
+    pub fn presigs(&self, key_id: Option<&str>) -> Result<Vec<PoolEntry>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(PRESIGS)?;
+        let prefix = key_id.map(|k| format!("{k}\0")).unwrap_or_default();
+        let mut out = Vec::new();
+        for item in t.range(prefix.as_str()..)? {
+            let (k, v) = item?;
+            if !k.value().starts_with(&prefix) {
+                break;
+            }
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Takes a presignature out of the pool and assigns it to a request part, in one
+    /// transaction: it is never handed out twice. `false` if it was no longer in the pool.
+    pub fn assign_presig(
+        &self,
+        request_id: &str,
+        part: u32,
+        e: &PoolEntry,
+    ) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write()?;
+        let taken = {
+            let mut pool = tx.open_table(PRESIGS)?;
+            let taken = pool.remove(e.table_key().as_str())?.is_some();
+            let mut reqs = tx.open_table(REQUESTS)?;
+            let rec = reqs
+                .get(request_id)?
+                .map(|v| serde_json::from_slice::<RequestRecord>(v.value()))
+                .transpose()?;
+            match (taken, rec) {
+                (true, Some(mut rec)) => {
+                    rec.presigs.insert(part, e.clone());
+                    let bytes = serde_json::to_vec(&rec)?;
+                    reqs.insert(request_id, bytes.as_slice())?;
+                    true
+                }
+                _ => false,
+            }
+        };
+        tx.commit()?;
+        Ok(taken)
     }
 
     /// A singleton value.

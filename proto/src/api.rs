@@ -187,6 +187,9 @@ pub struct SignRequestView {
     /// Approvals received (the nodes decide which count).
     #[serde(default)]
     pub approvals: u32,
+    /// Parts signed from presignatures (the rest by full interactive signing).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub presigned: u32,
 }
 
 /// Error body: a stable machine `code` and a message for humans.
@@ -238,4 +241,52 @@ mod tests {
         );
         assert!(r.is_err());
     }
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+/// `GET /v1/keys/{key_id}/presignatures`: the key's presignature pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PresigPoolView {
+    /// Key.
+    pub key_id: String,
+    /// Target number of unused presignatures per signer subset (0: no pool).
+    pub depth: u32,
+    /// Unused presignatures in all subsets.
+    pub available: u64,
+    /// Age in seconds of the oldest unused presignature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_age_secs: Option<u64>,
+    /// Presignatures made in the last 60 seconds (the refill rate per minute).
+    pub refilled_last_minute: u64,
+    /// Presignatures made since the coordinator started.
+    pub made_total: u64,
+    /// Presignatures used for signatures since the coordinator started.
+    pub used_total: u64,
+    /// Refill sessions failed since the coordinator started.
+    pub failed_total: u64,
+    /// Per signer subset.
+    pub subsets: Vec<SubsetPoolView>,
+}
+
+/// The pool of one signer subset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubsetPoolView {
+    /// The t nodes whose presignatures these are.
+    pub parties: Vec<String>,
+    /// Unused presignatures.
+    pub available: u64,
+    /// Age in seconds of the oldest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_age_secs: Option<u64>,
+}
+
+/// Body of `PUT /v1/keys/{key_id}/presignatures`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresigDepthBody {
+    /// Target unused presignatures per signer subset; 0 turns the pool off.
+    pub depth: u32,
 }

@@ -278,6 +278,9 @@ pub struct NodeStatus {
     pub ledger_heads: BTreeMap<String, u64>,
     /// Origins for which the node knows it is missing entries.
     pub ledger_gaps: Vec<String>,
+    /// Unused presignatures held per key.
+    #[serde(default)]
+    pub presignatures: BTreeMap<String, u64>,
 }
 
 /// One withdrawal movement recorded in the ledger.

@@ -11,6 +11,7 @@ pub mod eth;
 pub mod intent;
 pub mod message;
 pub mod payload;
+pub mod presig;
 pub mod process;
 pub mod sig;
 pub mod tls;

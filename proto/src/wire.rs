@@ -40,7 +40,14 @@ pub enum SessionKind {
         /// Approvals collected for the request; each node verifies them itself.
         #[serde(default)]
         approvals: Vec<crate::authz::Approval>,
+        /// Sign from this stored presignature of the parties (no MPC rounds) instead of
+        /// running the full protocol. Each node consumes it once, durably, before its partial
+        /// signature leaves.
+        #[serde(default)]
+        presignature: Option<crate::presig::PresigId>,
     },
+    /// Make one presignature of the key among exactly t `parties` (refilling the pool).
+    Presign,
 }
 
 /// "Would you sign this request now?", asked of every node before any session starts.
@@ -128,6 +135,13 @@ pub enum SessionOutput {
     AuxInfo,
     /// A signature that the node has verified with libsecp256k1.
     Signature(VerifiedSignature),
+    /// A presignature was stored under the session id; its public data.
+    Presignature(crate::presig::PresigPublic),
+    /// A partial signature issued from a presignature (for the coordinator to combine).
+    Partial {
+        /// σᵢ, big-endian.
+        sigma: [u8; 32],
+    },
 }
 
 /// Why a session failed on one node.

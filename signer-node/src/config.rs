@@ -153,6 +153,11 @@ pub struct Limits {
     pub ceremony_round_timeout_secs: u64,
     /// Seconds a stopping node (SIGTERM) lets running sessions finish before aborting them.
     pub shutdown_grace_secs: u64,
+    /// Unused presignatures kept per key and signer subset; beyond it the oldest is deleted.
+    pub max_presignatures: usize,
+    /// Presign (pool refill) sessions computed at once, apart from the signing slots, so a
+    /// refill never holds a slot an online signing needs.
+    pub max_presign_sessions: usize,
 }
 
 impl Default for Limits {
@@ -164,6 +169,8 @@ impl Default for Limits {
             round_timeout_secs: 30,
             ceremony_round_timeout_secs: 600,
             shutdown_grace_secs: 20,
+            max_presignatures: 64,
+            max_presign_sessions: 1,
         }
     }
 }

@@ -191,6 +191,7 @@ impl Guard {
                 .collect(),
             ledger_heads: ledger::heads(&self.store)?,
             ledger_gaps: ledger::gaps(&self.store)?,
+            presignatures: crate::presig::counts(&self.store)?,
         })
     }
 
@@ -237,21 +238,16 @@ impl Guard {
         let se = |e: StoreError| fail("store.error", e.to_string());
         let intent = &req.intent;
         self.scope.check(intent).map_err(|(c, m)| fail(c, m))?;
-        if self
+        let (binding, first_seen) = self
             .store
-            .bind_request(request_id, &req.request_ctx)
-            .map_err(se)?
-            == RequestBinding::Conflict
-        {
+            .bind_and_see(request_id, &req.request_ctx, now)
+            .map_err(se)?;
+        if binding == RequestBinding::Conflict {
             return Err(fail(
                 "request.conflict",
                 format!("request `{request_id}` was seen before with a different transaction"),
             ));
         }
-        let first_seen: u64 = self
-            .store
-            .state_insert_new(&format!("seen/{request_id}"), &now)
-            .map_err(se)?;
         if let Some(v) = self
             .store
             .state_get::<authz::Veto>(&format!("veto/{request_id}"))
@@ -326,9 +322,25 @@ impl Guard {
                 vec![]
             }
         };
+        self.record_spend(request_id, intent, also, &[])
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, request = request_id, "cannot record the ledger entry");
+                None
+            })
+    }
+
+    /// Appends this node's ledger entry for a request (once per request) in one durable
+    /// transaction with `also` and the removal of the sealed records `unseal`.
+    pub fn record_spend(
+        &self,
+        request_id: &str,
+        intent: &WithdrawalIntent,
+        also: Vec<(String, Option<Vec<u8>>)>,
+        unseal: &[String],
+    ) -> Result<Option<LedgerEntry>, StoreError> {
         let moves = ledger::moves_of(intent);
         let _serial = lock(&self.ledger_writes);
-        match ledger::record_own(
+        ledger::record_own(
             &self.store,
             &self.identity,
             request_id,
@@ -336,13 +348,8 @@ impl Guard {
             moves,
             self.now(),
             also,
-        ) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::error!(error = %e, request = request_id, "cannot record the ledger entry");
-                None
-            }
-        }
+            unseal,
+        )
     }
 
     /// The parts of `request_id` this node has signed, with their signatures.

@@ -92,6 +92,7 @@ pub fn note_seen(store: &Store, origin: &str, seq: u64) -> Result<bool, StoreErr
 }
 
 /// Records this node's own entry for a signed request, once per request.
+#[allow(clippy::too_many_arguments)]
 pub fn record_own(
     store: &Store,
     identity: &NodeIdentity,
@@ -100,11 +101,12 @@ pub fn record_own(
     moves: Vec<LedgerMove>,
     now: u64,
     also: Vec<(String, Option<Vec<u8>>)>,
+    unseal: &[String],
 ) -> Result<Option<LedgerEntry>, StoreError> {
     let me = identity.node_id.as_str();
     let marker = format!("ledger_req/{request_id}/{me}");
     if store.state_get::<u64>(&marker)?.is_some() {
-        store.state_write(&also)?;
+        store.commit(&also, None, unseal)?;
         return Ok(None);
     }
     let head_key = format!("ledger_head/{me}");
@@ -126,7 +128,7 @@ pub fn record_own(
         (marker, Some(json_bytes(&seq)?)),
     ];
     items.extend(also);
-    store.state_write(&items)?;
+    store.commit(&items, None, unseal)?;
     Ok(Some(entry))
 }
 

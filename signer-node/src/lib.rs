@@ -18,6 +18,7 @@ pub mod link;
 pub mod mpc;
 pub mod plan;
 pub mod policy_book;
+pub mod presig;
 pub mod seal;
 pub mod secret;
 pub mod session;
@@ -153,7 +154,11 @@ pub async fn run_with_hook(
             cfg.limits.max_parallel_sessions,
             guard,
         )
-        .with_hook(hook),
+        .with_hook(hook)
+        .with_pool(
+            cfg.limits.max_presignatures,
+            cfg.limits.max_presign_sessions,
+        ),
     );
     let link = link::LinkConfig {
         addr: cfg.coordinator_addr.clone(),

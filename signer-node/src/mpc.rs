@@ -300,6 +300,17 @@ pub fn aux_info(
     .map_err(|e| format!("{e:?}"))
 }
 
+/// The bigint backend this build computes with.
+#[cfg(feature = "gmp")]
+pub const BACKEND: &str = "rug (GMP)";
+/// The bigint backend this build computes with.
+#[cfg(not(feature = "gmp"))]
+pub const BACKEND: &str = "num-bigint";
+
+// With both, cggmp24 silently uses num-bigint: refuse the ambiguous build.
+#[cfg(all(feature = "gmp", feature = "num-bigint"))]
+compile_error!("choose one bigint backend: build with `--no-default-features --features gmp`");
+
 /// Full interactive signing of data whose preimage this node computed itself.
 pub fn sign(
     eid: &[u8; 32],
@@ -323,6 +334,29 @@ pub fn sign(
     sig.write_to_slice(&mut out);
     Ok(out)
 }
+
+/// A presignature and its public data: the interactive part of signing, done ahead of time.
+/// Never with an HD derivation path (cggmp24 forbids HD derivation with presignatures).
+pub fn presign(
+    eid: &[u8; 32],
+    i: u16,
+    keygen_indexes: &[u16],
+    share: &KeyShare,
+    ch: Channels<cggmp24::signing::msg::Msg<E, Sha256>>,
+) -> Result<Presig, String> {
+    let mut rng = rng();
+    futures::executor::block_on(
+        cggmp24::signing(ExecutionId::new(eid), i, keygen_indexes, share)
+            .generate_presignature(&mut rng, party(ch)),
+    )
+    .map_err(|e| format!("{e:?}"))
+}
+
+/// A presignature (secret; its scalars zeroize on drop) and its public data.
+pub type Presig = (
+    cggmp24::signing::Presignature<E>,
+    cggmp24::signing::PresignaturePublicData<E>,
+);
 
 /// What a failed protocol run means, from the library's error `Debug` text (cggmp24 has no
 /// accessor for culprits): `(code, blamed party indices)`. An invalid combined signature is

@@ -160,8 +160,21 @@ pub enum Plan {
         /// Our index.
         i: u16,
     },
-    /// Signing an Ethereum transaction.
+    /// Signing one part of a request (fully interactive, or from a presignature).
     Sign(Box<SignPlan>),
+    /// Making a presignature for the pool.
+    Presign {
+        /// Key id.
+        key_id: String,
+        /// Parties in session order.
+        parties: Vec<String>,
+        /// Our index.
+        i: u16,
+        /// The parties' keygen indexes.
+        keygen_indexes: Vec<u16>,
+        /// Cap of stored presignatures for this key and subset.
+        cap: usize,
+    },
 }
 
 /// The parts of a signing session.
@@ -178,6 +191,8 @@ pub struct SignPlan {
     request_ctx: [u8; 32],
     /// What the request does (for the ledger entry once signed).
     intent: WithdrawalIntent,
+    /// Sign from this presignature instead of running the protocol.
+    presig: Option<proto::presig::PresigId>,
     /// Held until the session ends: no second session signs this part meanwhile.
     _claim: crate::guard::PartClaim,
 }
@@ -189,6 +204,7 @@ impl Plan {
         start: &SessionStart,
         i: u16,
         guard: &Guard,
+        presig_cap: usize,
     ) -> Result<Plan, SessionFailure> {
         if !proto::api::valid_key_id(&start.key_id) {
             return Err(fail("session.invalid", "malformed key id"));
@@ -224,47 +240,44 @@ impl Plan {
                 payload,
                 part,
                 approvals,
+                presignature,
             } => Self::prepare_sign(
-                store, start, i, request_id, payload, *part, approvals, guard,
+                store,
+                start,
+                i,
+                (request_id, payload, *part),
+                approvals,
+                *presignature,
+                guard,
             ),
+            SessionKind::Presign => {
+                let meta = store
+                    .key_meta(&start.key_id)
+                    .map_err(store_err)?
+                    .filter(|m| m.complete)
+                    .ok_or_else(|| fail("key.not_ready", "no complete share of this key"))?;
+                Ok(Plan::Presign {
+                    key_id: start.key_id.clone(),
+                    parties: start.parties.clone(),
+                    i,
+                    keygen_indexes: keygen_indexes(&meta, &start.parties)?,
+                    cap: presig_cap,
+                })
+            }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn prepare_sign(
         store: &Store,
         start: &SessionStart,
         i: u16,
-        request_id: &str,
-        payload: &SignPayload,
-        part: u32,
+        (request_id, payload, part): (&str, &SignPayload, u32),
         approvals: &[proto::authz::Approval],
+        presig: Option<proto::presig::PresigId>,
         guard: &Guard,
     ) -> Result<Plan, SessionFailure> {
         let req = decode_request(store, &start.key_id, request_id, payload)?;
-        let meta = &req.meta;
-        if start.parties.len() != meta.threshold as usize {
-            return Err(fail(
-                "session.invalid",
-                format!("signing needs exactly {} parties", meta.threshold),
-            ));
-        }
-        let keygen_indexes = start
-            .parties
-            .iter()
-            .map(|p| {
-                meta.group
-                    .iter()
-                    .position(|g| g == p)
-                    .map(|x| x as u16)
-                    .ok_or_else(|| {
-                        fail(
-                            "session.invalid",
-                            format!("`{p}` holds no share of this key"),
-                        )
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let keygen_indexes = keygen_indexes(&req.meta, &start.parties)?;
         if part as usize >= req.decoded.parts() {
             return Err(fail(
                 "session.invalid",
@@ -275,6 +288,14 @@ impl Plan {
             ));
         }
         let claim = guard.claim_part(request_id, part)?;
+        check_presig(
+            store,
+            &start.key_id,
+            request_id,
+            part,
+            presig,
+            &start.parties,
+        )?;
         let verdict = guard.judge(request_id, &req, approvals, true);
         if verdict.kind != VerdictKind::Allow {
             return Err(fail(
@@ -298,6 +319,7 @@ impl Plan {
             preimage,
             request_ctx: req.request_ctx,
             intent: req.intent,
+            presig,
             _claim: claim,
         })))
     }
@@ -323,7 +345,12 @@ impl Plan {
                 h.update(s.request_ctx);
                 h.update(s.part.to_be_bytes());
                 h.update(s.digest);
+                if let Some(id) = &s.presig {
+                    h.update(b"presig\0");
+                    h.update(id);
+                }
             }
+            Plan::Presign { .. } => h.update(b"presign"),
         }
         h.finalize().into()
     }
@@ -385,16 +412,33 @@ impl Plan {
                     mpc::aux_info(eid, i, n, primes, out.channels(early, rx)).map_err(proto_err)?;
                 finish_aux(store, group, aux)
             }
+            Plan::Presign {
+                key_id,
+                parties,
+                i,
+                keygen_indexes,
+                cap,
+            } => {
+                let share: KeyShare = load_json(store, &share_record(&key_id))?
+                    .ok_or_else(|| fail("key.not_found", "key share missing"))?;
+                let id = out.session_id();
+                let p = mpc::presign(eid, i, &keygen_indexes, &share, out.channels(early, rx))
+                    .map_err(proto_err)?;
+                drop(share);
+                let public = crate::presig::public_of(&p);
+                let now = crate::session::unix_now();
+                crate::presig::put(store, &key_id, &id, &parties, &p, now, cap)?;
+                if let Ok(st) = guard.status() {
+                    let _ = ledger_out.send(NodeFrame::Status(st));
+                }
+                Ok(SessionOutput::Presignature(public))
+            }
+            Plan::Sign(s) if s.presig.is_some() => s.issue_partial(store, guard, &ledger_out),
             Plan::Sign(s) => {
                 let share: KeyShare = load_json(store, &share_record(&s.key_id))?
                     .ok_or_else(|| fail("key.not_found", "key share missing"))?;
                 // The library hashes the preimage itself: never a bare digest.
-                let data = match &s.preimage {
-                    Preimage::Keccak(b) => cggmp24::DataToSign::digest::<sha3::Keccak256>(b),
-                    Preimage::Sha256d(b) => {
-                        cggmp24::DataToSign::digest::<Sha256>(&Sha256::digest(b))
-                    }
-                };
+                let data = s.data();
                 let rs = mpc::sign(
                     eid,
                     s.i,
@@ -428,6 +472,116 @@ impl Plan {
                 Ok(SessionOutput::Signature(sig))
             }
         }
+    }
+}
+
+impl SignPlan {
+    /// The data the library signs, built from the preimage this node computed: never a bare
+    /// digest (cggmp24 refuses presignature signing without the preimage).
+    fn data(&self) -> cggmp24::DataToSign<mpc::E> {
+        match &self.preimage {
+            Preimage::Keccak(b) => cggmp24::DataToSign::digest::<sha3::Keccak256>(b),
+            Preimage::Sha256d(b) => cggmp24::DataToSign::digest::<Sha256>(&Sha256::digest(b)),
+        }
+    }
+
+    /// Issues this node's partial signature from the named presignature. The presignature is
+    /// deleted, marked used and the partial stored with the ledger entry in one durable
+    /// transaction before the partial is returned; a repeat of the same part with the same
+    /// presignature returns the stored partial.
+    fn issue_partial(
+        self,
+        store: &Store,
+        guard: &Guard,
+        ledger_out: &mpsc::UnboundedSender<NodeFrame>,
+    ) -> Result<SessionOutput, SessionFailure> {
+        let Some(id) = self.presig else {
+            return Err(fail("session.internal", "no presignature named"));
+        };
+        if let Some(prev) = crate::presig::issued(store, &self.request_id, self.part)? {
+            let sigma = crate::presig::parse_sigma(&prev)?;
+            return Ok(SessionOutput::Partial { sigma });
+        }
+        let presignature = crate::presig::open(store, &self.key_id, &id)?;
+        let partial = presignature.issue_partial_signature(self.data());
+        let sigma = crate::presig::sigma_bytes(&partial);
+        let issued = crate::presig::IssuedPartial {
+            presig: hex::encode(id),
+            sigma: hex::encode(sigma),
+        };
+        let (also, unseal) = crate::presig::consume_items(
+            &self.key_id,
+            &id,
+            &self.request_id,
+            self.part,
+            &issued,
+            guard.now(),
+        )?;
+        let _ = guard.audit(
+            "partial_signature",
+            serde_json::json!({"request_id": self.request_id, "key_id": self.key_id,
+                               "part": self.part, "presignature": issued.presig}),
+        );
+        let entry = guard
+            .record_spend(&self.request_id, &self.intent, also, &unseal)
+            .map_err(store_err)?;
+        if let Some(entry) = entry {
+            let _ = ledger_out.send(NodeFrame::Ledger(entry));
+            if let Ok(st) = guard.status() {
+                let _ = ledger_out.send(NodeFrame::Status(st));
+            }
+        }
+        Ok(SessionOutput::Partial { sigma })
+    }
+}
+
+/// The keygen indexes of a session's parties (exactly t, each holding a share).
+fn keygen_indexes(meta: &KeyMeta, parties: &[String]) -> Result<Vec<u16>, SessionFailure> {
+    if parties.len() != meta.threshold as usize {
+        return Err(fail(
+            "session.invalid",
+            format!("signing needs exactly {} parties", meta.threshold),
+        ));
+    }
+    parties
+        .iter()
+        .map(|p| {
+            meta.group
+                .iter()
+                .position(|g| g == p)
+                .map(|x| x as u16)
+                .ok_or_else(|| {
+                    fail(
+                        "session.invalid",
+                        format!("`{p}` holds no share of this key"),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// A part signs at most once on this node: with the presignature it was first issued from, or
+/// (never issued) fully or with a usable presignature of these parties.
+fn check_presig(
+    store: &Store,
+    key_id: &str,
+    request_id: &str,
+    part: u32,
+    presig: Option<proto::presig::PresigId>,
+    parties: &[String],
+) -> Result<(), SessionFailure> {
+    let prev = crate::presig::issued(store, request_id, part)?;
+    match (prev, presig) {
+        (Some(prev), Some(id)) if prev.presig == hex::encode(id) => Ok(()),
+        (Some(prev), _) => Err(fail(
+            "request.already_signed",
+            format!(
+                "part {part} of request `{request_id}` was issued from presignature {}",
+                prev.presig
+            ),
+        )),
+        (None, Some(id)) => crate::presig::check_usable(store, key_id, &id, parties),
+        (None, None) => Ok(()),
     }
 }
 

@@ -48,7 +48,7 @@ pub const MAX_CONTROL_JOBS: usize = 32;
 pub fn max_payload(kind: &proto::wire::SessionKind) -> usize {
     use proto::wire::SessionKind;
     match kind {
-        SessionKind::Sign { .. } => 128 * 1024,
+        SessionKind::Sign { .. } | SessionKind::Presign => 128 * 1024,
         SessionKind::Keygen { .. } => 256 * 1024,
         SessionKind::AuxInfo => proto::wire::MAX_FRAME,
     }
@@ -84,6 +84,10 @@ pub struct NodeCore {
     sessions: Mutex<HashMap<SessionId, Live>>,
     timeouts: Timeouts,
     slots: Arc<Semaphore>,
+    /// Presign (refill) sessions computing at once: apart from `slots`.
+    refill_slots: Arc<Semaphore>,
+    /// Cap of stored presignatures per key and subset.
+    presig_cap: usize,
     control: Arc<Semaphore>,
     pub(crate) guard: Arc<Guard>,
     /// Set on SIGTERM: no new session starts.
@@ -122,6 +126,8 @@ impl NodeCore {
             sessions: Mutex::new(HashMap::new()),
             timeouts,
             slots: Arc::new(Semaphore::new(max_parallel.max(1))),
+            refill_slots: Arc::new(Semaphore::new(1)),
+            presig_cap: 64,
             control: Arc::new(Semaphore::new(MAX_CONTROL_JOBS)),
             guard,
             stopping: Default::default(),
@@ -133,6 +139,13 @@ impl NodeCore {
     /// Installs an [`crate::mpc::OutgoingHook`] (adversarial tests only).
     pub fn with_hook(mut self, hook: Option<crate::mpc::OutgoingHook>) -> Self {
         self.hook = hook;
+        self
+    }
+
+    /// Sets the presignature cap per key and subset, and the refill sessions computed at once.
+    pub fn with_pool(mut self, cap: usize, refill_parallel: usize) -> Self {
+        self.presig_cap = cap.max(1);
+        self.refill_slots = Arc::new(Semaphore::new(refill_parallel.max(1)));
         self
     }
 
@@ -206,11 +219,13 @@ impl NodeCore {
             }),
             CoordFrame::Order(order) => self.control_job(move |me| {
                 let result = me.guard.apply_order(&order);
+                // Status first: once the coordinator has every acknowledgement, the state it
+                // shows already includes the order.
+                me.send_status();
                 let _ = me.frames.send(NodeFrame::OrderResult {
                     order_id: order.id(),
                     result,
                 });
-                me.send_status();
             }),
             CoordFrame::Ledger(entry) => {
                 self.control_job(move |me| match me.guard.receive_ledger(&entry) {
@@ -405,7 +420,9 @@ impl NodeCore {
         mut rx: mpsc::Receiver<RawIncoming>,
     ) -> Result<SessionOutput, SessionFailure> {
         let me = crypto.me() as usize;
-        let plan = Plan::prepare(&self.store, &start, me as u16, &self.guard)?;
+        let t0 = std::time::Instant::now();
+        let plan = Plan::prepare(&self.store, &start, me as u16, &self.guard, self.presig_cap)?;
+        let prepared = t0.elapsed();
         let ctx = plan.context_hash(&start);
         let now = unix_now();
         let fresh = self
@@ -427,22 +444,38 @@ impl NodeCore {
         self.frames
             .send(NodeFrame::Envelope(join))
             .map_err(|_| fail("session.disconnected", "coordinator link closed"))?;
+        let claimed = t0.elapsed();
         let early = self.await_joins(&start, me as u16, &ctx, &mut rx).await?;
+        let joined = t0.elapsed();
 
         let eid = execution_id(&start.session_id, &ctx);
-        let _permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| fail("session.internal", "node is shutting down"))?;
+        // A presignature's partial costs microseconds: it takes no compute slot. A refill
+        // computes apart from the signing slots, so it never holds one an online signing needs.
+        let slots = match &start.kind {
+            proto::wire::SessionKind::Sign {
+                presignature: Some(_),
+                ..
+            } => None,
+            proto::wire::SessionKind::Presign => Some(self.refill_slots.clone()),
+            _ => Some(self.slots.clone()),
+        };
+        let _permit = match slots {
+            Some(s) => Some(
+                s.acquire_owned()
+                    .await
+                    .map_err(|_| fail("session.internal", "node is shutting down"))?,
+            ),
+            None => None,
+        };
         let frames = self.frames.clone();
         let store = self.store.clone();
         let guard = self.guard.clone();
         let hook = self.hook.clone();
         let watch = crate::mpc::RoundWatch {
             timeout: match start.kind {
-                proto::wire::SessionKind::Sign { .. } => self.timeouts.round,
+                proto::wire::SessionKind::Sign { .. } | proto::wire::SessionKind::Presign => {
+                    self.timeouts.round
+                }
                 _ => self.timeouts.ceremony_round,
             },
             parties: start.parties.clone(),
@@ -457,6 +490,7 @@ impl NodeCore {
                 early,
                 rx,
                 OutSinkFactory {
+                    session_id: start.session_id,
                     crypto,
                     frames,
                     watch,
@@ -466,7 +500,10 @@ impl NodeCore {
             )
         });
         match tokio::time::timeout(self.timeouts.protocol, job).await {
-            Ok(Ok(result)) => result,
+            Ok(Ok(result)) => {
+                tracing::debug!(session = %hex::encode(start.session_id), ?prepared, ?claimed, ?joined, total = ?t0.elapsed(), "session phases");
+                result
+            }
             Ok(Err(_)) => Err(fail("session.internal", "protocol thread panicked")),
             Err(_) => {
                 self.lock().remove(&start.session_id);
@@ -575,6 +612,7 @@ impl NodeCore {
 
 /// Creates the outgoing half for whichever message type the plan's protocol uses.
 pub struct OutSinkFactory {
+    session_id: SessionId,
     crypto: Arc<SessionCrypto>,
     frames: mpsc::UnboundedSender<NodeFrame>,
     watch: crate::mpc::RoundWatch,
@@ -585,6 +623,11 @@ impl OutSinkFactory {
     /// The run's round deadline (to name who stalled it).
     pub fn watch(&self) -> crate::mpc::RoundWatch {
         self.watch.clone()
+    }
+
+    /// The session's id (a presignature is stored under it).
+    pub fn session_id(&self) -> SessionId {
+        self.session_id
     }
 
     /// The frame sender (for reports made during the protocol run).

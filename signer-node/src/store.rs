@@ -328,6 +328,48 @@ impl Store {
         Ok(binding)
     }
 
+    /// [`Self::bind_request`] and `seen/<request>` (when this node first saw it) in one
+    /// durable transaction: returns the binding and the first-seen time now stored.
+    pub fn bind_and_see(
+        &self,
+        request_id: &str,
+        ctx: &[u8; 32],
+        now: u64,
+    ) -> Result<(RequestBinding, u64), StoreError> {
+        let seen_key = format!("seen/{request_id}");
+        // Fast path without a write transaction: every evaluation after the first.
+        if let Some(first) = self.state_get::<u64>(&seen_key)? {
+            return Ok((self.bind_request(request_id, ctx)?, first));
+        }
+        let tx = self.db.begin_write()?;
+        let out = {
+            let mut t = tx.open_table(REQUESTS)?;
+            let existing = t.get(request_id)?.map(|v| v.value().to_vec());
+            let binding = match existing {
+                Some(v) if v == ctx => RequestBinding::Same,
+                Some(_) => RequestBinding::Conflict,
+                None => {
+                    t.insert(request_id, ctx.as_slice())?;
+                    RequestBinding::New
+                }
+            };
+            let mut st = tx.open_table(STATE)?;
+            let prev = st.get(seen_key.as_str())?.map(|v| v.value().to_vec());
+            let first = match prev {
+                Some(bytes) => serde_json::from_slice(&bytes)
+                    .map_err(|_| StoreError::Corrupt(format!("state/{seen_key}")))?,
+                None if binding == RequestBinding::Conflict => now,
+                None => {
+                    st.insert(seen_key.as_str(), json_bytes(&now)?.as_slice())?;
+                    now
+                }
+            };
+            (binding, first)
+        };
+        tx.commit()?;
+        Ok(out)
+    }
+
     /// One state value.
     pub fn state_get<T: serde::de::DeserializeOwned>(
         &self,
@@ -345,6 +387,21 @@ impl Store {
 
     /// Writes several state values (and deletes `None`s) in one durable transaction.
     pub fn state_write(&self, items: &[(String, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+        self.commit(items, None, &[])
+    }
+
+    /// One durable transaction: state writes (`None` deletes), at most one new sealed record,
+    /// and sealed records removed (e.g. a presignature consumed with its ledger entry).
+    pub fn commit(
+        &self,
+        items: &[(String, Option<Vec<u8>>)],
+        seal_new: Option<(&str, &[u8])>,
+        unseal: &[String],
+    ) -> Result<(), StoreError> {
+        let sealed = match seal_new {
+            Some((name, plain)) => Some((name, self.seal.seal(name, plain)?)),
+            None => None,
+        };
         let tx = self.db.begin_write()?;
         {
             let mut t = tx.open_table(STATE)?;
@@ -353,6 +410,13 @@ impl Store {
                     Some(v) => t.insert(k.as_str(), v.as_slice())?,
                     None => t.remove(k.as_str())?,
                 };
+            }
+            let mut t = tx.open_table(SEALED)?;
+            if let Some((name, bytes)) = &sealed {
+                t.insert(*name, bytes.as_slice())?;
+            }
+            for name in unseal {
+                t.remove(name.as_str())?;
             }
         }
         tx.commit()?;
@@ -467,6 +531,11 @@ impl Store {
         let sealed = dump(&tx, SEALED, |k, v| (k.to_string(), v.to_vec()))?;
         let mut secrets = Vec::new();
         for (name, bytes) in sealed {
+            // A presignature must never be used twice: a backup restored after one was used
+            // would bring it back, so none is ever backed up (the pool refills).
+            if name.starts_with(crate::presig::RECORD_PREFIX) {
+                continue;
+            }
             let plain = self
                 .seal
                 .open(&name, &bytes)
@@ -479,7 +548,10 @@ impl Store {
             keys: dump(&tx, KEYS, |k, v| (k.to_string(), v.to_vec()))?,
             sessions: dump(&tx, SESSIONS, |k, v| (k.to_vec(), v))?,
             requests: dump(&tx, REQUESTS, |k, v| (k.to_string(), v.to_vec()))?,
-            state: dump(&tx, STATE, |k, v| (k.to_string(), v.to_vec()))?,
+            state: dump(&tx, STATE, |k, v| (k.to_string(), v.to_vec()))?
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with(crate::presig::META_PREFIX))
+                .collect(),
         })
     }
 

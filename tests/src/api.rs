@@ -74,6 +74,11 @@ impl Api {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body))
     }
 
+    /// PUT a JSON body.
+    pub fn put(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(body))
+    }
+
     /// POST raw bytes as JSON content.
     pub fn post_raw(&self, path: &str, body: Vec<u8>) -> anyhow::Result<(u16, Value)> {
         self.send(

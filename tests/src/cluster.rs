@@ -39,6 +39,9 @@ pub struct Layout {
     pub coordinator_host: String,
     /// Address the coordinator binds (`127.0.0.1` locally, `0.0.0.0` in a container).
     pub bind_host: String,
+    /// Presignature pool depth per key and subset (`presign.default_depth`); 0 in tests, so
+    /// background refills do not compete with them (the pool tests set a key's depth).
+    pub presign_depth: u32,
 }
 
 impl Layout {
@@ -58,6 +61,7 @@ impl Layout {
             node_port,
             coordinator_host: "127.0.0.1".into(),
             bind_host: "127.0.0.1".into(),
+            presign_depth: 0,
         }
     }
 
@@ -168,12 +172,13 @@ impl Layout {
         let cd = self.dir.join("coordinator");
         std::fs::create_dir_all(&cd)?;
         let cfg = format!(
-            "data_dir = \".\"\napi_listen = \"{bind}:{}\"\nnode_listen = \"{bind}:{}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\napi_token_sha256 = [\"{hash}\"]\napi_client_cert_names = [\"exchange.client\"]\ncredentials_file = \"credentials.json\"\n\n[limits]\n# The bench polls every 5 ms; the default is 100 requests/s per credential.\napi_rate_per_sec = 1000\n",
+            "data_dir = \".\"\napi_listen = \"{bind}:{}\"\nnode_listen = \"{bind}:{}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\napi_token_sha256 = [\"{hash}\"]\napi_client_cert_names = [\"exchange.client\"]\ncredentials_file = \"credentials.json\"\n\n[limits]\n# The bench polls every 5 ms; the default is 100 requests/s per credential.\napi_rate_per_sec = 1000\n\n[presign]\ndefault_depth = {}\n",
             self.api_port,
             self.node_port,
             pki.join("ca.pem").display(),
             pki.join("coordinator.pem").display(),
             pki.join("coordinator.key").display(),
+            self.presign_depth,
         );
         std::fs::write(cd.join("coordinator.toml"), cfg)?;
         Ok(())

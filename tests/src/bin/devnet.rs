@@ -45,6 +45,9 @@ struct Args {
     /// Address the coordinator binds.
     #[arg(long, default_value = "127.0.0.1")]
     bind: String,
+    /// Presignatures kept ready per key and signer subset (refilled in the background).
+    #[arg(long, default_value_t = 2)]
+    presign_depth: u32,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,6 +71,7 @@ fn main() -> anyhow::Result<()> {
     );
     layout.coordinator_host = args.coordinator_host.clone();
     layout.bind_host = args.bind.clone();
+    layout.presign_depth = args.presign_depth;
     layout.ensure(PrimeSource::Fresh)?;
     if args.prepare_only {
         println!("prepared {}", dir.display());

@@ -93,6 +93,7 @@ fn equivocating_coordinator_gets_intent_mismatch_and_no_signature() {
                 payload: SignPayload::EthTx(tx),
                 part: 0,
                 approvals: vec![],
+                presignature: None,
             },
         };
         assert!(rogue.send(node, CoordFrame::Start(start)));
@@ -132,6 +133,7 @@ pub(crate) fn start_sign(rogue: &Rogue, sid: [u8; 32], rid: &str, nonce: u64) {
             payload: SignPayload::EthTx(tx),
             part: 0,
             approvals: vec![],
+            presignature: None,
         },
     };
     for node in &parties {

@@ -18,6 +18,7 @@ mod governance;
 mod load;
 mod messages;
 mod node_startup;
+mod presign;
 mod relay;
 mod requests;
 mod signing;
