@@ -80,26 +80,23 @@ pub fn depth(orch: &Orchestrator, key: &KeyRecord) -> u32 {
 /// The pool view of a key.
 pub fn view(orch: &Orchestrator, key: &KeyRecord) -> PresigPoolView {
     let now = crate::control::unix_now();
-    let entries = orch
+    let counts = orch
         .store
-        .presigs(Some(&key.info.key_id))
+        .presig_counts(&key.info.key_id)
         .unwrap_or_default();
     let mut by_subset: BTreeMap<Vec<String>, (u64, Option<u64>)> =
         subsets(&key.info.nodes, key.info.threshold as usize)
             .into_iter()
             .map(|s| (s, (0, None)))
             .collect();
-    for e in &entries {
-        let slot = by_subset.entry(e.parties.clone()).or_insert((0, None));
-        slot.0 += 1;
-        let age = now.saturating_sub(e.created_at);
-        slot.1 = Some(slot.1.map_or(age, |a: u64| a.max(age)));
+    for (parties, (n, oldest)) in counts {
+        by_subset.insert(parties, (n, Some(now.saturating_sub(oldest))));
     }
     let p = &orch.pool;
     PresigPoolView {
         key_id: key.info.key_id.clone(),
         depth: depth(orch, key),
-        available: entries.len() as u64,
+        available: by_subset.values().map(|v| v.0).sum(),
         oldest_age_secs: by_subset.values().filter_map(|v| v.1).max(),
         refilled_last_minute: p.made_last_minute(now),
         made_total: p.made.load(Ordering::Relaxed),

@@ -278,6 +278,11 @@ impl Orchestrator {
                     }
                     tracing::warn!(code = %f.code, message = %f.message, blamed = ?blamed, "signing round failed; re-evaluating");
                     match transient {
+                        // A peer's ledger entry is usually a few milliseconds behind its join
+                        // (signings that finished concurrently): try again soon, then slower.
+                        true if f.code == "ledger.behind" && waits <= 10 => {
+                            Duration::from_millis(50)
+                        }
                         true => Duration::from_secs(1),
                         false => Duration::from_millis(300),
                     }
@@ -412,7 +417,12 @@ impl Orchestrator {
                     r.view.missing_approvals.clear();
                 }
             });
-            let plan = self.presigs_for(&req.request_id, &key.info.key_id, signers, done, blamed);
+            let usable: BTreeSet<String> = ordered
+                .iter()
+                .filter(|n| !blamed.contains(*n) && self.registry.is_connected(n))
+                .cloned()
+                .collect();
+            let plan = self.presigs_for(&req.request_id, &key.info.key_id, signers, done, &usable);
             let timeout = Duration::from_secs(self.limits.sign_timeout_secs);
             let runs = plan.iter().map(|(part, presig)| {
                 let kind = SessionKind::Sign {
@@ -509,13 +519,13 @@ impl Orchestrator {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pool = self
             .store
-            .presigs(Some(&key.info.key_id))
+            .presig_counts(&key.info.key_id)
             .unwrap_or_default();
         let mut out: Vec<(usize, usize, Vec<String>)> = all
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let held = pool.iter().filter(|e| &e.parties == s).count();
+                let held = pool.get(s).map_or(0, |c| c.0 as usize);
                 let turn = (i + all.len() - offset % all.len().max(1)) % all.len().max(1);
                 (held, turn, s.clone())
             })
@@ -533,7 +543,7 @@ impl Orchestrator {
         key_id: &str,
         signers: &[String],
         done: &[Option<VerifiedSignature>],
-        blamed: &BTreeSet<String>,
+        usable: &BTreeSet<String>,
     ) -> Vec<(usize, Option<PoolEntry>)> {
         let assigned = self
             .store
@@ -542,19 +552,13 @@ impl Orchestrator {
             .flatten()
             .map(|r| r.presigs)
             .unwrap_or_default();
-        let mut pool: Vec<PoolEntry> = self
-            .store
-            .presigs(Some(key_id))
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|e| e.parties == signers)
-            .collect();
-        pool.reverse();
         let mut out = Vec::new();
         for part in (0..done.len()).filter(|i| done[*i].is_none()) {
             let mut assigned = assigned.get(&(part as u32));
-            if assigned.is_some_and(|e| e.parties.iter().any(|p| blamed.contains(p))) {
-                // A party of its presignature failed: sign fully with other nodes instead.
+            if assigned.is_some_and(|e| e.parties.iter().any(|p| !usable.contains(p))) {
+                // A party of its presignature failed, does not allow now or is gone: sign
+                // fully with other nodes instead (a node that already issued its partial
+                // refuses, so the part still signs at most once).
                 self.drop_presig(request_id, part);
                 assigned = None;
             }
@@ -562,13 +566,13 @@ impl Orchestrator {
                 Some(e) if e.parties == signers => out.push((part, Some(e.clone()))),
                 Some(_) => {}
                 None => {
-                    let mut taken = None;
-                    while let Some(e) = pool.pop() {
-                        if let Ok(true) = self.store.assign_presig(request_id, part as u32, &e) {
-                            taken = Some(e);
-                            break;
-                        }
-                    }
+                    let taken = self
+                        .store
+                        .take_presig(request_id, part as u32, key_id, signers)
+                        .unwrap_or_else(|e| {
+                            tracing::error!(error = %e, "cannot take a presignature from the pool");
+                            None
+                        });
                     out.push((part, taken));
                 }
             }

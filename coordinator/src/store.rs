@@ -1,6 +1,6 @@
 //! The coordinator's redb store: keys and sign requests. Nothing in it is secret.
 
-use std::path::Path;
+use std::{collections::BTreeMap, path::Path};
 
 use proto::api::{ApiError, KeyInfo, SignRequestBody, SignRequestView};
 use redb::{Database, ReadableTable, TableDefinition};
@@ -16,7 +16,8 @@ const LEDGER: TableDefinition<&str, &[u8]> = TableDefinition::new("ledger");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Signing and ceremony sessions by id (hex): who took part and how each ended.
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
-/// Unused presignatures: `<key id>\0<created at:020><id hex>` (oldest first per key).
+/// Unused presignatures: `<key id>\0<parties, comma-separated>\0<created at:020><id hex>`
+/// (oldest first per key and subset; counts and ages come from the keys alone).
 const PRESIGS: TableDefinition<&str, &[u8]> = TableDefinition::new("presigs");
 
 /// Store errors.
@@ -84,7 +85,12 @@ pub struct PoolEntry {
 
 impl PoolEntry {
     fn table_key(&self) -> String {
-        format!("{}\0{:020}{}", self.key_id, self.created_at, self.id)
+        format!(
+            "{}{:020}{}",
+            subset_prefix(&self.key_id, &self.parties),
+            self.created_at,
+            self.id
+        )
     }
 
     /// The id as bytes.
@@ -354,47 +360,71 @@ impl Store {
         self.put(PRESIGS, &e.table_key(), e)
     }
 
-    /// The pool of one key (oldest first), or of every key.
-    pub fn presigs(&self, key_id: Option<&str>) -> Result<Vec<PoolEntry>, StoreError> {
+    /// Per signer subset of a key: unused presignatures and the oldest one's creation time,
+    /// read from the table keys alone.
+    pub fn presig_counts(
+        &self,
+        key_id: &str,
+    ) -> Result<BTreeMap<Vec<String>, (u64, u64)>, StoreError> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(PRESIGS)?;
-        let prefix = key_id.map(|k| format!("{k}\0")).unwrap_or_default();
-        let mut out = Vec::new();
+        let prefix = format!("{key_id}\0");
+        let mut out: BTreeMap<Vec<String>, (u64, u64)> = BTreeMap::new();
         for item in t.range(prefix.as_str()..)? {
-            let (k, v) = item?;
-            if !k.value().starts_with(&prefix) {
+            let (k, _) = item?;
+            let Some(rest) = k.value().strip_prefix(prefix.as_str()) else {
                 break;
-            }
-            out.push(serde_json::from_slice(v.value())?);
+            };
+            let Some((subset, tail)) = rest.split_once('\0') else {
+                continue;
+            };
+            let created: u64 = tail.get(..20).and_then(|c| c.parse().ok()).unwrap_or(0);
+            let parties = subset.split(',').map(str::to_string).collect();
+            let slot = out.entry(parties).or_insert((0, created));
+            slot.0 += 1;
+            slot.1 = slot.1.min(created);
         }
         Ok(out)
     }
 
-    /// Takes a presignature out of the pool and assigns it to a request part, in one
-    /// transaction: it is never handed out twice. `false` if it was no longer in the pool.
-    pub fn assign_presig(
+    /// Takes the oldest presignature of a key's subset out of the pool and assigns it to a
+    /// request part, in one transaction: it is never handed out twice.
+    pub fn take_presig(
         &self,
         request_id: &str,
         part: u32,
-        e: &PoolEntry,
-    ) -> Result<bool, StoreError> {
+        key_id: &str,
+        parties: &[String],
+    ) -> Result<Option<PoolEntry>, StoreError> {
+        let prefix = subset_prefix(key_id, parties);
         let tx = self.db.begin_write()?;
         let taken = {
             let mut pool = tx.open_table(PRESIGS)?;
-            let taken = pool.remove(e.table_key().as_str())?.is_some();
+            let first = match pool.range(prefix.as_str()..)?.next() {
+                Some(item) => {
+                    let (k, v) = item?;
+                    let k = k.value().to_string();
+                    match k.starts_with(&prefix) {
+                        true => Some((k, serde_json::from_slice::<PoolEntry>(v.value())?)),
+                        false => None,
+                    }
+                }
+                None => None,
+            };
             let mut reqs = tx.open_table(REQUESTS)?;
             let rec = reqs
                 .get(request_id)?
                 .map(|v| serde_json::from_slice::<RequestRecord>(v.value()))
                 .transpose()?;
-            match (taken, rec) {
-                (true, Some(mut rec)) => {
+            match (first, rec) {
+                (Some((k, e)), Some(mut rec)) => {
+                    pool.remove(k.as_str())?;
                     rec.presigs.insert(part, e.clone());
                     let bytes = serde_json::to_vec(&rec)?;
                     reqs.insert(request_id, bytes.as_slice())?;
-                    true
+                    Some(e)
                 }
-                _ => false,
+                _ => None,
             }
         };
         tx.commit()?;
@@ -410,6 +440,10 @@ impl Store {
     pub fn set_meta<T: Serialize>(&self, k: &str, v: &T) -> Result<(), StoreError> {
         self.put(META, k, v)
     }
+}
+
+fn subset_prefix(key_id: &str, parties: &[String]) -> String {
+    format!("{key_id}\0{}\0", parties.join(","))
 }
 
 /// Convenience constructor for an API error.

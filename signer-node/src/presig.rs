@@ -236,7 +236,7 @@ pub fn issued(
 /// Unused presignatures per key (for the node's status).
 pub fn counts(store: &Store) -> Result<BTreeMap<String, u64>, StoreError> {
     let mut out = BTreeMap::new();
-    for (name, _) in store.state_scan::<PresigMeta>(META_PREFIX)? {
+    for name in store.state_keys(META_PREFIX)? {
         let rest = &name[META_PREFIX.len()..];
         if let Some((key, _)) = rest.rsplit_once('/') {
             *out.entry(key.to_string()).or_insert(0) += 1;

@@ -453,6 +453,22 @@ impl Store {
         Ok(out)
     }
 
+    /// Every state key that starts with `prefix`, in order (values not read).
+    pub fn state_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(STATE)?;
+        let mut out = Vec::new();
+        for item in table.range(prefix..)? {
+            let (k, _) = item?;
+            let k = k.value().to_string();
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push(k);
+        }
+        Ok(out)
+    }
+
     /// Every state value whose key starts with `prefix`, in key order.
     pub fn state_scan<T: serde::de::DeserializeOwned>(
         &self,

@@ -46,6 +46,22 @@ pub(crate) fn spawn_copy(exe: &std::path::Path, dst: &std::path::Path) -> Child 
         .unwrap()
 }
 
+/// SIGKILLs the rogue pair's nodes and starts them again on their stores.
+pub(crate) fn restart_pair(s: &Shared, rogue: &Rogue, children: &mut Kill, dirs: &[PathBuf]) {
+    for c in &mut children.0 {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    children.0 = dirs
+        .iter()
+        .map(|d| spawn_copy(&s.cluster.layout.exe, d))
+        .collect();
+    rogue
+        .wait_nodes(&["node-1", "node-2"], Duration::from_secs(30))
+        .unwrap();
+}
+
 /// Moves copies of node-1 and node-2 to a rogue coordinator (stderr logged to `node.log` in each
 /// copy, with short protocol deadlines) and returns the rogue, the children and the copies' dirs.
 pub(crate) fn rogue_pair(s: &mut Shared) -> (Rogue, Kill, Vec<PathBuf>) {

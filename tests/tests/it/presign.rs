@@ -263,17 +263,7 @@ fn a_presignature_signs_one_request_part_once_even_across_a_crash() {
         assert_eq!(r.err().as_deref(), Some("presig.unknown"));
     }
 
-    for c in &mut children.0 {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-    children.0 = dirs
-        .iter()
-        .map(|d| crate::agreement::spawn_copy(&s.cluster.layout.exe, d))
-        .collect();
-    rogue
-        .wait_nodes(&["node-1", "node-2"], Duration::from_secs(30))
-        .unwrap();
+    crate::agreement::restart_pair(&s, &rogue, &mut children, &dirs);
     for r in sign_with(&rogue, &rid("after-crash"), 74, psid) {
         assert_eq!(r.err().as_deref(), Some("presig.used"), "used is durable");
     }

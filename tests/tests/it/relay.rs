@@ -132,18 +132,7 @@ fn rows_8_9_one_part_signs_once_even_in_parallel_and_across_a_crash() {
         );
     }
     // Kill both nodes (SIGKILL) and start them again: the record is durable.
-    for c in &mut children.0 {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    children.0 = dirs
-        .iter()
-        .map(|d| crate::agreement::spawn_copy(&s.cluster.layout.exe, d))
-        .collect();
-    rogue
-        .wait_nodes(&["node-1", "node-2"], Duration::from_secs(30))
-        .unwrap();
+    crate::agreement::restart_pair(&s, &rogue, &mut children, &dirs);
     start_sign(&rogue, rand::random(), &id, 61);
     let after = reports(&rogue, 2);
     for (node, r) in after.values().flatten() {

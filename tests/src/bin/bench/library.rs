@@ -15,6 +15,18 @@ type Presig = (
     cggmp24::signing::PresignaturePublicData<Secp256k1>,
 );
 
+/// Runs one party's protocol on its own blocking thread (as the node does).
+async fn on_thread<T, E>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> anyhow::Result<T>
+where
+    T: Send + 'static,
+    E: std::fmt::Debug + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| anyhow::anyhow!("party thread: {e}"))?
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+}
+
 /// t-of-n key shares from an in-process ceremony.
 pub async fn keys(n: u16, t: u16) -> anyhow::Result<Vec<KeyShare>> {
     let primes = custody_tests::test_primes()?;
@@ -34,7 +46,7 @@ pub async fn keys(n: u16, t: u16) -> anyhow::Result<Vec<KeyShare>> {
     let aux = round_based::sim::async_env::run_with_setup(
         primes.into_iter().take(n as usize),
         |i, party, p| async move {
-            tokio::task::spawn_blocking(move || {
+            on_thread(move || {
                 futures::executor::block_on(async move {
                     let mut rng = signer_node::mpc::rng();
                     cggmp24::aux_info_gen(eid, i, n, p)
@@ -43,8 +55,6 @@ pub async fn keys(n: u16, t: u16) -> anyhow::Result<Vec<KeyShare>> {
                 })
             })
             .await
-            .map_err(|e| anyhow::anyhow!("party thread: {e}"))?
-            .map_err(|e| anyhow::anyhow!("{e:?}"))
         },
     )
     .await
@@ -70,7 +80,7 @@ pub async fn sign(shares: &[KeyShare], nonce: u8) -> anyhow::Result<()> {
     round_based::sim::async_env::run_with_setup(
         shares.iter().take(t as usize).cloned(),
         |i, party, share| async move {
-            tokio::task::spawn_blocking(move || {
+            on_thread(move || {
                 futures::executor::block_on(async move {
                     let parties: Vec<u16> = (0..t).collect();
                     let mut rng = signer_node::mpc::rng();
@@ -81,8 +91,6 @@ pub async fn sign(shares: &[KeyShare], nonce: u8) -> anyhow::Result<()> {
                 })
             })
             .await
-            .map_err(|e| anyhow::anyhow!("party thread: {e}"))?
-            .map_err(|e| anyhow::anyhow!("{e:?}"))
         },
     )
     .await
@@ -100,7 +108,7 @@ pub async fn presign(shares: &[KeyShare], nonce: u64) -> anyhow::Result<Vec<Pres
     Ok(round_based::sim::async_env::run_with_setup(
         shares.iter().take(t as usize).cloned(),
         |i, party, share| async move {
-            tokio::task::spawn_blocking(move || {
+            on_thread(move || {
                 futures::executor::block_on(async move {
                     let parties: Vec<u16> = (0..t).collect();
                     let mut rng = signer_node::mpc::rng();
@@ -111,8 +119,6 @@ pub async fn presign(shares: &[KeyShare], nonce: u64) -> anyhow::Result<Vec<Pres
                 })
             })
             .await
-            .map_err(|e| anyhow::anyhow!("party thread: {e}"))?
-            .map_err(|e| anyhow::anyhow!("{e:?}"))
         },
     )
     .await

@@ -75,7 +75,7 @@ fn main() -> anyhow::Result<()> {
     };
     system_part(&args, &base, &mut rows, &mut plot)?;
     if !args.skip_five {
-        five_part(&args, &base, &mut rows)?;
+        ceremony_and_cold(&args, &mut rows, &mut plot, 5, 3, base.full35)?;
     }
     if !args.skip_fresh {
         eprintln!("ceremony with fresh primes (3 nodes generate Paillier primes) ...");
@@ -173,23 +173,7 @@ fn system_part(
     rows: &mut Vec<Row>,
     plot: &mut plot::Data,
 ) -> anyhow::Result<()> {
-    eprintln!("system: 3-node cluster, 2-of-3 key (test-only primes) ...");
-    let (c, ceremony) = system::cluster("23", 3, 2, PrimeSource::TestFixture)?;
-    rows.push(row(
-        "2-of-3 key ceremony via API (test-only primes)",
-        None,
-        None,
-        format!("{:.1} s", ceremony.as_secs_f64()),
-    ));
-    let (cold, _, _) = system::load(&c, "cold", args.runs, 1)?;
-    rows.push(row(
-        "cold REST sign 2-of-3 (no presignature)",
-        Some(pct(&cold, 0.5)),
-        Some(pct(&cold, 0.99)),
-        ratio(pct(&cold, 0.5), base.full23),
-    ));
-    plot.latency
-        .push(("cold 2-of-3".into(), pct(&cold, 0.5), pct(&cold, 0.99)));
+    let c = ceremony_and_cold(args, rows, plot, 3, 2, base.full23)?;
     let (lat, _, wall) = system::load(&c, "sustained", args.sustained, 4)?;
     let rate = lat.len() as f64 / wall.as_secs_f64();
     rows.push(row(
@@ -237,23 +221,33 @@ fn system_part(
     Ok(())
 }
 
-fn five_part(args: &Args, base: &Baseline, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    eprintln!("system: 5-node cluster, 3-of-5 key (test-only primes) ...");
-    let (c, ceremony) = system::cluster("35", 5, 3, PrimeSource::TestFixture)?;
+/// A cluster of n nodes with a t-of-n key: its ceremony time and cold signing latency.
+fn ceremony_and_cold(
+    args: &Args,
+    rows: &mut Vec<Row>,
+    plot: &mut plot::Data,
+    n: usize,
+    t: u16,
+    library_full: Duration,
+) -> anyhow::Result<custody_tests::cluster::Cluster> {
+    eprintln!("system: {n}-node cluster, {t}-of-{n} key (test-only primes) ...");
+    let (c, ceremony) = system::cluster(&format!("{t}{n}"), n, t, PrimeSource::TestFixture)?;
     rows.push(row(
-        "3-of-5 key ceremony via API (test-only primes)",
+        &format!("{t}-of-{n} key ceremony via API (test-only primes)"),
         None,
         None,
         format!("{:.1} s", ceremony.as_secs_f64()),
     ));
-    let (cold, _, _) = system::load(&c, "cold5", args.runs, 1)?;
+    let (cold, _, _) = system::load(&c, &format!("cold{n}"), args.runs, 1)?;
+    let name = format!("cold {t}-of-{n}");
     rows.push(row(
-        "cold REST sign 3-of-5 (no presignature)",
+        &format!("{name} REST sign (no presignature)"),
         Some(pct(&cold, 0.5)),
         Some(pct(&cold, 0.99)),
-        ratio(pct(&cold, 0.5), base.full35),
+        ratio(pct(&cold, 0.5), library_full),
     ));
-    Ok(())
+    plot.latency.push((name, pct(&cold, 0.5), pct(&cold, 0.99)));
+    Ok(c)
 }
 
 fn primes_part(n: usize, rows: &mut Vec<Row>) {

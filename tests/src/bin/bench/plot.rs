@@ -58,7 +58,10 @@ fn latency(d: &Data, path: &Path) -> anyhow::Result<()> {
     chart
         .draw_series(d.latency.iter().enumerate().map(|(i, x)| {
             let mut bar = Rectangle::new(
-                [(SegmentValue::Exact(i), 1.0), (SegmentValue::Exact(i + 1), ms(x.1))],
+                [
+                    (SegmentValue::Exact(i), 1.0),
+                    (SegmentValue::Exact(i + 1), ms(x.1)),
+                ],
                 BLUE.mix(0.6).filled(),
             );
             bar.set_margin(0, 0, 12, 12);
@@ -66,14 +69,19 @@ fn latency(d: &Data, path: &Path) -> anyhow::Result<()> {
         }))
         .map_err(err)?;
     chart
-        .draw_series(d.latency.iter().enumerate().map(|(i, x)| {
-            Cross::new((SegmentValue::CenterOf(i), ms(x.2)), 6, RED.stroke_width(2))
-        }))
+        .draw_series(
+            d.latency.iter().enumerate().map(|(i, x)| {
+                Cross::new((SegmentValue::CenterOf(i), ms(x.2)), 6, RED.stroke_width(2))
+            }),
+        )
         .map_err(err)?;
     for target in [10.0, 50.0] {
         chart
             .draw_series(DashedLineSeries::new(
-                vec![(SegmentValue::Exact(0), target), (SegmentValue::Exact(n), target)],
+                vec![
+                    (SegmentValue::Exact(0), target),
+                    (SegmentValue::Exact(n), target),
+                ],
                 6,
                 4,
                 BLACK.stroke_width(1),

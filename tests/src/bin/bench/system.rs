@@ -121,12 +121,14 @@ pub fn fill_pool(
     }
 }
 
-/// Stops refilling (the pool keeps what it holds).
+/// Stops refilling (the pool keeps what it holds) and lets a refill already running finish,
+/// so that warm latencies are not measured against one.
 pub fn stop_refill(cluster: &Cluster) -> anyhow::Result<()> {
     let (st, v) = cluster.api.put(
         &format!("/v1/keys/{KEY}/presignatures"),
         &json!({ "depth": 0 }),
     )?;
     anyhow::ensure!(st == 200, "setting the pool depth failed: {v}");
+    std::thread::sleep(Duration::from_secs(3));
     Ok(())
 }
