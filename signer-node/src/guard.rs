@@ -330,13 +330,14 @@ impl Guard {
     }
 
     /// Appends this node's ledger entry for a request (once per request) in one durable
-    /// transaction with `also` and the removal of the sealed records `unseal`.
+    /// transaction with `also`, consuming the sealed records `consume`: if one is gone already,
+    /// nothing is written ([`StoreError::Missing`]).
     pub fn record_spend(
         &self,
         request_id: &str,
         intent: &WithdrawalIntent,
         also: Vec<(String, Option<Vec<u8>>)>,
-        unseal: &[String],
+        consume: &[String],
     ) -> Result<Option<LedgerEntry>, StoreError> {
         let moves = ledger::moves_of(intent);
         let _serial = lock(&self.ledger_writes);
@@ -348,7 +349,7 @@ impl Guard {
             moves,
             self.now(),
             also,
-            unseal,
+            consume,
         )
     }
 

@@ -101,12 +101,12 @@ pub fn record_own(
     moves: Vec<LedgerMove>,
     now: u64,
     also: Vec<(String, Option<Vec<u8>>)>,
-    unseal: &[String],
+    consume: &[String],
 ) -> Result<Option<LedgerEntry>, StoreError> {
     let me = identity.node_id.as_str();
     let marker = format!("ledger_req/{request_id}/{me}");
     if store.state_get::<u64>(&marker)?.is_some() {
-        store.commit(&also, None, unseal)?;
+        store.commit_consuming(&also, consume)?;
         return Ok(None);
     }
     let head_key = format!("ledger_head/{me}");
@@ -128,7 +128,7 @@ pub fn record_own(
         (marker, Some(json_bytes(&seq)?)),
     ];
     items.extend(also);
-    store.commit(&items, None, unseal)?;
+    store.commit_consuming(&items, consume)?;
     Ok(Some(entry))
 }
 

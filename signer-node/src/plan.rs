@@ -517,14 +517,25 @@ impl SignPlan {
             &issued,
             guard.now(),
         )?;
+        // The partial leaves only if this transaction consumed the presignature: a concurrent
+        // session that named it (another request, another part) finds it gone and gets nothing.
+        let entry = guard
+            .record_spend(&self.request_id, &self.intent, also, &unseal)
+            .map_err(|e| match e {
+                crate::store::StoreError::Missing(_) => fail(
+                    "presig.used",
+                    format!(
+                        "presignature {} was used by another session",
+                        hex::encode(id)
+                    ),
+                ),
+                e => store_err(e),
+            })?;
         let _ = guard.audit(
             "partial_signature",
             serde_json::json!({"request_id": self.request_id, "key_id": self.key_id,
                                "part": self.part, "presignature": issued.presig}),
         );
-        let entry = guard
-            .record_spend(&self.request_id, &self.intent, also, &unseal)
-            .map_err(store_err)?;
         if let Some(entry) = entry {
             let _ = ledger_out.send(NodeFrame::Ledger(entry));
             if let Ok(st) = guard.status() {

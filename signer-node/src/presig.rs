@@ -184,12 +184,26 @@ pub fn open(
     id: &PresigId,
 ) -> Result<cggmp24::signing::Presignature<E>, SessionFailure> {
     let name = record_name(key_id, id);
-    let bytes = store.get_secret(&name).map_err(store_err)?.ok_or_else(|| {
-        fail(
-            "presig.unknown",
-            format!("presignature record `{name}` is missing"),
-        )
-    })?;
+    let Some(bytes) = store.get_secret(&name).map_err(store_err)? else {
+        // It was there before the join: gone now means a concurrent session consumed it.
+        let used = store
+            .state_get::<u64>(&used_name(id))
+            .map_err(store_err)?
+            .is_some();
+        return Err(match used {
+            true => fail(
+                "presig.used",
+                format!(
+                    "presignature {} was used by another session",
+                    hex::encode(id)
+                ),
+            ),
+            false => fail(
+                "presig.unknown",
+                format!("presignature record `{name}` is missing"),
+            ),
+        });
+    };
     serde_json::from_slice(bytes.expose_secret()).map_err(|_| {
         fail(
             "store.corrupt",

@@ -391,12 +391,34 @@ impl Store {
     }
 
     /// One durable transaction: state writes (`None` deletes), at most one new sealed record,
-    /// and sealed records removed (e.g. a presignature consumed with its ledger entry).
+    /// and sealed records removed if present.
     pub fn commit(
         &self,
         items: &[(String, Option<Vec<u8>>)],
         seal_new: Option<(&str, &[u8])>,
         unseal: &[String],
+    ) -> Result<(), StoreError> {
+        self.commit_with(items, seal_new, unseal, false)
+    }
+
+    /// Like [`Self::commit`], but consumes the `consume` sealed records: if one is already gone
+    /// (another session consumed it first), nothing is written and the result is
+    /// [`StoreError::Missing`]. Check and delete are one write transaction, and redb runs one
+    /// at a time, so two sessions can never both consume the same presignature.
+    pub fn commit_consuming(
+        &self,
+        items: &[(String, Option<Vec<u8>>)],
+        consume: &[String],
+    ) -> Result<(), StoreError> {
+        self.commit_with(items, None, consume, true)
+    }
+
+    fn commit_with(
+        &self,
+        items: &[(String, Option<Vec<u8>>)],
+        seal_new: Option<(&str, &[u8])>,
+        unseal: &[String],
+        required: bool,
     ) -> Result<(), StoreError> {
         let sealed = match seal_new {
             Some((name, plain)) => Some((name, self.seal.seal(name, plain)?)),
@@ -416,7 +438,10 @@ impl Store {
                 t.insert(*name, bytes.as_slice())?;
             }
             for name in unseal {
-                t.remove(name.as_str())?;
+                if t.remove(name.as_str())?.is_none() && required {
+                    // Dropping the transaction aborts it: nothing above is written.
+                    return Err(StoreError::Missing(name.clone()));
+                }
             }
         }
         tx.commit()?;

@@ -263,6 +263,35 @@ fn a_presignature_signs_one_request_part_once_even_across_a_crash() {
         assert_eq!(r.err().as_deref(), Some("presig.unknown"));
     }
 
+    // Two sessions naming one presignature for two different requests, at once: on each node
+    // at most one of them gets a partial, the other `presig.used` (check and consume are one
+    // transaction), so no node ever issues two partials from one presignature.
+    let psid2 = start(&rogue, SessionKind::Presign);
+    assert!(results(&rogue, psid2).iter().all(|r| r.is_ok()));
+    let race = [
+        start(&rogue, sign_kind(&rid("race-a"), 75, Some(psid2))),
+        start(&rogue, sign_kind(&rid("race-b"), 76, Some(psid2))),
+    ];
+    let mut partials_per_node = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..4 {
+        let (node, sid, r) = rogue
+            .next_report(Duration::from_secs(60))
+            .expect("a report");
+        assert!(race.contains(&sid));
+        match r {
+            Ok(SessionOutput::Partial { .. }) => *partials_per_node.entry(node).or_default() += 1,
+            Ok(other) => panic!("unexpected output {other:?}"),
+            Err(f) => assert!(
+                ["presig.used", "session.aborted", "session.timeout"].contains(&f.code.as_str()),
+                "{f:?}"
+            ),
+        }
+    }
+    assert!(
+        partials_per_node.values().all(|n| *n <= 1),
+        "{partials_per_node:?}"
+    );
+
     crate::agreement::restart_pair(&s, &rogue, &mut children, &dirs);
     for r in sign_with(&rogue, &rid("after-crash"), 74, psid) {
         assert_eq!(r.err().as_deref(), Some("presig.used"), "used is durable");
