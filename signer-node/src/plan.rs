@@ -522,13 +522,7 @@ impl SignPlan {
         let entry = guard
             .record_spend(&self.request_id, &self.intent, also, &unseal)
             .map_err(|e| match e {
-                crate::store::StoreError::Missing(_) => fail(
-                    "presig.used",
-                    format!(
-                        "presignature {} was used by another session",
-                        hex::encode(id)
-                    ),
-                ),
+                crate::store::StoreError::Missing(_) => crate::presig::used_failure(&id),
                 e => store_err(e),
             })?;
         let _ = guard.audit(

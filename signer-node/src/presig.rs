@@ -135,6 +135,21 @@ pub fn put(
         .map_err(store_err)
 }
 
+fn is_used(store: &Store, id: &PresigId) -> Result<bool, SessionFailure> {
+    Ok(store
+        .state_get::<u64>(&used_name(id))
+        .map_err(store_err)?
+        .is_some())
+}
+
+/// `presig.used`: the presignature signed something already (or a concurrent session won it).
+pub fn used_failure(id: &PresigId) -> SessionFailure {
+    fail(
+        "presig.used",
+        format!("presignature {} was already used", hex::encode(id)),
+    )
+}
+
 /// Checks, before joining a session, that the presignature can sign for these parties.
 pub fn check_usable(
     store: &Store,
@@ -142,15 +157,8 @@ pub fn check_usable(
     id: &PresigId,
     parties: &[String],
 ) -> Result<(), SessionFailure> {
-    if store
-        .state_get::<u64>(&used_name(id))
-        .map_err(store_err)?
-        .is_some()
-    {
-        return Err(fail(
-            "presig.used",
-            format!("presignature {} was already used", hex::encode(id)),
-        ));
+    if is_used(store, id)? {
+        return Err(used_failure(id));
     }
     let meta = store
         .state_get::<PresigMeta>(&meta_name(key_id, id))
@@ -186,18 +194,8 @@ pub fn open(
     let name = record_name(key_id, id);
     let Some(bytes) = store.get_secret(&name).map_err(store_err)? else {
         // It was there before the join: gone now means a concurrent session consumed it.
-        let used = store
-            .state_get::<u64>(&used_name(id))
-            .map_err(store_err)?
-            .is_some();
-        return Err(match used {
-            true => fail(
-                "presig.used",
-                format!(
-                    "presignature {} was used by another session",
-                    hex::encode(id)
-                ),
-            ),
+        return Err(match is_used(store, id)? {
+            true => used_failure(id),
             false => fail(
                 "presig.unknown",
                 format!("presignature record `{name}` is missing"),

@@ -480,18 +480,7 @@ impl Store {
 
     /// Every state key that starts with `prefix`, in order (values not read).
     pub fn state_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(STATE)?;
-        let mut out = Vec::new();
-        for item in table.range(prefix..)? {
-            let (k, _) = item?;
-            let k = k.value().to_string();
-            if !k.starts_with(prefix) {
-                break;
-            }
-            out.push(k);
-        }
-        Ok(out)
+        self.state_range(prefix, |k, _| Ok(k))
     }
 
     /// Every state value whose key starts with `prefix`, in key order.
@@ -499,6 +488,19 @@ impl Store {
         &self,
         prefix: &str,
     ) -> Result<Vec<(String, T)>, StoreError> {
+        self.state_range(prefix, |k, v| {
+            let parsed =
+                serde_json::from_slice(v).map_err(|_| StoreError::Corrupt(format!("state/{k}")))?;
+            Ok((k, parsed))
+        })
+    }
+
+    /// Maps every state entry whose key starts with `prefix`, in key order.
+    fn state_range<T>(
+        &self,
+        prefix: &str,
+        mut f: impl FnMut(String, &[u8]) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(STATE)?;
         let mut out = Vec::new();
@@ -508,9 +510,7 @@ impl Store {
             if !k.starts_with(prefix) {
                 break;
             }
-            let parsed = serde_json::from_slice(v.value())
-                .map_err(|_| StoreError::Corrupt(format!("state/{k}")))?;
-            out.push((k, parsed));
+            out.push(f(k, v.value())?);
         }
         Ok(out)
     }
