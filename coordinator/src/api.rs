@@ -94,6 +94,19 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
             post(crate::api_control::cancel),
         )
         .route("/metrics", get(crate::api_control::metrics))
+        .route(
+            "/v1/keys/{key_id}/accounts",
+            post(crate::accounts::create).get(crate::accounts::list),
+        )
+        .route(
+            "/v1/keys/{key_id}/accounts/{account}",
+            get(crate::accounts::get),
+        )
+        .route("/v1/keys/{key_id}/reserves", post(crate::reserves::create))
+        .route(
+            "/v1/keys/{key_id}/reserves/{report_id}",
+            get(crate::reserves::get),
+        )
         .route("/v1/sign-requests", post(create_sign_request))
         .route("/v1/sign-requests/{request_id}", get(get_sign_request))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
@@ -296,6 +309,7 @@ async fn create_key(
             threshold: req.threshold,
             nodes: req.nodes.clone(),
             public_key: None,
+            chain_code: None,
             ethereum_address: None,
             bitcoin: None,
             error: None,
@@ -324,7 +338,11 @@ async fn get_key(
         .store
         .key(&key_id)
         .map_err(internal)?
-        .map(|k| Json(crate::api_control::with_freeze(&st, with_addresses(k.info))))
+        .map(|k| {
+            let mut info = with_addresses(k.info);
+            info.chain_code = k.chain_code;
+            Json(crate::api_control::with_freeze(&st, info))
+        })
         .ok_or_else(|| {
             ApiFail::new(
                 StatusCode::NOT_FOUND,
@@ -363,15 +381,24 @@ async fn create_sign_request(
         }
     }
     let body: SignRequestBody = typed(value)?;
+    submit(&st, body).map(|(status, view)| (status, Json(view)))
+}
+
+/// Accepts a sign request (the API's, or one a proof-of-reserves report makes): idempotent per
+/// request id, validated as every node will, then driven in the background.
+pub(crate) fn submit(
+    st: &ApiState,
+    body: SignRequestBody,
+) -> Result<(StatusCode, SignRequestView), ApiFail> {
     // A resent request gets its stored result (and no new session) even if the key has been
     // locked or its policy changed since.
     if let Some(existing) = st.orch.store.request(&body.request_id).map_err(internal)? {
         return match existing.body == body {
-            true => Ok((StatusCode::OK, Json(existing.view))),
+            true => Ok((StatusCode::OK, existing.view)),
             false => Err(id_conflict(&body.request_id)),
         };
     }
-    validate_sign_body(&st, &body)?;
+    validate_sign_body(st, &body)?;
     let rec = RequestRecord {
         body: body.clone(),
         view: SignRequestView {
@@ -395,7 +422,7 @@ async fn create_sign_request(
         presigs: Default::default(),
     };
     match st.orch.store.insert_request(&rec).map_err(internal)? {
-        Some(existing) if existing.body == body => Ok((StatusCode::OK, Json(existing.view))),
+        Some(existing) if existing.body == body => Ok((StatusCode::OK, existing.view)),
         Some(_) => Err(id_conflict(&body.request_id)),
         None => {
             st.orch.control.record(
@@ -403,7 +430,7 @@ async fn create_sign_request(
                 serde_json::json!({"request_id": body.request_id, "body": body}),
             );
             tokio::spawn(st.orch.clone().sign_request(body.request_id.clone()));
-            Ok((StatusCode::ACCEPTED, Json(rec.view)))
+            Ok((StatusCode::ACCEPTED, rec.view))
         }
     }
 }
@@ -444,24 +471,13 @@ fn validate_sign_body(st: &ApiState, body: &SignRequestBody) -> Result<(), ApiFa
             format!("no key `{}`", body.key_id),
         ));
     };
-    let pk: [u8; 33] = match (
-        key.info.status,
-        key.info
-            .public_key
-            .as_deref()
-            .and_then(|h| hex::decode(h).ok()),
-    ) {
-        (KeyStatus::Ready, Some(pk)) => pk
-            .try_into()
-            .map_err(|_| internal("malformed stored public key"))?,
-        _ => {
-            return Err(ApiFail::new(
-                StatusCode::CONFLICT,
-                "key.not_ready",
-                format!("key `{}` is not ready", body.key_id),
-            ))
-        }
-    };
+    if key.info.status != KeyStatus::Ready || key.info.public_key.is_none() {
+        return Err(ApiFail::new(
+            StatusCode::CONFLICT,
+            "key.not_ready",
+            format!("key `{}` is not ready", body.key_id),
+        ));
+    }
     if let Some(lock) = &key.info.locked {
         return Err(ApiFail::new(
             StatusCode::LOCKED,
@@ -472,7 +488,17 @@ fn validate_sign_body(st: &ApiState, body: &SignRequestBody) -> Result<(), ApiFa
             ),
         ));
     }
-    let decoded = payload.decode(&pk).map_err(payload_fail)?;
+    let spend = crate::accounts::spend_keys(&st.orch.store, &key, body.account.as_deref())
+        .map_err(|f| {
+            let status = match f.code.as_str() {
+                "account.not_found" => StatusCode::NOT_FOUND,
+                "account.not_ready" => StatusCode::CONFLICT,
+                "internal" => return internal(f.message),
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            ApiFail::new(status, &f.code, f.message)
+        })?;
+    let decoded = payload.decode_for(&spend).map_err(payload_fail)?;
     decoded.intent(&body.key_id).map_err(payload_fail)?;
     Ok(())
 }

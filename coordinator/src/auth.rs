@@ -71,6 +71,8 @@ pub fn required_scope(method: &axum::http::Method, path: &str) -> Scope {
         || path == "/v1/policy"
         || path.ends_with("/unlock")
         || path.ends_with("/presignatures")
+        || path.ends_with("/accounts")
+        || path.ends_with("/reserves")
     {
         return Scope::Operate;
     }

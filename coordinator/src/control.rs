@@ -34,6 +34,7 @@ pub struct Control {
     statuses: Mutex<BTreeMap<String, (u64, NodeStatus)>>,
     evals: Waiters<NodeVerdict>,
     acks: Waiters<Result<(), SessionFailure>>,
+    accounts: Waiters<Result<proto::hd::AccountKeys, SessionFailure>>,
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
     /// The coordinator's audit log.
     pub audit: SharedAudit,
@@ -71,6 +72,14 @@ async fn gather<T>(
     out
 }
 
+fn account_registration(acct: &crate::store::AccountRecord) -> proto::wire::AccountRegistration {
+    proto::wire::AccountRegistration {
+        key_id: acct.key_id.clone(),
+        name: acct.name.clone(),
+        index: acct.index,
+    }
+}
+
 impl Control {
     /// Creates the control plane.
     pub fn new(store: Arc<Store>, registry: Arc<Registry>, audit: SharedAudit) -> Self {
@@ -80,6 +89,7 @@ impl Control {
             statuses: Mutex::new(BTreeMap::new()),
             evals: Mutex::new(HashMap::new()),
             acks: Mutex::new(HashMap::new()),
+            accounts: Mutex::new(HashMap::new()),
             wakers: Mutex::new(HashMap::new()),
             audit,
         }
@@ -111,6 +121,11 @@ impl Control {
         for order in self.store.orders().unwrap_or_default() {
             self.registry.send(node, CoordFrame::Order(order));
         }
+        // Accounts the node may have missed: it registers each (or refuses a conflict).
+        for acct in self.store.all_accounts().unwrap_or_default() {
+            self.registry
+                .send(node, CoordFrame::Account(account_registration(&acct)));
+        }
         self.wake_all();
     }
 
@@ -131,6 +146,15 @@ impl Control {
             }
             NodeFrame::OrderResult { order_id, result } => {
                 if let Some(tx) = lock(&self.acks).get(&order_id) {
+                    let _ = tx.send((node.to_string(), result));
+                }
+            }
+            NodeFrame::AccountResult {
+                key_id,
+                name,
+                result,
+            } => {
+                if let Some(tx) = lock(&self.accounts).get(&format!("{key_id}\0{name}")) {
                     let _ = tx.send((node.to_string(), result));
                 }
             }
@@ -193,6 +217,26 @@ impl Control {
         lock(&self.acks).remove(&id);
         self.record("order", json!({"order": order, "results": &out}));
         self.wake_all();
+        out
+    }
+
+    /// Asks `nodes` to register an account; returns each answer received in time.
+    pub async fn register_account(
+        &self,
+        acct: &crate::store::AccountRecord,
+        nodes: &[String],
+        timeout: Duration,
+    ) -> BTreeMap<String, Result<proto::hd::AccountKeys, SessionFailure>> {
+        let id = format!("{}\0{}", acct.key_id, acct.name);
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.accounts).insert(id.clone(), tx);
+        let reg = account_registration(acct);
+        let asked: Vec<&String> = nodes
+            .iter()
+            .filter(|n| self.registry.send(n, CoordFrame::Account(reg.clone())))
+            .collect();
+        let out = gather(rx, &asked, timeout).await;
+        lock(&self.accounts).remove(&id);
         out
     }
 

@@ -2,6 +2,7 @@
 //! envelopes, and serves the REST API. It holds no key material: compromising it yields only the
 //! ability to *ask* nodes to sign, and each node decides for itself.
 
+pub mod accounts;
 pub mod api;
 pub mod api_control;
 pub mod auth;
@@ -13,6 +14,7 @@ pub mod orchestrator;
 pub mod pool;
 pub mod registry;
 pub mod requests;
+pub mod reserves;
 pub mod store;
 
 use std::{future::Future, sync::Arc, time::Duration};

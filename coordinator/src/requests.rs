@@ -20,8 +20,8 @@ use crate::{
     control::unix_now,
     faults::INCIDENT_CODES,
     orchestrator::{
-        agreed_signature, failure_to_api, internal, key_pk, payload_failure, plain_failure,
-        retryable, signature_view, subsets, Orchestrator, STOPPING,
+        agreed_signature, failure_to_api, internal, payload_failure, plain_failure, retryable,
+        signature_view, subsets, Orchestrator, STOPPING,
     },
     store::{api_error, KeyRecord, PoolEntry, RequestRecord},
 };
@@ -187,7 +187,7 @@ impl Orchestrator {
             }
             Err(e) => return End::Stopped(RequestStatus::Failed, internal(e.to_string())),
         };
-        let job = match Job::new(&key, &rec) {
+        let job = match Job::new(&self.store, &key, &rec) {
             Ok(j) => j,
             Err(f) => return End::Stopped(RequestStatus::Failed, f),
         };
@@ -227,6 +227,7 @@ impl Orchestrator {
                 key_id: key.info.key_id.clone(),
                 payload: job.payload.clone(),
                 approvals: rec.approvals.clone(),
+                account: job.account.clone(),
             };
             let t0 = std::time::Instant::now();
             let verdicts = {
@@ -422,7 +423,15 @@ impl Orchestrator {
                 .filter(|n| !blamed.contains(*n) && self.registry.is_connected(n))
                 .cloned()
                 .collect();
-            let plan = self.presigs_for(&req.request_id, &key.info.key_id, signers, done, &usable);
+            let plan = match job.account {
+                // cggmp24 forbids HD derivation with presignatures: an account's parts always
+                // sign fully (nodes refuse `presig.hd_forbidden` otherwise).
+                Some(_) => (0..done.len())
+                    .filter(|i| done[*i].is_none())
+                    .map(|i| (i, None))
+                    .collect(),
+                None => self.presigs_for(&req.request_id, &key.info.key_id, signers, done, &usable),
+            };
             let timeout = Duration::from_secs(self.limits.sign_timeout_secs);
             let runs = plan.iter().map(|(part, presig)| {
                 let kind = SessionKind::Sign {
@@ -431,6 +440,7 @@ impl Orchestrator {
                     part: *part as u32,
                     approvals: req.approvals.clone(),
                     presignature: presig.as_ref().and_then(PoolEntry::id_bytes),
+                    account: job.account.clone(),
                 };
                 async move {
                     self.run_session(&key.info.key_id, signers, kind, timeout)
@@ -442,9 +452,10 @@ impl Orchestrator {
             tracing::debug!(request = %req.request_id, took = ?t0.elapsed(), "sessions");
             for ((part, presig), result) in plan.into_iter().zip(results) {
                 let digest = &job.digests[part];
+                let pk = &job.pks[part];
                 let checked = result.and_then(|outs| match &presig {
-                    Some(e) => crate::pool::combined_signature(&outs, e, &job.pk, digest),
-                    None => agreed_signature(&outs, &job.pk, digest),
+                    Some(e) => crate::pool::combined_signature(&outs, e, pk, digest),
+                    None => agreed_signature(&outs, pk, digest),
                 });
                 if checked
                     .as_ref()
@@ -594,25 +605,38 @@ struct Job {
     payload: SignPayload,
     decoded: proto::payload::Decoded,
     digests: Vec<[u8; 32]>,
-    pk: [u8; 33],
+    /// The key that signs each part (the master key, or the account's `m/a/i`).
+    pks: Vec<[u8; 33]>,
+    /// The account the request spends from.
+    account: Option<String>,
     /// Parts signed from presignatures so far.
     presigned: std::sync::atomic::AtomicU32,
 }
 
 impl Job {
-    fn new(key: &KeyRecord, rec: &RequestRecord) -> Result<Self, SessionFailure> {
-        let pk = key_pk(key)?;
+    fn new(
+        store: &crate::store::Store,
+        key: &KeyRecord,
+        rec: &RequestRecord,
+    ) -> Result<Self, SessionFailure> {
+        let account = rec.body.account.clone();
+        let spend = crate::accounts::spend_keys(store, key, account.as_deref())?;
         let payload = SignPayload::from_body(&rec.body).map_err(payload_failure)?;
-        let decoded = payload.decode(&pk).map_err(payload_failure)?;
+        let decoded = payload.decode_for(&spend).map_err(payload_failure)?;
         let digests = (0..decoded.parts())
             .map(|i| decoded.preimage(i).map(|p| p.digest()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(payload_failure)?;
+        let pks = (0..decoded.parts())
+            .map(|i| decoded.signer(i).map(|(pk, _)| pk))
             .collect::<Result<Vec<_>, _>>()
             .map_err(payload_failure)?;
         Ok(Self {
             payload,
             decoded,
             digests,
-            pk,
+            pks,
+            account,
             presigned: Default::default(),
         })
     }
@@ -632,7 +656,8 @@ impl Job {
                 if slot.is_some() {
                     continue;
                 }
-                match proto::sig::verify(&self.pk, &self.digests[*part as usize], &sig.r, &sig.s) {
+                let i = *part as usize;
+                match proto::sig::verify(&self.pks[i], &self.digests[i], &sig.r, &sig.s) {
                     Ok(ok) => {
                         tracing::info!(node, part, "using a signature the node made earlier");
                         *slot = Some(ok);

@@ -19,6 +19,8 @@ const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 /// Unused presignatures: `<key id>\0<parties, comma-separated>\0<created at:020><id hex>`
 /// (oldest first per key and subset; counts and ages come from the keys alone).
 const PRESIGS: TableDefinition<&str, &[u8]> = TableDefinition::new("presigs");
+/// Segregated accounts: `<key id>\0<account name>`.
+const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +101,23 @@ impl PoolEntry {
     }
 }
 
+/// A segregated account as the coordinator knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRecord {
+    /// Key.
+    pub key_id: String,
+    /// Name.
+    pub name: String,
+    /// Account number `a` (keys `m/a/i`).
+    pub index: u32,
+    /// Creation (unix seconds).
+    pub created_at: u64,
+    /// The keys at least t nodes derived and agreed on (`None` until then).
+    pub keys: Option<proto::hd::AccountKeys>,
+    /// Nodes that registered the account and reported those keys.
+    pub nodes: Vec<String>,
+}
+
 /// A session as stored: written before its start frame is sent, updated when it ends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionRecord {
@@ -147,6 +166,7 @@ impl Store {
         tx.open_table(META)?;
         tx.open_table(SESSIONS)?;
         tx.open_table(PRESIGS)?;
+        tx.open_table(ACCOUNTS)?;
         tx.commit()?;
         Ok(Self { db })
     }
@@ -429,6 +449,61 @@ impl Store {
         };
         tx.commit()?;
         Ok(taken)
+    }
+
+    /// One account.
+    pub fn account(&self, key_id: &str, name: &str) -> Result<Option<AccountRecord>, StoreError> {
+        self.get(ACCOUNTS, &format!("{key_id}\0{name}"))
+    }
+
+    /// Every account of every key.
+    pub fn all_accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
+        self.all(ACCOUNTS)
+    }
+
+    /// Stores an account.
+    pub fn put_account(&self, rec: &AccountRecord) -> Result<(), StoreError> {
+        self.put(ACCOUNTS, &format!("{}\0{}", rec.key_id, rec.name), rec)
+    }
+
+    /// The account `name` of a key: the stored one, or a new one numbered after the key's last
+    /// account (in one transaction, so two creations never share a number).
+    pub fn reserve_account(
+        &self,
+        key_id: &str,
+        name: &str,
+        now: u64,
+    ) -> Result<AccountRecord, StoreError> {
+        let tx = self.db.begin_write()?;
+        let rec = {
+            let mut t = tx.open_table(ACCOUNTS)?;
+            let k = format!("{key_id}\0{name}");
+            if let Some(v) = t.get(k.as_str())? {
+                return Ok(serde_json::from_slice(v.value())?);
+            }
+            let prefix = format!("{key_id}\0");
+            let mut next = 0u32;
+            for item in t.range(prefix.as_str()..)? {
+                let (key, v) = item?;
+                if !key.value().starts_with(&prefix) {
+                    break;
+                }
+                let other: AccountRecord = serde_json::from_slice(v.value())?;
+                next = next.max(other.index.saturating_add(1));
+            }
+            let rec = AccountRecord {
+                key_id: key_id.to_string(),
+                name: name.to_string(),
+                index: next,
+                created_at: now,
+                keys: None,
+                nodes: vec![],
+            };
+            t.insert(k.as_str(), serde_json::to_vec(&rec)?.as_slice())?;
+            rec
+        };
+        tx.commit()?;
+        Ok(rec)
     }
 
     /// A singleton value.

@@ -128,6 +128,10 @@ pub(crate) struct PolicyDoc {
     pub keys: BTreeMap<String, KeyRule>,
     pub approvers: BTreeMap<String, ApproverGroup>,
     pub destinations: DestinationRules,
+    /// Omitted when empty, so that a policy without classes keeps the hash it always had.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub account_classes: BTreeMap<String, AccountRule>,
+    /// Each account already merged with its class.
     pub accounts: BTreeMap<String, AccountRule>,
 }
 
@@ -223,9 +227,16 @@ pub(crate) struct DenyEntry {
     pub reason: Option<String>,
 }
 
-/// `[accounts.<name>]`: overrides for intents whose `account` matches.
+/// The class that applies to an account without an `[accounts.<name>]` section.
+pub(crate) const DEFAULT_CLASS: &str = "default";
+
+/// `[accounts.<name>]` (or `[account_classes.<class>]`): overrides for intents whose `account`
+/// matches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct AccountRule {
+    /// The class the rule was merged with; always `None` for a class itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
     /// Asset label → limits that replace the asset's own limits.
     pub limits: BTreeMap<String, Limits>,
     /// Replaces the global allowlist when present.

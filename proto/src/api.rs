@@ -40,6 +40,10 @@ pub struct KeyInfo {
     /// Compressed secp256k1 public key, hex (present once ready).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
+    /// HD chain code from the DKG (hex): with `public_key`, the key's master xpub, from which
+    /// every account's keys are derived (present once ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_code: Option<String>,
     /// Ethereum address of the key (present once ready).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ethereum_address: Option<String>,
@@ -97,6 +101,13 @@ pub struct SignRequestBody {
     /// Proof of reserves: a UTF-8 message (EIP-191 on ethereum, BIP-322 simple on bitcoin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Segregated account the request spends from (its derived key signs; every input must be
+    /// the account's). Absent: the key's master public key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Bitcoin message of an account: which of its addresses (`m/a/i`) signs (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_index: Option<u32>,
 }
 
 /// Status of a sign request.
@@ -289,4 +300,98 @@ pub struct SubsetPoolView {
 pub struct PresigDepthBody {
     /// Target unused presignatures per signer subset; 0 turns the pool off.
     pub depth: u32,
+}
+
+/// `POST /v1/keys/{key_id}/accounts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccountBody {
+    /// Account name: 1–64 characters of `[A-Za-z0-9._-]`.
+    pub name: String,
+}
+
+/// One address of an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountAddress {
+    /// Address index `i`.
+    pub index: u32,
+    /// `m/a/i`.
+    pub path: String,
+    /// Compressed public key (hex).
+    pub public_key: String,
+    /// Ethereum address of this key (the account's Ethereum address is index 0's).
+    pub ethereum_address: String,
+    /// P2WPKH address per Bitcoin network.
+    pub bitcoin: std::collections::BTreeMap<String, String>,
+}
+
+/// `GET /v1/keys/{key_id}/accounts/{account}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountView {
+    /// Key.
+    pub key_id: String,
+    /// Account name.
+    pub name: String,
+    /// Account number `a`.
+    pub index: u32,
+    /// `m/a`.
+    pub path: String,
+    /// `ready` once at least t nodes derived the same keys; `pending` before.
+    pub status: String,
+    /// Compressed public key of `m/a` (hex), as the nodes derived it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// Chain code of `m/a` (hex): with `public_key`, the account's xpub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_code: Option<String>,
+    /// The account's Ethereum address (`m/a/0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ethereum_address: Option<String>,
+    /// Its addresses `m/a/0 ..`.
+    #[serde(default)]
+    pub addresses: Vec<AccountAddress>,
+    /// Nodes that registered the account and derived these keys.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// Creation (unix seconds).
+    pub created_at: u64,
+}
+
+/// `POST /v1/keys/{key_id}/reserves`: start a proof-of-reserves report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReservesBody {
+    /// Report id (idempotency key): 1–64 characters of `[A-Za-z0-9._-]`.
+    pub report_id: String,
+    /// Accounts to cover.
+    pub accounts: Vec<String>,
+    /// The auditor's statement (a date, a block height, a nonce) every attestation includes.
+    pub statement: String,
+    /// Bitcoin network of the P2WPKH addresses (default `mainnet`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitcoin_network: Option<String>,
+    /// Bitcoin addresses per account, `m/a/0 ..` (default and maximum: the account's 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitcoin_addresses: Option<u32>,
+}
+
+/// `GET /v1/keys/{key_id}/reserves/{report_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservesView {
+    /// Report id.
+    pub report_id: String,
+    /// `signing`, `complete` or `failed`.
+    pub status: String,
+    /// Attestations signed so far.
+    pub signed: usize,
+    /// Attestations in the report.
+    pub total: usize,
+    /// The sign requests behind it (one per address).
+    pub requests: Vec<String>,
+    /// Why it failed (the first failed attestation's error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ApiError>,
+    /// The report, once complete: verify it offline with `policy reserves verify`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<crate::reserves::ReservesReport>,
 }

@@ -120,6 +120,19 @@ pub enum BtcError {
         /// The script it spends, hex.
         script: String,
     },
+    /// An input does not spend one of the named account's addresses (`m/a/0..8`): it belongs
+    /// to another account, to the master key or to someone else.
+    #[error(
+        "input {input} spends script `{script}`, which is not one of account `{account}`'s p2wpkh addresses"
+    )]
+    InputNotInAccount {
+        /// Input index.
+        input: usize,
+        /// The account the request names.
+        account: String,
+        /// The script it spends, hex.
+        script: String,
+    },
     /// An input asks for a sighash type other than `SIGHASH_ALL`.
     #[error("input {input} asks for sighash type `0x{sighash:x}`: only sighash_all is signed")]
     SighashNotAll {
@@ -192,6 +205,7 @@ impl BtcError {
             BtcError::DuplicateInput(_) => "psbt.duplicate_input",
             BtcError::MissingUtxo(_) => "psbt.missing_utxo",
             BtcError::InputNotOwned { .. } => "psbt.input_not_owned",
+            BtcError::InputNotInAccount { .. } => "account.input_not_owned",
             BtcError::SighashNotAll { .. } => "psbt.sighash_not_all",
             BtcError::UtxoMismatch { .. } => "psbt.utxo_mismatch",
             BtcError::AlreadySigned(_) => "psbt.already_signed",

@@ -163,6 +163,33 @@ pub fn bip322_simple_signature(
     Ok(encode_witness(&witness_stack(&key, sig)))
 }
 
+/// `(r, s, public key)` of a BIP-322 simple signature.
+pub type Bip322Parts = ([u8; 32], [u8; 32], [u8; 33]);
+
+/// Parses a BIP-322 "simple" P2WPKH signature into `(r, s)` and the witness's public key.
+/// Anything but a two-item witness `[DER(sig) || 0x01, 33-byte key]` is malformed.
+pub fn parse_bip322_simple(b64: &str) -> Result<Bip322Parts, BtcError> {
+    use bitcoin::base64::{engine::general_purpose::STANDARD, Engine};
+    let bad = |m: &str| BtcError::Malformed(format!("bip-322 signature: {m}"));
+    let bytes = STANDARD.decode(b64.trim()).map_err(|_| bad("not base64"))?;
+    let witness: Witness =
+        bitcoin::consensus::deserialize(&bytes).map_err(|_| bad("not a witness"))?;
+    let items: Vec<&[u8]> = witness.iter().collect();
+    let [sig, pk] = items.as_slice() else {
+        return Err(bad("a p2wpkh witness has two items"));
+    };
+    let sig = bitcoin::ecdsa::Signature::from_slice(sig).map_err(|_| bad("bad DER signature"))?;
+    if sig.sighash_type != bitcoin::EcdsaSighashType::All {
+        return Err(bad("sighash type is not ALL"));
+    }
+    let compact = sig.signature.serialize_compact();
+    let (mut r, mut s) = ([0u8; 32], [0u8; 32]);
+    r.copy_from_slice(&compact[..32]);
+    s.copy_from_slice(&compact[32..]);
+    let pk: [u8; 33] = (*pk).try_into().map_err(|_| bad("key is not 33 bytes"))?;
+    Ok((r, s, pk))
+}
+
 fn encode_witness(witness: &Witness) -> String {
     use bitcoin::base64::{engine::general_purpose::STANDARD, Engine};
     STANDARD.encode(serialize(witness))

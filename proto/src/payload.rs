@@ -11,6 +11,7 @@ use crate::{
     api::SignRequestBody,
     btc::{self, UnsignedPsbt},
     eth::UnsignedEip1559,
+    hd::SpendKeys,
     intent::{ChainRef, WithdrawalIntent},
     message, wire,
 };
@@ -39,6 +40,9 @@ pub enum SignPayload {
         /// The message.
         #[serde(with = "wire::serde_bytes_vec")]
         message: Vec<u8>,
+        /// For an account: which of its addresses (`m/a/i`) signs; 0 otherwise.
+        #[serde(default)]
+        address_index: u32,
     },
 }
 
@@ -80,6 +84,9 @@ pub enum PayloadError {
     /// Bitcoin decoding.
     #[error(transparent)]
     Btc(#[from] btc::BtcError),
+    /// An account address index past the account's window.
+    #[error("`address_index` {0} is out of range: an account has addresses 0..{1}")]
+    AddressIndex(u32, usize),
     /// Signature count does not match the parts.
     #[error("expected {0} signatures, got {1}")]
     SignatureCount(usize, usize),
@@ -94,6 +101,7 @@ impl PayloadError {
             PayloadError::Chain(_) => "chain.unsupported",
             PayloadError::Eth(e) => e.code(),
             PayloadError::Btc(e) => e.code(),
+            PayloadError::AddressIndex(..) => "account.address_index",
             PayloadError::SignatureCount(..) => "internal",
         }
     }
@@ -107,6 +115,9 @@ impl SignPayload {
     /// Builds a payload from an API body, checking that exactly the right fields are present.
     pub fn from_body(b: &SignRequestBody) -> Result<Self, PayloadError> {
         let shape = |m: &str| Err(PayloadError::Shape(m.to_string()));
+        if b.address_index.is_some() && (b.account.is_none() || b.message.is_none()) {
+            return shape("`address_index` is for bitcoin messages of an `account` only");
+        }
         let msg_bytes = |m: &String| m.as_bytes().to_vec();
         match (b.chain.as_str(), &b.unsigned_tx, &b.psbt, &b.message) {
             ("ethereum", Some(tx), None, None) => {
@@ -140,6 +151,7 @@ impl SignPayload {
             ("bitcoin", None, None, Some(m)) => Ok(SignPayload::BtcMessage {
                 network: network(b)?,
                 message: msg_bytes(m),
+                address_index: b.address_index.unwrap_or(0),
             }),
             ("ethereum" | "bitcoin", ..) => {
                 shape("send exactly one of `unsigned_tx` (ethereum), `psbt` (bitcoin) or `message`")
@@ -148,23 +160,47 @@ impl SignPayload {
         }
     }
 
-    /// Decodes the payload for a key, validating everything a node would.
+    /// Decodes the payload for a key's master public key, validating everything a node would.
     pub fn decode(&self, pubkey: &[u8; 33]) -> Result<Decoded, PayloadError> {
-        Ok(match self {
-            SignPayload::EthTx(b) => Decoded::EthTx(UnsignedEip1559::decode(b)?),
+        self.decode_for(&SpendKeys::master(*pubkey))
+    }
+
+    /// Decodes the payload for the master key or an account's address keys: every PSBT input
+    /// must spend one of them.
+    pub fn decode_for(&self, spend: &SpendKeys) -> Result<Decoded, PayloadError> {
+        let body = match self {
+            SignPayload::EthTx(b) => Body::EthTx(UnsignedEip1559::decode(b)?),
             SignPayload::BtcPsbt { network, psbt } => {
                 let net: btc::Network = network.parse()?;
-                Decoded::BtcPsbt(Box::new(UnsignedPsbt::decode(psbt, net, pubkey)?))
+                let account = spend.account.as_ref().map(|(n, _)| n.as_str());
+                Body::BtcPsbt(Box::new(UnsignedPsbt::decode_for(
+                    psbt,
+                    net,
+                    &spend.keys,
+                    account,
+                )?))
             }
-            SignPayload::EthMessage(m) => Decoded::EthMessage(m.clone()),
-            SignPayload::BtcMessage { network, message } => {
+            SignPayload::EthMessage(m) => Body::EthMessage(m.clone()),
+            SignPayload::BtcMessage {
+                network,
+                message,
+                address_index,
+            } => {
                 let net: btc::Network = network.parse()?;
-                Decoded::BtcMessage {
+                let key = *address_index as usize;
+                if key >= spend.keys.len() {
+                    return Err(PayloadError::AddressIndex(*address_index, spend.keys.len()));
+                }
+                Body::BtcMessage {
                     network: net,
                     message: message.clone(),
-                    pubkey: *pubkey,
+                    key,
                 }
             }
+        };
+        Ok(Decoded {
+            body,
+            spend: spend.clone(),
         })
     }
 }
@@ -178,22 +214,24 @@ fn network(b: &SignRequestBody) -> Result<String, PayloadError> {
     Ok(n)
 }
 
-/// A decoded payload.
-pub enum Decoded {
+/// A decoded payload, with the keys it spends from.
+pub struct Decoded {
+    body: Body,
+    spend: SpendKeys,
+}
+
+enum Body {
     /// EIP-1559 transaction.
     EthTx(UnsignedEip1559),
     /// PSBT.
     BtcPsbt(Box<UnsignedPsbt>),
     /// EIP-191 message.
     EthMessage(Vec<u8>),
-    /// BIP-322 message.
+    /// BIP-322 message, for candidate key `key`.
     BtcMessage {
-        /// Network.
         network: btc::Network,
-        /// Message.
         message: Vec<u8>,
-        /// Key.
-        pubkey: [u8; 33],
+        key: usize,
     },
 }
 
@@ -209,21 +247,45 @@ pub struct Finalized {
 impl Decoded {
     /// Signatures needed.
     pub fn parts(&self) -> usize {
-        match self {
-            Decoded::BtcPsbt(p) => p.input_count(),
+        match &self.body {
+            Body::BtcPsbt(p) => p.input_count(),
             _ => 1,
         }
     }
 
+    /// The candidate key that signs part `i` (an Ethereum account uses its first address).
+    fn key_index(&self, i: usize) -> Result<usize, PayloadError> {
+        Ok(match &self.body {
+            Body::BtcPsbt(p) => p.input_key(i)?,
+            Body::BtcMessage { key, .. } => *key,
+            Body::EthTx(_) | Body::EthMessage(_) => 0,
+        })
+    }
+
+    /// The public key that signs part `i` and its derivation path from the master key
+    /// (empty for the master key itself).
+    pub fn signer(&self, i: usize) -> Result<([u8; 33], Vec<u32>), PayloadError> {
+        let k = self.key_index(i)?;
+        let key = self.spend.keys.get(k).copied().ok_or_else(|| {
+            PayloadError::Shape(format!("part {i} names key {k}, which is not known"))
+        })?;
+        Ok((key, self.spend.path(k)))
+    }
+
+    /// The account the payload spends from, if any.
+    pub fn account(&self) -> Option<String> {
+        self.spend.account_name()
+    }
+
     /// The withdrawal intent.
     pub fn intent(&self, key_id: &str) -> Result<WithdrawalIntent, PayloadError> {
-        Ok(match self {
-            Decoded::EthTx(t) => t.intent(key_id)?,
-            Decoded::BtcPsbt(p) => p.intent(key_id)?,
-            Decoded::EthMessage(m) => {
+        let mut intent = match &self.body {
+            Body::EthTx(t) => t.intent(key_id)?,
+            Body::BtcPsbt(p) => p.intent(key_id)?,
+            Body::EthMessage(m) => {
                 message::message_intent(key_id, ChainRef::Ethereum { chain_id: 0 }, m)
             }
-            Decoded::BtcMessage {
+            Body::BtcMessage {
                 network,
                 message: m,
                 ..
@@ -234,18 +296,21 @@ impl Decoded {
                 },
                 m,
             ),
-        })
+        };
+        intent.account = self.account();
+        Ok(intent)
     }
 
     /// The preimage signed for part `i`.
     pub fn preimage(&self, i: usize) -> Result<Preimage, PayloadError> {
-        Ok(match self {
-            Decoded::EthTx(t) => Preimage::Keccak(t.signing_preimage()),
-            Decoded::BtcPsbt(p) => Preimage::Sha256d(p.sighash_preimage(i)?),
-            Decoded::EthMessage(m) => Preimage::Keccak(message::eip191_preimage(m)),
-            Decoded::BtcMessage {
-                message: m, pubkey, ..
-            } => Preimage::Sha256d(message::bip322_sighash_preimage(m, pubkey)?),
+        Ok(match &self.body {
+            Body::EthTx(t) => Preimage::Keccak(t.signing_preimage()),
+            Body::BtcPsbt(p) => Preimage::Sha256d(p.sighash_preimage(i)?),
+            Body::EthMessage(m) => Preimage::Keccak(message::eip191_preimage(m)),
+            Body::BtcMessage { message: m, .. } => {
+                let (pubkey, _) = self.signer(i)?;
+                Preimage::Sha256d(message::bip322_sighash_preimage(m, &pubkey)?)
+            }
         })
     }
 
@@ -255,23 +320,25 @@ impl Decoded {
             return Err(PayloadError::SignatureCount(self.parts(), sigs.len()));
         }
         let rs: Vec<([u8; 32], [u8; 32])> = sigs.iter().map(|(r, s, _)| (*r, *s)).collect();
-        Ok(match self {
-            Decoded::EthTx(t) => Finalized {
+        Ok(match &self.body {
+            Body::EthTx(t) => Finalized {
                 signed_tx: Some(t.encode_signed(rs[0].0, rs[0].1, sigs[0].2 == 1)),
                 bip322_signature: None,
             },
-            Decoded::BtcPsbt(p) => Finalized {
+            Body::BtcPsbt(p) => Finalized {
                 signed_tx: Some(p.finalize(&rs)?),
                 bip322_signature: None,
             },
-            Decoded::EthMessage(_) => Finalized {
+            Body::EthMessage(_) => Finalized {
                 signed_tx: None,
                 bip322_signature: None,
             },
-            Decoded::BtcMessage { pubkey, .. } => Finalized {
+            Body::BtcMessage { .. } => Finalized {
                 signed_tx: None,
                 bip322_signature: Some(message::bip322_simple_signature(
-                    pubkey, &rs[0].0, &rs[0].1,
+                    &self.signer(0)?.0,
+                    &rs[0].0,
+                    &rs[0].1,
                 )?),
             },
         })

@@ -45,6 +45,10 @@ pub enum SessionKind {
         /// signature leaves.
         #[serde(default)]
         presignature: Option<crate::presig::PresigId>,
+        /// Segregated account the request spends from; each node looks up the account's
+        /// number in its own registry and derives its keys itself.
+        #[serde(default)]
+        account: Option<String>,
     },
     /// Make one presignature of the key among exactly t `parties` (refilling the pool).
     Presign,
@@ -61,6 +65,21 @@ pub struct EvaluateRequest {
     pub payload: crate::payload::SignPayload,
     /// Approvals collected so far.
     pub approvals: Vec<crate::authz::Approval>,
+    /// Segregated account the request spends from.
+    #[serde(default)]
+    pub account: Option<String>,
+}
+
+/// Registers a segregated account on a node: the node refuses a name or a number it already
+/// registered differently, then derives and returns the account's keys itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRegistration {
+    /// The key.
+    pub key_id: String,
+    /// Account name.
+    pub name: String,
+    /// Account number `a` (keys `m/a/i`).
+    pub index: u32,
 }
 
 /// Sent by the coordinator to every party of a new session.
@@ -193,6 +212,15 @@ pub enum NodeFrame {
     },
     /// A ledger entry this node recorded, to be relayed to every other node.
     Ledger(crate::authz::LedgerEntry),
+    /// Answer to [`CoordFrame::Account`].
+    AccountResult {
+        /// Key.
+        key_id: String,
+        /// Account name.
+        name: String,
+        /// The keys this node derived, or why it refused.
+        result: Result<crate::hd::AccountKeys, SessionFailure>,
+    },
     /// Asks for every ledger entry above these per-origin heads.
     LedgerWant(std::collections::BTreeMap<String, u64>),
 }
@@ -218,6 +246,8 @@ pub enum CoordFrame {
     Order(crate::authz::Order),
     /// Another node's ledger entry.
     Ledger(crate::authz::LedgerEntry),
+    /// Register an account (also replayed for every account when a node connects).
+    Account(AccountRegistration),
     /// Abandon a session (deadline passed or another party failed).
     Abort {
         /// Which session.

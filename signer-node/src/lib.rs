@@ -4,6 +4,7 @@
 //! settlement transaction itself and computes every digest itself; it signs and encrypts every
 //! MPC message end to end; and it dials out to the coordinator, which it does not trust.
 
+pub mod accounts;
 pub mod backup;
 pub mod cli;
 pub mod config;

@@ -318,18 +318,22 @@ pub fn sign(
     keygen_indexes: &[u16],
     share: &KeyShare,
     data: cggmp24::DataToSign<E>,
+    path: &[u32],
     ch: Channels<cggmp24::signing::msg::Msg<E, Sha256>>,
 ) -> Result<[u8; 64], String> {
     let mut rng = rng();
-    let sig = futures::executor::block_on(
-        cggmp24::signing(ExecutionId::new(eid), i, keygen_indexes, share).sign(
-            &mut rng,
-            party(ch),
-            &data,
-        ),
-    )
-    .map_err(|e| format!("{e:?}"))?
-    .normalize_s();
+    let mut builder = cggmp24::signing(ExecutionId::new(eid), i, keygen_indexes, share);
+    if !path.is_empty() {
+        // A segregated account's key m/a/i: non-hardened SLIP-10 (= BIP-32 for secp256k1)
+        // public derivation, applied by every party as an additive shift. Full signing only:
+        // `presign` never takes a path.
+        builder = builder
+            .set_derivation_path(path.iter().copied())
+            .map_err(|e| format!("derivation path refused: {e:?}"))?;
+    }
+    let sig = futures::executor::block_on(builder.sign(&mut rng, party(ch), &data))
+        .map_err(|e| format!("{e:?}"))?
+        .normalize_s();
     let mut out = [0u8; 64];
     sig.write_to_slice(&mut out);
     Ok(out)

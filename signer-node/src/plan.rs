@@ -103,6 +103,7 @@ pub fn decode_request(
     key_id: &str,
     request_id: &str,
     payload: &SignPayload,
+    account: Option<&str>,
 ) -> Result<DecodedRequest, SessionFailure> {
     let meta = store
         .key_meta(key_id)
@@ -114,13 +115,10 @@ pub fn decode_request(
             "the key share is waiting for aux info",
         ));
     }
-    let pk: [u8; 33] = meta
-        .public_key
-        .as_slice()
-        .try_into()
-        .map_err(|_| fail("store.corrupt", "stored public key is malformed"))?;
+    // The master key, or the account's address keys derived here from this node's registry.
+    let spend = crate::accounts::spend_keys(store, &meta, account)?;
     let pfail = |e: proto::payload::PayloadError| fail(e.code(), e.to_string());
-    let decoded = payload.decode(&pk).map_err(pfail)?;
+    let decoded = payload.decode_for(&spend).map_err(pfail)?;
     let intent = decoded.intent(key_id).map_err(pfail)?;
     let mut h = Sha256::new();
     h.update(b"custody/request/v1\0");
@@ -183,10 +181,13 @@ pub struct SignPlan {
     request_id: String,
     i: u16,
     keygen_indexes: Vec<u16>,
-    meta: KeyMeta,
     part: u32,
     preimage: Preimage,
     digest: [u8; 32],
+    /// The key that signs this part (the master key, or an account's `m/a/i`).
+    pubkey: [u8; 33],
+    /// Its derivation path from the master key (empty for the master key).
+    path: Vec<u32>,
     /// Hash of the whole request as this node decoded it (all parts): bound to the request id.
     request_ctx: [u8; 32],
     /// What the request does (for the ledger entry once signed).
@@ -241,11 +242,12 @@ impl Plan {
                 part,
                 approvals,
                 presignature,
+                account,
             } => Self::prepare_sign(
                 store,
                 start,
                 i,
-                (request_id, payload, *part),
+                (request_id, payload, *part, account.as_deref()),
                 approvals,
                 *presignature,
                 guard,
@@ -271,12 +273,19 @@ impl Plan {
         store: &Store,
         start: &SessionStart,
         i: u16,
-        (request_id, payload, part): (&str, &SignPayload, u32),
+        (request_id, payload, part, account): (&str, &SignPayload, u32, Option<&str>),
         approvals: &[proto::authz::Approval],
         presig: Option<proto::presig::PresigId>,
         guard: &Guard,
     ) -> Result<Plan, SessionFailure> {
-        let req = decode_request(store, &start.key_id, request_id, payload)?;
+        if account.is_some() && presig.is_some() {
+            // cggmp24 forbids HD derivation with presignatures: derived keys sign fully.
+            return Err(fail(
+                "presig.hd_forbidden",
+                "an account's derived key never signs from a presignature",
+            ));
+        }
+        let req = decode_request(store, &start.key_id, request_id, payload, account)?;
         let keygen_indexes = keygen_indexes(&req.meta, &start.parties)?;
         if part as usize >= req.decoded.parts() {
             return Err(fail(
@@ -308,15 +317,17 @@ impl Plan {
         }
         let pfail = |e: proto::payload::PayloadError| fail(e.code(), e.to_string());
         let preimage = req.decoded.preimage(part as usize).map_err(pfail)?;
+        let (pubkey, path) = req.decoded.signer(part as usize).map_err(pfail)?;
         Ok(Plan::Sign(Box::new(SignPlan {
             key_id: start.key_id.clone(),
             request_id: request_id.to_string(),
             i,
             keygen_indexes,
-            meta: req.meta,
             part,
             digest: preimage.digest(),
             preimage,
+            pubkey,
+            path,
             request_ctx: req.request_ctx,
             intent: req.intent,
             presig,
@@ -348,6 +359,10 @@ impl Plan {
                 if let Some(id) = &s.presig {
                     h.update(b"presig\0");
                     h.update(id);
+                }
+                h.update(b"path\0");
+                for i in &s.path {
+                    h.update(i.to_be_bytes());
                 }
             }
             Plan::Presign { .. } => h.update(b"presign"),
@@ -445,18 +460,13 @@ impl Plan {
                     &s.keygen_indexes,
                     &share,
                     data,
+                    &s.path,
                     out.channels(early, rx),
                 )
                 .map_err(proto_err)?;
                 drop(share);
                 let (r, sig_s) = split_rs(&rs);
-                let pk: [u8; 33] = s
-                    .meta
-                    .public_key
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| fail("store.corrupt", "stored public key is malformed"))?;
-                let sig = proto::sig::verify(&pk, &s.digest, &r, &sig_s).map_err(|e| {
+                let sig = proto::sig::verify(&s.pubkey, &s.digest, &r, &sig_s).map_err(|e| {
                     fail(
                         "signature.invalid",
                         format!("combined signature rejected: {e}"),
@@ -646,6 +656,7 @@ fn finish_keygen(
         threshold: t,
         public_key: public_key.clone(),
         complete: false,
+        chain_code: chain_code.clone(),
     };
     match aux {
         Some(aux) => complete_share(store, &mut meta, share, aux, &[])?,

@@ -227,6 +227,17 @@ impl NodeCore {
                     result,
                 });
             }),
+            CoordFrame::Account(reg) => self.control_job(move |me| {
+                let result = crate::accounts::register(&me.store, &reg);
+                if let Err(f) = &result {
+                    tracing::warn!(key = %reg.key_id, account = %reg.name, code = %f.code, "account registration refused");
+                }
+                let _ = me.frames.send(NodeFrame::AccountResult {
+                    key_id: reg.key_id,
+                    name: reg.name,
+                    result,
+                });
+            }),
             CoordFrame::Ledger(entry) => {
                 self.control_job(move |me| match me.guard.receive_ledger(&entry) {
                     Ok(crate::ledger::Received::Stored) => me.send_status(),
@@ -278,15 +289,19 @@ impl NodeCore {
 
     /// Answers an evaluation request. Blocking (decodes the transaction, reads the store).
     fn evaluate(&self, req: EvaluateRequest) {
-        let verdict =
-            match plan::decode_request(&self.store, &req.key_id, &req.request_id, &req.payload) {
-                Ok(decoded) => self
-                    .guard
-                    .judge(&req.request_id, &decoded, &req.approvals, false),
-                Err(f) => {
-                    NodeVerdict::plain(VerdictKind::Deny, &f.code, f.message, self.guard.now())
-                }
-            };
+        let decoded = plan::decode_request(
+            &self.store,
+            &req.key_id,
+            &req.request_id,
+            &req.payload,
+            req.account.as_deref(),
+        );
+        let verdict = match decoded {
+            Ok(decoded) => self
+                .guard
+                .judge(&req.request_id, &decoded, &req.approvals, false),
+            Err(f) => NodeVerdict::plain(VerdictKind::Deny, &f.code, f.message, self.guard.now()),
+        };
         let _ = self.frames.send(NodeFrame::Verdict {
             request_id: req.request_id,
             verdict,

@@ -80,6 +80,9 @@ pub struct KeyMeta {
     pub public_key: Vec<u8>,
     /// Whether the share is completed with aux info and can sign.
     pub complete: bool,
+    /// HD chain code from the DKG (accounts derive from it); empty for a non-HD key.
+    #[serde(default)]
+    pub chain_code: Vec<u8>,
 }
 
 /// Outcome of binding a request id to the intent a node decoded for it.
@@ -478,6 +481,32 @@ impl Store {
         Ok(out)
     }
 
+    /// Binds `a` to `va` and `b` to `vb` in one transaction, unless either is bound to
+    /// something else: returns `Ok(None)` when both are (now) bound as asked, or the values
+    /// already there when one differs (nothing is written then).
+    pub fn state_bind_pair(
+        &self,
+        (a, va): (&str, &[u8]),
+        (b, vb): (&str, &[u8]),
+    ) -> Result<Option<PairBound>, StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(STATE)?;
+            let old_a = t.get(a)?.map(|v| v.value().to_vec());
+            let old_b = t.get(b)?.map(|v| v.value().to_vec());
+            match (&old_a, &old_b) {
+                (None, None) => {
+                    t.insert(a, va)?;
+                    t.insert(b, vb)?;
+                }
+                (Some(x), Some(y)) if x.as_slice() == va && y.as_slice() == vb => return Ok(None),
+                _ => return Ok(Some((old_a, old_b))),
+            }
+        }
+        tx.commit()?;
+        Ok(None)
+    }
+
     /// Every state key that starts with `prefix`, in order (values not read).
     pub fn state_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         self.state_range(prefix, |k, _| Ok(k))
@@ -515,6 +544,9 @@ impl Store {
         Ok(out)
     }
 }
+
+/// The values already bound to the two keys of [`Store::state_bind_pair`], when one differs.
+pub type PairBound = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// JSON bytes of a state value (for [`Store::state_write`]).
 pub fn json_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {

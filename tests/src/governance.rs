@@ -27,7 +27,7 @@ pub const GATE_CHAIN: u64 = 17_000;
 /// Chain id of the velocity test's chain (Hoodi).
 pub const VELOCITY_CHAIN: u64 = 560_048;
 /// Keys the policy names: the devnet's (default `--key-id`), the tests' and the bench's.
-pub const TEST_KEYS: [&str; 8] = [
+pub const TEST_KEYS: [&str; 9] = [
     "devnet-key",
     "it-key",
     "bench-key",
@@ -36,6 +36,7 @@ pub const TEST_KEYS: [&str; 8] = [
     "frz-key",
     "inc-key",
     "pool-key",
+    "acct-key",
 ];
 
 /// The `governance/` directory of a cluster.
@@ -130,6 +131,7 @@ impl Governance {
                 let assets = match *k {
                     "gate-key" | "frz-key" => "[\"gate\"]",
                     "vel-key" => "[\"vel\"]",
+                    "acct-key" => "[\"eth\", \"btc\", \"eip191\", \"vel\"]",
                     _ => "[\"eth\", \"test-token\", \"btc\", \"eip191\"]",
                 };
                 format!("[keys.{k}]\nassets = {assets}\n\n")
@@ -216,6 +218,14 @@ per_tx = 100
 [[assets.vel.velocity]]
 window = "24h"
 max = 30
+
+# Every client account (intents naming an `account`) is held to this class, with its own ledger.
+[account_classes.default.limits.btc]
+per_tx = 1_000_000 # 0.01 BTC per withdrawal
+
+[[account_classes.default.limits.btc.velocity]]
+window = "24h"
+max = 5_000_000 # 0.05 BTC per account per day
 
 {keys}[destinations]
 require_allowlist = false

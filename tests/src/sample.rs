@@ -89,3 +89,23 @@ pub fn btc_psbt(custody_script: &[u8], amounts: &[u64], pay: u64, change: u64) -
     }
     p
 }
+
+/// A regtest PSBT spending one made-up output per `(script, satoshi)` input, paying `pay`
+/// satoshi to an external P2WPKH address and `change` to `change_script`.
+pub fn btc_psbt_from(
+    inputs: &[(&[u8], u64)],
+    pay: u64,
+    change_script: &[u8],
+    change: u64,
+) -> bitcoin::Psbt {
+    use bitcoin::{Amount, ScriptBuf, TxOut};
+    let amounts: Vec<u64> = inputs.iter().map(|(_, sat)| *sat).collect();
+    let mut p = btc_psbt(change_script, &amounts, pay, change);
+    for (input, (script, sat)) in p.inputs.iter_mut().zip(inputs) {
+        input.witness_utxo = Some(TxOut {
+            value: Amount::from_sat(*sat),
+            script_pubkey: ScriptBuf::from_bytes(script.to_vec()),
+        });
+    }
+    p
+}

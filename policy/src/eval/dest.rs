@@ -70,8 +70,8 @@ pub(super) fn allow(f: &Facts) -> Check {
             None => missing.push(format!("`{dest}`")),
         }
     }
-    let whose = match (&f.intent.account, f.account.and_then(|a| a.allow.as_ref())) {
-        (Some(a), Some(_)) => format!("account `{a}`'s allowlist"),
+    let whose = match (f.account_name(), f.account.and_then(|a| a.allow.as_ref())) {
+        (Some(a), Some(_)) => format!("the allowlist of {a}"),
         _ => "the allowlist".to_string(),
     };
     if missing.is_empty() {
@@ -214,6 +214,105 @@ mod tests {
         );
         i.account = Some("client-b".into());
         assert_eq!(v(&p, &i, DEST_ALLOW), Pass, "no section: the global list");
+    }
+
+    fn of(
+        mut i: proto::intent::WithdrawalIntent,
+        account: &str,
+    ) -> proto::intent::WithdrawalIntent {
+        i.account = Some(account.into());
+        i
+    }
+
+    const THIRD: &str = "0x3333333333333333333333333333333333333333";
+
+    /// Class `retail` allows only OTHER; `client-b` is retail with its own allowlist (THIRD).
+    fn classes() -> Policy {
+        policy_extra(&format!(
+            "[[account_classes.retail.allow]]\nchain = \"eth\"\naddress = \"{OTHER}\"\nlabel = \"retail bank\"\n\n\
+             [accounts.client-a]\nclass = \"retail\"\n\n\
+             [accounts.client-b]\nclass = \"retail\"\n\n\
+             [[accounts.client-b.allow]]\nchain = \"eth\"\naddress = \"{THIRD}\"\nlabel = \"b's bank\"\n"
+        ))
+    }
+
+    #[test]
+    fn dest_allow_from_the_account_class() {
+        let p = classes();
+        let d = evaluate(&of(to(OTHER), "client-a"), &p, &[], &[], &ctx());
+        let rule = d.rule(DEST_ALLOW).unwrap();
+        assert_eq!(rule.verdict, Pass, "the class's allowlist");
+        assert!(
+            rule.reason
+                .starts_with("on the allowlist of account `client-a` of class `retail`"),
+            "{}",
+            rule.reason
+        );
+        assert_eq!(
+            v(&p, &of(intent(1), "client-a"), DEST_ALLOW),
+            Fail,
+            "the class's list replaces the global one"
+        );
+        assert_eq!(v(&p, &of(to(THIRD), "client-b"), DEST_ALLOW), Pass);
+        assert_eq!(
+            v(&p, &of(to(OTHER), "client-b"), DEST_ALLOW),
+            Fail,
+            "the account's list replaces the class's"
+        );
+        assert_eq!(
+            v(&p, &to(OTHER), DEST_ALLOW),
+            Fail,
+            "the master keeps the global list"
+        );
+    }
+
+    #[test]
+    fn dest_allow_default_class_for_unnamed_accounts() {
+        let p = policy_extra(&format!(
+            "[[account_classes.default.allow]]\nchain = \"eth\"\naddress = \"{OTHER}\"\nlabel = \"any client\"\n\n[accounts.vip]\n"
+        ));
+        assert_eq!(v(&p, &of(to(OTHER), "walk-in"), DEST_ALLOW), Pass);
+        assert_eq!(v(&p, &of(intent(1), "walk-in"), DEST_ALLOW), Fail);
+        assert_eq!(
+            v(&p, &of(intent(1), "vip"), DEST_ALLOW),
+            Pass,
+            "a named account"
+        );
+        assert_eq!(v(&p, &intent(1), DEST_ALLOW), Pass, "the master");
+    }
+
+    #[test]
+    fn dest_deny_adds_the_class_and_account_lists() {
+        let deny = |owner: &str, addr: &str| {
+            format!("[[{owner}.deny]]\nchain = \"eth\"\naddress = \"{addr}\"\n")
+        };
+        let text = format!(
+            "{BASE}\n{}\n{}\n[accounts.client-a]\nclass = \"retail\"\n\n{}\n[accounts.client-b]\nclass = \"retail\"\n",
+            deny("destinations", DEST),
+            deny("account_classes.retail", OTHER),
+            deny("accounts.client-a", THIRD),
+        );
+        // Without the allowlist requirement, so that only the denylists decide.
+        let p = policy_of(&text.replace("require_allowlist = true", "require_allowlist = false"));
+        for (account, dest, verdict) in [
+            ("client-a", OTHER, Fail),
+            ("client-a", THIRD, Fail),
+            ("client-a", DEST, Fail),
+            ("client-b", OTHER, Fail),
+            ("client-b", THIRD, Pass),
+            ("client-b", DEST, Fail),
+        ] {
+            assert_eq!(
+                v(&p, &of(to(dest), account), DEST_DENY),
+                verdict,
+                "{account} to {dest}"
+            );
+        }
+        assert_eq!(
+            v(&p, &to(OTHER), DEST_DENY),
+            Pass,
+            "the master has no class"
+        );
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use proto::intent::WithdrawalIntent;
+
 use super::{Check, Facts};
 use crate::address::normalise;
 use crate::input::HistoryEntry;
@@ -49,9 +51,10 @@ pub(super) fn fee(f: &Facts) -> Check {
     }
 }
 
-fn scope_note(f: &Facts, account_scoped: bool) -> String {
-    match (&f.intent.account, account_scoped) {
-        (Some(a), true) => format!(" (account `{a}`)"),
+/// Names the account when `shown`, e.g. ` (account `a` of class `c`)`.
+fn scope_note(f: &Facts, shown: bool) -> String {
+    match f.account_name() {
+        Some(a) if shown => format!(" ({a})"),
         _ => String::new(),
     }
 }
@@ -83,7 +86,7 @@ pub(super) fn per_tx(f: &Facts) -> Check {
 
 /// Returns the check and whether a window sum overflowed (reported by `amount.overflow`).
 pub(super) fn velocity(f: &Facts, history: &[HistoryEntry]) -> (Check, bool) {
-    let (Some(label), Some((limits, scoped))) = (f.asset_label, f.limits()) else {
+    let (Some(label), Some((limits, _))) = (f.asset_label, f.limits()) else {
         return (
             Check::na(tags::LIMIT_VELOCITY, "asset not in the policy"),
             false,
@@ -104,11 +107,9 @@ pub(super) fn velocity(f: &Facts, history: &[HistoryEntry]) -> (Check, bool) {
             false,
         );
     };
-    let i = f.intent;
     let relevant: Vec<(String, &HistoryEntry)> = history
         .iter()
-        .filter(|h| h.key_id == i.key_id && h.chain == i.chain && h.asset == i.asset)
-        .filter(|h| !scoped || h.account == i.account)
+        .filter(|h| same_ledger(f.intent, h))
         .map(|h| {
             (
                 normalise(&h.chain, &h.destination).unwrap_or_else(|_| h.destination.clone()),
@@ -138,7 +139,8 @@ pub(super) fn velocity(f: &Facts, history: &[HistoryEntry]) -> (Check, bool) {
             lines.push(line);
         }
     }
-    let note = scope_note(f, scoped);
+    // The ledger is always the account's own, whichever limits apply.
+    let note = scope_note(f, true);
     let check = if exceeded {
         Check::fail(
             tags::LIMIT_VELOCITY,
@@ -157,6 +159,13 @@ pub(super) fn velocity(f: &Facts, history: &[HistoryEntry]) -> (Check, bool) {
         )
     };
     (check, false)
+}
+
+/// Whether a past withdrawal counts against the intent's windows: same key, chain and asset,
+/// and same account. Each account, and the key's master (no account), has its own ledger, so
+/// one account's spending never uses another's allowance, even under the global limits.
+fn same_ledger(i: &WithdrawalIntent, h: &HistoryEntry) -> bool {
+    h.key_id == i.key_id && h.chain == i.chain && h.asset == i.asset && h.account == i.account
 }
 
 /// One window's line and whether it is exceeded; `None` on overflow.
@@ -187,7 +196,7 @@ fn window_line(
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-    use proto::intent::Payment;
+    use proto::intent::{Payment, WithdrawalIntent};
 
     use crate::decision::Verdict::{self, *};
     use crate::tags::*;
@@ -363,18 +372,187 @@ mod tests {
         let mut more = mine.clone();
         more.amount = 51;
         assert_eq!(v(&p, &i, &[more, theirs.clone()], LIMIT_VELOCITY), Fail);
-        // Without an account, the asset's limits and the whole key's history apply.
+        // Without an account, the asset's limits and the master's own history apply: the
+        // account's 50 does not count (700 + 100 = 800 passes; it would be 850 otherwise).
         assert_eq!(
             v(
                 &p,
-                &intent(50),
+                &intent(100),
                 &[mine.clone(), theirs.clone()],
                 LIMIT_VELOCITY
             ),
             Pass
         );
-        assert_eq!(v(&p, &intent(51), &[mine, theirs], LIMIT_VELOCITY), Fail);
-        assert_eq!(v(&p, &intent(100), &[hist(700, NOW)], LIMIT_VELOCITY), Pass);
-        assert_eq!(v(&p, &intent(101), &[hist(700, NOW)], LIMIT_VELOCITY), Fail);
+        assert_eq!(v(&p, &intent(101), &[mine, theirs], LIMIT_VELOCITY), Fail);
+    }
+
+    fn of(mut i: WithdrawalIntent, account: &str) -> WithdrawalIntent {
+        i.account = Some(account.into());
+        i
+    }
+
+    fn spent(amount: u128, account: Option<&str>) -> HistoryEntry {
+        HistoryEntry {
+            account: account.map(Into::into),
+            ..hist(amount, NOW - 10)
+        }
+    }
+
+    const BTC_DEST: &str = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4";
+
+    fn btc(amount: u128) -> WithdrawalIntent {
+        let mut i = intent(amount);
+        i.chain = proto::intent::ChainRef::Bitcoin {
+            network: "mainnet".into(),
+        };
+        i.payments[0].destination = BTC_DEST.into();
+        i
+    }
+
+    /// Class `retail`: eth 100 per transaction and 300 per 24 h, btc 10 per transaction.
+    const RETAIL: &str = "[account_classes.retail.limits.eth]\nper_tx = 100\n\n[[account_classes.retail.limits.eth.velocity]]\nwindow = \"24h\"\nmax = 300\n\n[account_classes.retail.limits.btc]\nper_tx = 10\n";
+
+    #[test]
+    fn limit_per_tx_and_limit_velocity_from_the_account_class() {
+        let p = policy_extra(&format!(
+            "{RETAIL}\n[accounts.client-a]\nclass = \"retail\"\n"
+        ));
+        let a = |n| of(intent(n), "client-a");
+        assert_eq!(v(&p, &a(100), &[], LIMIT_PER_TX), Pass);
+        assert_eq!(
+            v(&p, &a(101), &[], LIMIT_PER_TX),
+            Fail,
+            "the class's per_tx"
+        );
+        assert_eq!(
+            v(&p, &intent(101), &[], LIMIT_PER_TX),
+            Pass,
+            "the master is no member"
+        );
+        let h = [spent(250, Some("client-a"))];
+        assert_eq!(v(&p, &a(50), &h, LIMIT_VELOCITY), Pass);
+        let d = evaluate(&a(51), &p, &h, &[], &ctx());
+        let rule = d.rule(LIMIT_VELOCITY).unwrap();
+        assert_eq!(rule.verdict, Fail, "the class's window");
+        assert!(
+            rule.reason
+                .contains("(account `client-a` of class `retail`)"),
+            "{}",
+            rule.reason
+        );
+    }
+
+    #[test]
+    fn limit_per_tx_account_override_beats_the_class_for_that_asset() {
+        let p = policy_extra(&format!(
+            "{RETAIL}\n[accounts.client-a]\nclass = \"retail\"\n\n[accounts.client-a.limits.eth]\nper_tx = 500\n"
+        ));
+        let a = |i| of(i, "client-a");
+        assert_eq!(v(&p, &a(intent(500)), &[], LIMIT_PER_TX), Pass);
+        assert_eq!(v(&p, &a(intent(501)), &[], LIMIT_PER_TX), Fail);
+        assert_eq!(
+            v(
+                &p,
+                &a(intent(1)),
+                &[spent(900, Some("client-a"))],
+                LIMIT_VELOCITY
+            ),
+            NotApplicable,
+            "the override replaces the class's windows for eth too"
+        );
+        assert_eq!(v(&p, &a(btc(10)), &[], LIMIT_PER_TX), Pass);
+        assert_eq!(
+            v(&p, &a(btc(11)), &[], LIMIT_PER_TX),
+            Fail,
+            "btc keeps the class's limit"
+        );
+    }
+
+    #[test]
+    fn limit_per_tx_default_class_applies_to_unnamed_accounts() {
+        let p = policy_extra(&format!(
+            "{}\n[accounts.vip]\n",
+            RETAIL.replace("retail", "default")
+        ));
+        let walk_in = |n| of(intent(n), "walk-in");
+        assert_eq!(v(&p, &walk_in(100), &[], LIMIT_PER_TX), Pass);
+        let d = evaluate(&walk_in(101), &p, &[], &[], &ctx());
+        let rule = d.rule(LIMIT_PER_TX).unwrap();
+        assert_eq!(rule.verdict, Fail, "the `default` class");
+        assert!(
+            rule.reason
+                .ends_with("(account `walk-in` of class `default`)"),
+            "{}",
+            rule.reason
+        );
+        assert_eq!(
+            v(&p, &of(intent(101), "vip"), &[], LIMIT_PER_TX),
+            Pass,
+            "a named account without a class keeps the global limit"
+        );
+        assert_eq!(
+            v(&p, &intent(101), &[], LIMIT_PER_TX),
+            Pass,
+            "the master too"
+        );
+        // Without a `default` class an unnamed account has the global limits.
+        let p = policy_extra(RETAIL);
+        assert_eq!(v(&p, &walk_in(1000), &[], LIMIT_PER_TX), Pass);
+        assert_eq!(v(&p, &walk_in(1001), &[], LIMIT_PER_TX), Fail);
+    }
+
+    #[test]
+    fn limit_velocity_accounts_of_one_class_have_separate_ledgers() {
+        let p = policy_extra(&format!(
+            "[[assets.eth.velocity]]\nwindow = \"24h\"\nmax = 300\n\n{RETAIL}\n[accounts.a]\nclass = \"retail\"\n\n[accounts.b]\nclass = \"retail\"\n"
+        ));
+        let h = [spent(300, Some("a"))];
+        assert_eq!(
+            v(&p, &of(intent(1), "a"), &h, LIMIT_VELOCITY),
+            Fail,
+            "a is spent"
+        );
+        assert_eq!(
+            v(&p, &of(intent(100), "b"), &h, LIMIT_VELOCITY),
+            Pass,
+            "b is not"
+        );
+        assert_eq!(
+            v(&p, &intent(300), &h, LIMIT_VELOCITY),
+            Pass,
+            "nor is the master"
+        );
+        let h = [spent(300, None)];
+        assert_eq!(
+            v(&p, &intent(1), &h, LIMIT_VELOCITY),
+            Fail,
+            "the master is spent"
+        );
+        assert_eq!(
+            v(&p, &of(intent(100), "a"), &h, LIMIT_VELOCITY),
+            Pass,
+            "a is not"
+        );
+    }
+
+    #[test]
+    fn limit_velocity_global_limits_count_each_account_apart() {
+        // Both accounts and the master use the asset's own window.
+        let p = policy_extra(
+            "[[assets.eth.velocity]]\nwindow = \"24h\"\nmax = 300\n\n[account_classes.retail]\n\n[accounts.a]\nclass = \"retail\"\n\n[accounts.b]\nclass = \"retail\"\n",
+        );
+        let h = [
+            spent(200, Some("a")),
+            spent(250, Some("b")),
+            spent(280, None),
+        ];
+        assert_eq!(v(&p, &of(intent(100), "a"), &h, LIMIT_VELOCITY), Pass);
+        assert_eq!(v(&p, &of(intent(101), "a"), &h, LIMIT_VELOCITY), Fail);
+        assert_eq!(v(&p, &of(intent(50), "b"), &h, LIMIT_VELOCITY), Pass);
+        assert_eq!(v(&p, &of(intent(51), "b"), &h, LIMIT_VELOCITY), Fail);
+        assert_eq!(v(&p, &intent(20), &h, LIMIT_VELOCITY), Pass);
+        assert_eq!(v(&p, &intent(21), &h, LIMIT_VELOCITY), Fail);
+        // An account without a section has its own ledger too.
+        assert_eq!(v(&p, &of(intent(300), "c"), &h, LIMIT_VELOCITY), Pass);
     }
 }

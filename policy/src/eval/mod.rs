@@ -12,7 +12,9 @@ use proto::intent::WithdrawalIntent;
 use crate::address::normalise;
 use crate::decision::{Decision, Outcome, RuleResult, Verdict};
 use crate::input::{Approval, EvalContext, HistoryEntry};
-use crate::model::{AccountRule, AssetRule, ChainRule, KeyRule, Limits, Policy, PolicyDoc};
+use crate::model::{
+    AccountRule, AssetRule, ChainRule, KeyRule, Limits, Policy, PolicyDoc, DEFAULT_CLASS,
+};
 
 /// Evaluates a withdrawal against a policy.
 ///
@@ -137,8 +139,11 @@ pub(crate) struct Facts<'a> {
     pub key: Option<&'a KeyRule>,
     /// Sum of the payments; `None` on overflow.
     pub total: Option<u128>,
-    /// The account section matching `intent.account`, if any.
+    /// The rule of the intent's account: its section (merged with its class), or else the
+    /// `default` class. `None` for an intent without an account.
     pub account: Option<&'a AccountRule>,
+    /// The class that `account` comes from or was merged with.
+    pub class: Option<&'a str>,
     /// Payment destinations, normalised for the chain when it is known and they parse.
     pub destinations: Vec<String>,
 }
@@ -155,6 +160,7 @@ impl<'a> Facts<'a> {
                 normalise(&intent.chain, &p.destination).unwrap_or_else(|_| p.destination.clone())
             })
             .collect();
+        let (account, class) = account_rule(intent, doc);
         Facts {
             intent,
             doc,
@@ -165,7 +171,8 @@ impl<'a> Facts<'a> {
             asset: asset_label.and_then(|l| doc.assets.get(l)),
             key: doc.keys.get(&intent.key_id),
             total: intent.total_amount(),
-            account: intent.account.as_ref().and_then(|a| doc.accounts.get(a)),
+            account,
+            class,
             destinations,
         }
     }
@@ -179,6 +186,15 @@ impl<'a> Facts<'a> {
         }
     }
 
+    /// `account `a``, with its class when it has one, for reasons.
+    pub fn account_name(&self) -> Option<String> {
+        let name = self.intent.account.as_ref()?;
+        Some(match self.class {
+            Some(c) => format!("account `{name}` of class `{c}`"),
+            None => format!("account `{name}`"),
+        })
+    }
+
     /// Amounts per normalised destination; `None` on overflow.
     pub fn per_destination(&self) -> Option<BTreeMap<&str, u128>> {
         let mut out: BTreeMap<&str, u128> = BTreeMap::new();
@@ -187,6 +203,23 @@ impl<'a> Facts<'a> {
             *slot = slot.checked_add(p.amount)?;
         }
         Some(out)
+    }
+}
+
+/// The account's own (merged) rule, or the `default` class for an account without a section.
+fn account_rule<'a>(
+    intent: &WithdrawalIntent,
+    doc: &'a PolicyDoc,
+) -> (Option<&'a AccountRule>, Option<&'a str>) {
+    let Some(name) = intent.account.as_ref() else {
+        return (None, None);
+    };
+    if let Some(rule) = doc.accounts.get(name) {
+        return (Some(rule), rule.class.as_deref());
+    }
+    match doc.account_classes.get_key_value(DEFAULT_CLASS) {
+        Some((class, rule)) => (Some(rule), Some(class.as_str())),
+        None => (None, None),
     }
 }
 

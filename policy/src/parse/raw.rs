@@ -26,6 +26,8 @@ pub(crate) struct RawPolicy {
     pub approvers: BTreeMap<Label, RawGroup>,
     pub destinations: Option<RawDestinations>,
     #[serde(default)]
+    pub account_classes: BTreeMap<Label, RawAccount>,
+    #[serde(default)]
     pub accounts: BTreeMap<Label, RawAccount>,
 }
 
@@ -133,6 +135,8 @@ pub(crate) struct RawDeny {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAccount {
+    /// Only meaningful in `[accounts.<name>]`; validation refuses it in a class.
+    pub class: Option<Label>,
     #[serde(default)]
     pub limits: BTreeMap<Label, RawLimits>,
     pub allow: Option<Vec<RawAllow>>,

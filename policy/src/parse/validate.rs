@@ -7,16 +7,18 @@ use std::ops::Range;
 use ed25519_dalek::VerifyingKey;
 use proto::intent::{Asset, ChainRef};
 
+mod accounts;
+
 use super::raw::{
-    Label, Lit, RawAccount, RawAllow, RawApproval, RawAsset, RawDeny, RawDestinations, RawPolicy,
-    RawTimelock, RawWindow,
+    Label, Lit, RawAllow, RawApproval, RawAsset, RawDeny, RawDestinations, RawPolicy, RawTimelock,
+    RawWindow,
 };
 use crate::address::{chain_name, normalise, parse_chain};
 use crate::error::PolicyError;
 use crate::literals;
 use crate::model::{
-    AccountRule, AllowEntry, AllowList, ApprovalTier, ApproverGroup, AssetRule, ChainRule,
-    DenyEntry, DenyList, DestinationRules, KeyRule, Limits, PolicyDoc, TimelockTier, Window,
+    AllowEntry, AllowList, ApprovalTier, ApproverGroup, AssetRule, ChainRule, DenyEntry, DenyList,
+    DestinationRules, KeyRule, Limits, PolicyDoc, TimelockTier, Window,
 };
 
 pub(crate) struct Validator<'a> {
@@ -74,7 +76,8 @@ impl<'a> Validator<'a> {
         let assets = self.assets(raw.assets);
         let keys = self.keys(raw.keys, &assets);
         let destinations = self.destinations(raw.destinations);
-        let accounts = self.accounts(raw.accounts, &assets);
+        let account_classes = self.account_classes(raw.account_classes, &assets);
+        let accounts = self.accounts(raw.accounts, &assets, &account_classes);
         Some(PolicyDoc {
             version: version?,
             name: raw.name,
@@ -85,6 +88,7 @@ impl<'a> Validator<'a> {
             keys,
             approvers: std::mem::take(&mut self.groups),
             destinations,
+            account_classes,
             accounts,
         })
     }
@@ -520,37 +524,6 @@ impl<'a> Validator<'a> {
                 address,
                 DenyEntry {
                     reason: e.reason.clone(),
-                },
-            );
-        }
-        out
-    }
-
-    fn accounts(
-        &mut self,
-        raw: BTreeMap<Label, RawAccount>,
-        assets: &BTreeMap<String, AssetRule>,
-    ) -> BTreeMap<String, AccountRule> {
-        let mut out = BTreeMap::new();
-        for (name, a) in raw {
-            let mut limits = BTreeMap::new();
-            for (asset, l) in &a.limits {
-                if !assets.contains_key(asset.get_ref()) {
-                    self.unknown_asset(asset, assets);
-                    continue;
-                }
-                if let Some(l) = self.limits(&l.per_tx, &l.velocity) {
-                    limits.insert(asset.get_ref().clone(), l);
-                }
-            }
-            let allow = a.allow.as_ref().map(|list| self.allow_list(list));
-            let deny = self.deny_list(&a.deny);
-            out.insert(
-                name.into_inner(),
-                AccountRule {
-                    limits,
-                    allow,
-                    deny,
                 },
             );
         }

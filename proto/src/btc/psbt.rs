@@ -19,8 +19,12 @@ const SIGHASH_ALL: u32 = 0x01;
 pub struct UnsignedPsbt {
     pub(super) psbt: Psbt,
     pub(super) network: Network,
-    pub(super) key: CompressedPublicKey,
-    pub(super) script: ScriptBuf,
+    /// The keys the inputs may spend (the master key, or an account's address keys).
+    pub(super) keys: Vec<CompressedPublicKey>,
+    /// Their P2WPKH scripts, in the same order.
+    scripts: Vec<ScriptBuf>,
+    /// For each input, the index into `keys` of the key it spends.
+    input_keys: Vec<usize>,
     /// Sum of the inputs minus sum of the outputs, checked at decode.
     fee: u64,
 }
@@ -35,24 +39,42 @@ impl UnsignedPsbt {
         network: Network,
         custody_pubkey: &[u8; 33],
     ) -> Result<Self, BtcError> {
+        Self::decode_for(bytes, network, &[*custody_pubkey], None)
+    }
+
+    /// Decodes a PSBT whose every input must spend one of `pubkeys` (an account's address
+    /// keys, named `account` in errors; or the master key alone).
+    pub fn decode_for(
+        bytes: &[u8],
+        network: Network,
+        pubkeys: &[[u8; 33]],
+        account: Option<&str>,
+    ) -> Result<Self, BtcError> {
         match bytes.len() {
             0 => return Err(BtcError::Malformed("the psbt is empty".into())),
             32 => return Err(BtcError::BareDigest),
             n if n > MAX_PSBT_BYTES => return Err(BtcError::TooLarge(n)),
             _ => {}
         }
-        let key = custody_key(custody_pubkey)?;
+        let keys = pubkeys
+            .iter()
+            .map(custody_key)
+            .collect::<Result<Vec<_>, _>>()?;
         let psbt = Psbt::deserialize(bytes).map_err(|e| BtcError::Malformed(e.to_string()))?;
         if psbt.serialize() != bytes {
             return Err(BtcError::NonCanonical);
         }
-        let script = ScriptBuf::new_p2wpkh(&key.wpubkey_hash());
-        let fee = check(&psbt, &script)?;
+        let scripts: Vec<ScriptBuf> = keys
+            .iter()
+            .map(|k| ScriptBuf::new_p2wpkh(&k.wpubkey_hash()))
+            .collect();
+        let (fee, input_keys) = check(&psbt, &scripts, account)?;
         Ok(Self {
             psbt,
             network,
-            key,
-            script,
+            keys,
+            scripts,
+            input_keys,
             fee,
         })
     }
@@ -101,7 +123,7 @@ impl UnsignedPsbt {
             .unsigned_tx
             .output
             .iter()
-            .partition(|out| out.script_pubkey == self.script);
+            .partition(|out| self.scripts.contains(&out.script_pubkey));
         let to_payment = |out: &bitcoin::TxOut| Payment {
             destination: destination(&out.script_pubkey, self.network),
             amount: u128::from(out.value.to_sat()),
@@ -120,6 +142,25 @@ impl UnsignedPsbt {
         })
     }
 
+    /// The index (into the keys given at decode) of the key input `index` spends.
+    pub fn input_key(&self, index: usize) -> Result<usize, BtcError> {
+        self.input_keys
+            .get(index)
+            .copied()
+            .ok_or(BtcError::InputIndex {
+                index,
+                count: self.input_count(),
+            })
+    }
+
+    /// The key input `index` spends.
+    pub(super) fn key_of(&self, index: usize) -> Result<&CompressedPublicKey, BtcError> {
+        let k = self.input_key(index)?;
+        self.keys
+            .get(k)
+            .ok_or_else(|| BtcError::Bug(format!("input {index} names key {k}")))
+    }
+
     /// The amount of input `index`, from its checked `witness_utxo`.
     pub(super) fn input_amount(&self, index: usize) -> Result<bitcoin::Amount, BtcError> {
         self.psbt
@@ -134,8 +175,12 @@ impl UnsignedPsbt {
     }
 }
 
-/// Every check on the decoded PSBT; returns the fee.
-fn check(psbt: &Psbt, script: &ScriptBuf) -> Result<u64, BtcError> {
+/// Every check on the decoded PSBT; returns the fee and the key each input spends.
+fn check(
+    psbt: &Psbt,
+    scripts: &[ScriptBuf],
+    account: Option<&str>,
+) -> Result<(u64, Vec<usize>), BtcError> {
     let tx = &psbt.unsigned_tx;
     if tx.input.is_empty() {
         return Err(BtcError::NoInputs);
@@ -145,6 +190,7 @@ fn check(psbt: &Psbt, script: &ScriptBuf) -> Result<u64, BtcError> {
     }
     let mut seen = BTreeSet::new();
     let mut inputs_sum = 0u64;
+    let mut input_keys = Vec::with_capacity(tx.input.len());
     for (i, (txin, input)) in tx.input.iter().zip(&psbt.inputs).enumerate() {
         if !seen.insert(txin.previous_output) {
             return Err(BtcError::DuplicateInput(i));
@@ -169,12 +215,18 @@ fn check(psbt: &Psbt, script: &ScriptBuf) -> Result<u64, BtcError> {
             .witness_utxo
             .as_ref()
             .ok_or(BtcError::MissingUtxo(i))?;
-        if utxo.script_pubkey != *script {
-            return Err(BtcError::InputNotOwned {
-                input: i,
-                script: hex::encode(utxo.script_pubkey.as_bytes()),
+        let Some(k) = scripts.iter().position(|s| *s == utxo.script_pubkey) else {
+            let script = hex::encode(utxo.script_pubkey.as_bytes());
+            return Err(match account {
+                Some(account) => BtcError::InputNotInAccount {
+                    input: i,
+                    account: account.to_string(),
+                    script,
+                },
+                None => BtcError::InputNotOwned { input: i, script },
             });
-        }
+        };
+        input_keys.push(k);
         if let Some(prev) = &input.non_witness_utxo {
             if prev.compute_txid() != txin.previous_output.txid {
                 return Err(BtcError::UtxoMismatch {
@@ -211,12 +263,13 @@ fn check(psbt: &Psbt, script: &ScriptBuf) -> Result<u64, BtcError> {
     for out in &tx.output {
         outputs_sum = add_money(outputs_sum, out.value.to_sat(), "sum of outputs")?;
     }
-    inputs_sum
+    let fee = inputs_sum
         .checked_sub(outputs_sum)
         .ok_or(BtcError::OutputsExceedInputs {
             inputs: inputs_sum,
             outputs: outputs_sum,
-        })
+        })?;
+    Ok((fee, input_keys))
 }
 
 /// Adds two amounts, refusing any value or sum over 21 million BTC.

@@ -11,7 +11,7 @@ impl UnsignedPsbt {
     /// which hashes once more.
     pub fn sighash_preimage(&self, input: usize) -> Result<Vec<u8>, BtcError> {
         let amount = self.input_amount(input)?;
-        segwit_v0_preimage(&self.psbt.unsigned_tx, input, &self.key, amount)
+        segwit_v0_preimage(&self.psbt.unsigned_tx, input, self.key_of(input)?, amount)
     }
 
     /// `SHA256(SHA256(preimage))` of input `input`: the digest the signature commits to.
@@ -32,7 +32,7 @@ impl UnsignedPsbt {
         }
         let mut tx = self.psbt.unsigned_tx.clone();
         for (i, sig) in sigs.iter().enumerate() {
-            let witness = p2wpkh_witness(&self.key, self.sighash(i)?, sig, i)?;
+            let witness = p2wpkh_witness(self.key_of(i)?, self.sighash(i)?, sig, i)?;
             if let Some(txin) = tx.input.get_mut(i) {
                 txin.witness = witness;
             }

@@ -58,6 +58,7 @@ fn main() -> anyhow::Result<()> {
     match argv.get(1).map(String::as_str) {
         Some("signer-node") => return signer_node::cli::main_with(argv[1..].to_vec()),
         Some("coordinator") => return coordinator::cli::main_with(argv[1..].to_vec()),
+        Some("account-psbt") => return account_psbt(&argv[2..]),
         _ => {}
     }
     let args = Args::parse();
@@ -196,5 +197,36 @@ fn exit_when_stdin_closes() {
 
 async fn tokio_signal() -> std::io::Result<()> {
     coordinator::cli::shutdown_signal().await;
+    Ok(())
+}
+
+/// `devnet account-psbt ACCOUNT.json [KEY_ID]`: from an account as `GET …/accounts/{name}`
+/// returns it, prints a sign request withdrawing a regtest deposit to the account's first
+/// address (`m/a/0`, 100 000 sat): 60 000 sat out, 39 000 sat change to `m/a/1`.
+fn account_psbt(args: &[String]) -> anyhow::Result<()> {
+    let path = args
+        .first()
+        .context("usage: devnet account-psbt ACCOUNT.json")?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    let acct: proto::api::AccountView =
+        serde_json::from_str(&text).with_context(|| format!("{path} is not an account"))?;
+    let script = |i: usize| -> anyhow::Result<Vec<u8>> {
+        let pk: [u8; 33] = acct
+            .addresses
+            .get(i)
+            .and_then(|a| hex::decode(&a.public_key).ok())
+            .and_then(|v| v.try_into().ok())
+            .context("the account has no such address")?;
+        Ok(proto::btc::p2wpkh_script(&pk)?)
+    };
+    let psbt = custody_tests::sample::btc_psbt_from(
+        &[(&script(0)?, 100_000)],
+        60_000,
+        &script(1)?,
+        39_000,
+    );
+    let body = json!({"request_id": format!("{}-withdraw-1", acct.name), "key_id": acct.key_id,
+        "chain": "bitcoin", "network": "regtest", "account": acct.name, "psbt": psbt.to_string()});
+    println!("{}", serde_json::to_string_pretty(&body)?);
     Ok(())
 }

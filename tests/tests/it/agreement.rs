@@ -110,6 +110,7 @@ fn equivocating_coordinator_gets_intent_mismatch_and_no_signature() {
                 part: 0,
                 approvals: vec![],
                 presignature: None,
+                account: None,
             },
         };
         assert!(rogue.send(node, CoordFrame::Start(start)));
@@ -150,6 +151,7 @@ pub(crate) fn start_sign(rogue: &Rogue, sid: [u8; 32], rid: &str, nonce: u64) {
             part: 0,
             approvals: vec![],
             presignature: None,
+            account: None,
         },
     };
     for node in &parties {

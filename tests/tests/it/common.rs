@@ -33,7 +33,9 @@ fn try_init() -> anyhow::Result<RwLock<Shared>> {
     layout.ensure(PrimeSource::TestFixture)?;
     let cluster = Cluster::start(layout)?;
     let key = cluster.ensure_key(KEY, 2, Duration::from_secs(300))?;
-    for k in ["gate-key", "vel-key", "frz-key", "inc-key", "pool-key"] {
+    for k in [
+        "gate-key", "vel-key", "frz-key", "inc-key", "pool-key", "acct-key",
+    ] {
         cluster.ensure_key(k, 2, Duration::from_secs(120))?;
     }
     Ok(RwLock::new(Shared { cluster, key }))

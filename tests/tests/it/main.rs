@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod access;
+mod accounts;
 mod agreement;
 mod backup;
 mod btc_psbt;

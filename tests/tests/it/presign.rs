@@ -143,7 +143,7 @@ fn start(rogue: &Rogue, kind: SessionKind) -> [u8; 32] {
 }
 
 /// Both nodes' results of session `sid`, in party order.
-fn results(rogue: &Rogue, sid: [u8; 32]) -> Vec<Result<SessionOutput, String>> {
+pub(crate) fn results(rogue: &Rogue, sid: [u8; 32]) -> Vec<Result<SessionOutput, String>> {
     let mut got = std::collections::BTreeMap::new();
     while got.len() < 2 {
         let (node, rsid, r) = rogue
@@ -164,6 +164,7 @@ fn sign_kind(request: &str, nonce: u64, presig: Option<[u8; 32]>) -> SessionKind
         part: 0,
         approvals: vec![],
         presignature: presig,
+        account: None,
     }
 }
 

@@ -124,6 +124,14 @@ pub enum Command {
         /// The request id (taken from `--sign-request` when omitted).
         #[arg(long)]
         request_id: Option<String>,
+        /// For a request naming an `account`: the key's chain code (hex, `GET /v1/keys/{id}`
+        /// shows it) and the account's number (`index` in `GET …/accounts/{name}`); the
+        /// account's keys are derived here from `--public-key`.
+        #[arg(long, requires = "account_index")]
+        chain_code: Option<String>,
+        /// The account's number `a` (its keys are `m/a/i`).
+        #[arg(long, requires = "chain_code")]
+        account_index: Option<u32>,
         /// The approver's secret key file.
         #[arg(long)]
         key: PathBuf,
@@ -136,6 +144,17 @@ pub enum Command {
         /// Append the approval to this JSON array file (created if missing).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Verify a proof-of-reserves report offline: every address key re-derived from the master
+    /// key along its path, every address re-encoded, every attestation's signature checked.
+    ReservesVerify {
+        /// The report JSON (`report` of `GET /v1/keys/{id}/reserves/{report_id}`).
+        report: PathBuf,
+        /// The master public key the auditor expects (hex); the report must name it.
+        #[arg(long)]
+        public_key: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// As a guardian, veto a sign request: prints the body for `POST …/cancel`.
     Veto {

@@ -96,15 +96,18 @@ pub fn run(cli: Cli) -> Result<Status> {
             sign_request,
             public_key,
             request_id,
+            chain_code,
+            account_index,
             key,
             expires_at,
             expires_in,
             out,
         } => {
+            let account = chain_code.as_deref().zip(account_index);
             let (intent, request_id) = orders::approval_subject(
                 intent.as_deref(),
                 sign_request.as_deref(),
-                public_key.as_deref(),
+                (public_key.as_deref(), account),
                 request_id,
             )?;
             let expires_at = match (expires_at, expires_in) {
@@ -121,6 +124,11 @@ pub fn run(cli: Cli) -> Result<Status> {
                 out.as_deref(),
             )
         }
+        Command::ReservesVerify {
+            report,
+            public_key,
+            json,
+        } => orders::reserves_verify(&report, public_key.as_deref(), json),
         Command::Veto { request_id, key } => orders::veto(&request_id, &key),
         Command::Freeze { key_id, epoch, key } => orders::freeze(&key_id, epoch, &key),
         Command::Unfreeze {

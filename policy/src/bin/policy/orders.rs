@@ -21,7 +21,7 @@ use crate::keys;
 pub fn approval_subject(
     intent: Option<&Path>,
     sign_request: Option<&Path>,
-    public_key: Option<&str>,
+    (public_key, account): (Option<&str>, Option<(&str, u32)>),
     request_id: Option<String>,
 ) -> Result<(WithdrawalIntent, String)> {
     match (intent, sign_request) {
@@ -38,7 +38,10 @@ pub fn approval_subject(
                 .and_then(|v| v.try_into().ok())
                 .context("`--public-key` must be a 33-byte compressed key in hex")?;
             let payload = SignPayload::from_body(&body).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let decoded = payload.decode(&pk).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let spend = spend_keys(&pk, body.account.as_deref(), account)?;
+            let decoded = payload
+                .decode_for(&spend)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let intent = decoded
                 .intent(&body.key_id)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -53,6 +56,68 @@ pub fn approval_subject(
         }
         _ => bail!("give exactly one of `--intent` or `--sign-request`"),
     }
+}
+
+/// The keys a request spends from: the master key, or the named account's keys derived here.
+fn spend_keys(
+    pk: &[u8; 33],
+    name: Option<&str>,
+    account: Option<(&str, u32)>,
+) -> Result<proto::hd::SpendKeys> {
+    match (name, account) {
+        (None, None) => Ok(proto::hd::SpendKeys::master(*pk)),
+        (None, Some(_)) => {
+            bail!("the request names no `account`: drop `--chain-code`/`--account-index`")
+        }
+        (Some(n), None) => bail!(
+            "the request spends from account `{n}`: give `--chain-code` and `--account-index`"
+        ),
+        (Some(n), Some((cc, index))) => {
+            let cc =
+                hex::decode(cc.trim_start_matches("0x")).context("`--chain-code` is not hex")?;
+            let master = proto::hd::Xpub::new(pk, &cc).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let keys = proto::hd::AccountKeys::derive(&master, index)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            proto::hd::SpendKeys::account(n, &keys).context("derived keys do not parse")
+        }
+    }
+}
+
+/// `policy reserves-verify`.
+pub fn reserves_verify(path: &Path, public_key: Option<&str>, json: bool) -> Result<Status> {
+    let report: proto::reserves::ReservesReport = read_json(path, "proof-of-reserves report")?;
+    let pinned = public_key.map(|k| k.trim_start_matches("0x").to_lowercase());
+    let result = match pinned {
+        Some(k) if k != report.master_public_key => Err(format!(
+            "the report is for master key {}, not {k}",
+            report.master_public_key
+        )),
+        _ => proto::reserves::verify(&report).map_err(|e| e.to_string()),
+    };
+    let accounts: std::collections::BTreeSet<&str> =
+        report.entries.iter().map(|e| e.account.as_str()).collect();
+    let (status, line) = match &result {
+        Ok(n) => (
+            Status::Ok,
+            format!(
+                "ok: {n} attestations for {} account(s) of key `{}` verify (statement: {})",
+                accounts.len(),
+                report.key_id,
+                report.statement
+            ),
+        ),
+        Err(e) => (Status::Invalid, format!("INVALID: {e}")),
+    };
+    if json {
+        print_json(
+            &json!({"valid": result.is_ok(), "attestations": result.as_ref().ok(),
+                           "error": result.as_ref().err(), "key_id": report.key_id,
+                           "accounts": accounts}),
+        )?;
+    } else {
+        println!("{line}");
+    }
+    Ok(status)
 }
 
 /// `policy veto`.

@@ -1,0 +1,287 @@
+//! Proof of reserves per account: one message sign request per address (EIP-191 for the
+//! account's Ethereum address, BIP-322 simple for each P2WPKH address), each signed by t nodes
+//! under the address's derived key and gated by every node's message scope, then assembled
+//! into a report an auditor verifies offline (`policy reserves verify`).
+
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, Path, State},
+    http::StatusCode,
+    Json,
+};
+use proto::{
+    api::{self, RequestStatus, ReservesBody, ReservesView, SignRequestBody},
+    hd::ADDRESS_WINDOW,
+    reserves::{attestation, ReserveEntry, ReservesReport, REPORT_VERSION},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    api::{internal, parse_json, typed, ApiFail, ApiState},
+    control::unix_now,
+};
+
+/// Accounts in one report at most.
+const MAX_ACCOUNTS: usize = 100;
+
+/// A report as stored: what was asked and, per address, the entry and its sign request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ReportRecord {
+    body: ReservesBody,
+    key_id: String,
+    master_public_key: String,
+    master_chain_code: String,
+    generated_at: u64,
+    entries: Vec<(ReserveEntry, String)>,
+}
+
+fn meta_key(key_id: &str, report_id: &str) -> String {
+    format!("reserves/{key_id}/{report_id}")
+}
+
+fn invalid(code: &str, msg: impl Into<String>) -> ApiFail {
+    ApiFail::new(StatusCode::UNPROCESSABLE_ENTITY, code, msg)
+}
+
+fn check_body(b: &ReservesBody) -> Result<(proto::btc::Network, u32), ApiFail> {
+    if !api::valid_key_id(&b.report_id) {
+        return Err(invalid(
+            "reserves.invalid",
+            "`report_id` must be 1-64 characters of [A-Za-z0-9._-]",
+        ));
+    }
+    if b.accounts.is_empty() || b.accounts.len() > MAX_ACCOUNTS {
+        return Err(invalid(
+            "reserves.invalid",
+            format!("name 1 to {MAX_ACCOUNTS} accounts"),
+        ));
+    }
+    if b.statement.trim().is_empty() || b.statement.len() > 512 || b.statement.contains('\n') {
+        return Err(invalid(
+            "reserves.invalid",
+            "`statement` is one line of 1-512 bytes",
+        ));
+    }
+    let network = b
+        .bitcoin_network
+        .as_deref()
+        .unwrap_or("mainnet")
+        .parse()
+        .map_err(|e: proto::btc::BtcError| invalid(e.code(), e.to_string()))?;
+    let count = b.bitcoin_addresses.unwrap_or(ADDRESS_WINDOW);
+    if !(1..=ADDRESS_WINDOW).contains(&count) {
+        return Err(invalid(
+            "reserves.invalid",
+            format!("`bitcoin_addresses` is 1 to {ADDRESS_WINDOW}"),
+        ));
+    }
+    Ok((network, count))
+}
+
+/// The entries (unsigned) and the sign request of each.
+fn plan(
+    st: &ApiState,
+    key_id: &str,
+    b: &ReservesBody,
+) -> Result<Vec<(ReserveEntry, SignRequestBody)>, ApiFail> {
+    let (network, count) = check_body(b)?;
+    let mut out = Vec::new();
+    for name in &b.accounts {
+        let rec = st
+            .orch
+            .store
+            .account(key_id, name)
+            .map_err(internal)?
+            .ok_or_else(|| {
+                ApiFail::new(
+                    StatusCode::NOT_FOUND,
+                    "account.not_found",
+                    format!("no account `{name}` of key `{key_id}`"),
+                )
+            })?;
+        let view = crate::accounts::view(&rec);
+        if view.status != "ready" {
+            return Err(ApiFail::new(
+                StatusCode::CONFLICT,
+                "account.not_ready",
+                format!("account `{name}` is not registered on enough nodes yet"),
+            ));
+        }
+        let mut add = |chain: &str, address: String, addr: &api::AccountAddress| {
+            let n = out.len();
+            let message = attestation(key_id, name, chain, &address, &b.statement);
+            let entry = ReserveEntry {
+                account: name.clone(),
+                chain: chain.to_string(),
+                address,
+                path: addr.path.clone(),
+                public_key: addr.public_key.clone(),
+                message: message.clone(),
+                eip191_signature: None,
+                bip322_signature: None,
+            };
+            let eth = chain == "ethereum";
+            let body = SignRequestBody {
+                request_id: format!("reserves.{key_id}.{}.{n}", b.report_id),
+                key_id: key_id.to_string(),
+                chain: if eth { "ethereum" } else { "bitcoin" }.into(),
+                network: (!eth).then(|| chain.to_string()),
+                unsigned_tx: None,
+                psbt: None,
+                message: Some(message),
+                account: Some(name.clone()),
+                address_index: (!eth).then_some(addr.index),
+            };
+            out.push((entry, body));
+        };
+        if let Some(first) = view.addresses.first() {
+            add("ethereum", first.ethereum_address.clone(), first);
+        }
+        for addr in view.addresses.iter().take(count as usize) {
+            let address = addr
+                .bitcoin
+                .get(network.as_str())
+                .cloned()
+                .unwrap_or_default();
+            add(network.as_str(), address, addr);
+        }
+    }
+    Ok(out)
+}
+
+/// `POST /v1/keys/{key_id}/reserves`: starts (or, with the same body, shows) a report.
+pub async fn create(
+    State(st): State<ApiState>,
+    Path(key_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<ReservesView>), ApiFail> {
+    let b: ReservesBody = typed(parse_json(body)?)?;
+    let store = &st.orch.store;
+    if let Some(rec) = store
+        .meta::<ReportRecord>(&meta_key(&key_id, &b.report_id))
+        .map_err(internal)?
+    {
+        if rec.body != b {
+            return Err(ApiFail::new(
+                StatusCode::CONFLICT,
+                "reserves.id_conflict",
+                format!("report `{}` was started with other parameters", b.report_id),
+            ));
+        }
+        return Ok((StatusCode::OK, Json(view(&st, &rec)?)));
+    }
+    let key = store.key(&key_id).map_err(internal)?.ok_or_else(|| {
+        ApiFail::new(
+            StatusCode::NOT_FOUND,
+            "key.not_found",
+            format!("no key `{key_id}`"),
+        )
+    })?;
+    let master = crate::accounts::master_xpub(&key)?;
+    let planned = plan(&st, &key_id, &b)?;
+    let rec = ReportRecord {
+        body: b,
+        key_id: key_id.clone(),
+        master_public_key: hex::encode(master.public_key),
+        master_chain_code: hex::encode(master.chain_code),
+        generated_at: unix_now(),
+        entries: planned
+            .iter()
+            .map(|(e, body)| (e.clone(), body.request_id.clone()))
+            .collect(),
+    };
+    store
+        .set_meta(&meta_key(&key_id, &rec.body.report_id), &rec)
+        .map_err(internal)?;
+    for (_, body) in planned {
+        crate::api::submit(&st, body)?;
+    }
+    st.orch.control.record(
+        "reserves.started",
+        serde_json::json!({"key_id": key_id, "report_id": rec.body.report_id,
+                           "accounts": rec.body.accounts, "entries": rec.entries.len()}),
+    );
+    Ok((StatusCode::ACCEPTED, Json(view(&st, &rec)?)))
+}
+
+/// `GET /v1/keys/{key_id}/reserves/{report_id}`.
+pub async fn get(
+    State(st): State<ApiState>,
+    Path((key_id, report_id)): Path<(String, String)>,
+) -> Result<Json<ReservesView>, ApiFail> {
+    let rec = st
+        .orch
+        .store
+        .meta::<ReportRecord>(&meta_key(&key_id, &report_id))
+        .map_err(internal)?
+        .ok_or_else(|| {
+            ApiFail::new(
+                StatusCode::NOT_FOUND,
+                "reserves.not_found",
+                format!("no report `{report_id}` of key `{key_id}`"),
+            )
+        })?;
+    Ok(Json(view(&st, &rec)?))
+}
+
+/// The report's state from its sign requests; the report itself once all are signed.
+fn view(st: &ApiState, rec: &ReportRecord) -> Result<ReservesView, ApiFail> {
+    let mut entries = Vec::new();
+    let mut error = None;
+    for (entry, request_id) in &rec.entries {
+        let Some(r) = st.orch.store.request(request_id).map_err(internal)? else {
+            continue;
+        };
+        match r.view.status {
+            RequestStatus::Signed => entries.push(signed_entry(entry, &r.view)),
+            s if s.is_final() => {
+                error.get_or_insert(r.view.error.clone().unwrap_or_else(|| {
+                    crate::store::api_error("reserves.failed", format!("{request_id} ended {s:?}"))
+                }));
+            }
+            _ => {}
+        }
+    }
+    let total = rec.entries.len();
+    let signed = entries.len();
+    let status = match (&error, signed == total) {
+        (Some(_), _) => "failed",
+        (None, true) => "complete",
+        (None, false) => "signing",
+    };
+    let report = (status == "complete").then(|| ReservesReport {
+        version: REPORT_VERSION,
+        key_id: rec.key_id.clone(),
+        master_public_key: rec.master_public_key.clone(),
+        master_chain_code: rec.master_chain_code.clone(),
+        statement: rec.body.statement.clone(),
+        generated_at: rec.generated_at,
+        entries,
+    });
+    Ok(ReservesView {
+        report_id: rec.body.report_id.clone(),
+        status: status.into(),
+        signed,
+        total,
+        requests: rec.entries.iter().map(|(_, id)| id.clone()).collect(),
+        error,
+        report,
+    })
+}
+
+fn signed_entry(entry: &ReserveEntry, v: &api::SignRequestView) -> ReserveEntry {
+    let mut e = entry.clone();
+    if e.chain == "ethereum" {
+        e.eip191_signature = v.signature.as_ref().map(|s| {
+            format!(
+                "0x{}{}{:02x}",
+                s.r.trim_start_matches("0x"),
+                s.s.trim_start_matches("0x"),
+                27 + s.y_parity
+            )
+        });
+    } else {
+        e.bip322_signature = v.bip322_signature.clone();
+    }
+    e
+}

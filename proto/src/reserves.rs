@@ -1,0 +1,211 @@
+//! Proof of reserves per account: a report of every address of the chosen accounts, each with a
+//! threshold-signed attestation, that an auditor checks offline (`policy reserves verify`).
+//!
+//! The check needs nothing but the report: each address key is re-derived from the master
+//! public key and chain code along its path (so every address provably belongs to that one
+//! key), each address is re-encoded from its key, the attestation text is rebuilt, and each
+//! signature is verified with libsecp256k1: EIP-191 `personal_sign` for Ethereum, BIP-322
+//! "simple" for Bitcoin P2WPKH.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{btc, hd::Xpub, message, sig};
+
+/// Report format version.
+pub const REPORT_VERSION: u32 = 1;
+
+/// The text each address signs: it names the key, the account, the chain, the address and the
+/// auditor's statement (a date or a nonce), so an attestation cannot be reused elsewhere.
+pub fn attestation(
+    key_id: &str,
+    account: &str,
+    chain: &str,
+    address: &str,
+    statement: &str,
+) -> String {
+    format!(
+        "custody proof of reserves\nkey: {key_id}\naccount: {account}\nchain: {chain}\naddress: {address}\nstatement: {statement}"
+    )
+}
+
+/// A whole report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReservesReport {
+    /// [`REPORT_VERSION`].
+    pub version: u32,
+    /// The key.
+    pub key_id: String,
+    /// Master public key (compressed, hex).
+    pub master_public_key: String,
+    /// Master chain code (hex).
+    pub master_chain_code: String,
+    /// The auditor's statement every attestation includes.
+    pub statement: String,
+    /// When the report was assembled (unix seconds, coordinator clock).
+    pub generated_at: u64,
+    /// One entry per address.
+    pub entries: Vec<ReserveEntry>,
+}
+
+/// One address and its attestation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveEntry {
+    /// Account name.
+    pub account: String,
+    /// `ethereum`, or the Bitcoin network (`mainnet`, `testnet`, `signet`, `regtest`).
+    pub chain: String,
+    /// The address.
+    pub address: String,
+    /// Derivation path from the master key, e.g. `m/3/0`.
+    pub path: String,
+    /// The address's public key (compressed, hex).
+    pub public_key: String,
+    /// The attestation text that was signed.
+    pub message: String,
+    /// Ethereum: 65-byte `r || s || v` (v = 27 + y parity), 0x-hex, as `personal_sign` returns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eip191_signature: Option<String>,
+    /// Bitcoin: BIP-322 simple signature (base64 witness).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bip322_signature: Option<String>,
+}
+
+/// Why a report does not verify. Each names the entry (by address) and what failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReserveError {
+    /// Unsupported version.
+    #[error("report version {0} is not supported (expected {REPORT_VERSION})")]
+    Version(u32),
+    /// Malformed master key.
+    #[error("master key: {0}")]
+    Master(String),
+    /// One entry fails.
+    #[error("entry {index} ({address}): {reason}")]
+    Entry {
+        /// Position in `entries`.
+        index: usize,
+        /// The entry's address.
+        address: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Parses `m/a/i` (non-hardened indexes only).
+pub fn parse_path(path: &str) -> Option<Vec<u32>> {
+    let mut parts = path.split('/');
+    if parts.next()? != "m" {
+        return None;
+    }
+    parts
+        .map(|p| {
+            p.parse::<u32>()
+                .ok()
+                .filter(|i| *i < crate::hd::MAX_ACCOUNTS)
+        })
+        .collect()
+}
+
+/// Verifies every entry of a report; returns the number of attestations checked.
+pub fn verify(report: &ReservesReport) -> Result<usize, ReserveError> {
+    if report.version != REPORT_VERSION {
+        return Err(ReserveError::Version(report.version));
+    }
+    let master_pk =
+        hex::decode(&report.master_public_key).map_err(|e| ReserveError::Master(e.to_string()))?;
+    let master_cc =
+        hex::decode(&report.master_chain_code).map_err(|e| ReserveError::Master(e.to_string()))?;
+    let master =
+        Xpub::new(&master_pk, &master_cc).map_err(|e| ReserveError::Master(e.to_string()))?;
+    for (index, e) in report.entries.iter().enumerate() {
+        verify_entry(report, &master, e).map_err(|reason| ReserveError::Entry {
+            index,
+            address: e.address.clone(),
+            reason,
+        })?;
+    }
+    Ok(report.entries.len())
+}
+
+fn verify_entry(report: &ReservesReport, master: &Xpub, e: &ReserveEntry) -> Result<(), String> {
+    let path = parse_path(&e.path).ok_or_else(|| format!("path `{}` is not m/a/i", e.path))?;
+    let derived = master.derive(&path).map_err(|err| err.to_string())?;
+    if hex::encode(derived.public_key) != e.public_key {
+        return Err(format!(
+            "public key is not the master key's child {}",
+            e.path
+        ));
+    }
+    let pk = derived.public_key;
+    let want = attestation(
+        &report.key_id,
+        &e.account,
+        &e.chain,
+        &e.address,
+        &report.statement,
+    );
+    if e.message != want {
+        return Err("the signed message is not the attestation for this address".into());
+    }
+    match e.chain.as_str() {
+        "ethereum" => verify_eth(&pk, e),
+        network => verify_btc(&pk, network, e),
+    }
+}
+
+fn verify_eth(pk: &[u8; 33], e: &ReserveEntry) -> Result<(), String> {
+    let address = crate::eth::address_from_pubkey(pk).map_err(|err| err.to_string())?;
+    if address != e.address {
+        return Err(format!("the key's ethereum address is {address}"));
+    }
+    let hex_sig = e
+        .eip191_signature
+        .as_deref()
+        .ok_or("no `eip191_signature`")?;
+    let bytes = hex::decode(hex_sig.trim_start_matches("0x")).map_err(|err| err.to_string())?;
+    let [r, s, v] = split_rsv(&bytes).ok_or("an eip-191 signature is 65 bytes")?;
+    let checked = sig::verify(pk, &message::eip191_hash(e.message.as_bytes()), &r, &s)
+        .map_err(|err| err.to_string())?;
+    if v[0] != 27 + checked.recovery_id {
+        return Err("`v` does not recover the address".into());
+    }
+    Ok(())
+}
+
+fn split_rsv(b: &[u8]) -> Option<[[u8; 32]; 3]> {
+    if b.len() != 65 {
+        return None;
+    }
+    let mut r = [0u8; 32];
+    let mut s = [0u8; 32];
+    r.copy_from_slice(&b[..32]);
+    s.copy_from_slice(&b[32..64]);
+    let mut v = [0u8; 32];
+    v[0] = b[64];
+    Some([r, s, v])
+}
+
+fn verify_btc(pk: &[u8; 33], network: &str, e: &ReserveEntry) -> Result<(), String> {
+    let net: btc::Network = network
+        .parse()
+        .map_err(|err: btc::BtcError| err.to_string())?;
+    let address = btc::p2wpkh_address(pk, net).map_err(|err| err.to_string())?;
+    if address != e.address {
+        return Err(format!("the key's p2wpkh address is {address}"));
+    }
+    let b64 = e
+        .bip322_signature
+        .as_deref()
+        .ok_or("no `bip322_signature`")?;
+    let (r, s, witness_pk) = message::parse_bip322_simple(b64).map_err(|err| err.to_string())?;
+    if &witness_pk != pk {
+        return Err("the bip-322 witness names another public key".into());
+    }
+    let sighash = message::bip322_to_sign(e.message.as_bytes(), pk)
+        .and_then(|t| t.sighash())
+        .map_err(|err| err.to_string())?;
+    sig::verify(pk, &sighash, &r, &s).map_err(|err| err.to_string())?;
+    Ok(())
+}
