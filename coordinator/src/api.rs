@@ -443,7 +443,8 @@ fn id_conflict(request_id: &str) -> ApiFail {
     )
 }
 
-fn validate_sign_body(st: &ApiState, body: &SignRequestBody) -> Result<(), ApiFail> {
+/// Checks a sign request as every node will (shape, key, account, decoding).
+pub(crate) fn validate_sign_body(st: &ApiState, body: &SignRequestBody) -> Result<(), ApiFail> {
     let unprocessable =
         |code: &str, msg: String| ApiFail::new(StatusCode::UNPROCESSABLE_ENTITY, code, msg);
     if !api::valid_request_id(&body.request_id) {

@@ -121,10 +121,26 @@ impl Control {
         for order in self.store.orders().unwrap_or_default() {
             self.registry.send(node, CoordFrame::Order(order));
         }
-        // Accounts the node may have missed: it registers each (or refuses a conflict).
-        for acct in self.store.all_accounts().unwrap_or_default() {
+        // Accounts of its keys the node may have missed: it registers each (or refuses a
+        // conflict), in a few frames.
+        let holds = |key_id: &str| {
+            self.store
+                .key(key_id)
+                .ok()
+                .flatten()
+                .is_some_and(|k| k.info.nodes.iter().any(|n| n == node))
+        };
+        let regs: Vec<_> = self
+            .store
+            .all_accounts()
+            .unwrap_or_default()
+            .iter()
+            .filter(|a| holds(&a.key_id))
+            .map(account_registration)
+            .collect();
+        for batch in regs.chunks(proto::wire::ACCOUNT_BATCH) {
             self.registry
-                .send(node, CoordFrame::Account(account_registration(&acct)));
+                .send(node, CoordFrame::Accounts(batch.to_vec()));
         }
         self.wake_all();
     }
@@ -233,7 +249,10 @@ impl Control {
         let reg = account_registration(acct);
         let asked: Vec<&String> = nodes
             .iter()
-            .filter(|n| self.registry.send(n, CoordFrame::Account(reg.clone())))
+            .filter(|n| {
+                self.registry
+                    .send(n, CoordFrame::Accounts(vec![reg.clone()]))
+            })
             .collect();
         let out = gather(rx, &asked, timeout).await;
         lock(&self.accounts).remove(&id);

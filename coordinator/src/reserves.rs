@@ -1,7 +1,7 @@
 //! Proof of reserves per account: one message sign request per address (EIP-191 for the
 //! account's Ethereum address, BIP-322 simple for each P2WPKH address), each signed by t nodes
 //! under the address's derived key and gated by every node's message scope, then assembled
-//! into a report an auditor verifies offline (`policy reserves verify`).
+//! into a report an auditor verifies offline (`policy reserves-verify`).
 
 use axum::{
     body::Bytes,
@@ -32,7 +32,8 @@ struct ReportRecord {
     master_public_key: String,
     master_chain_code: String,
     generated_at: u64,
-    entries: Vec<(ReserveEntry, String)>,
+    /// Each address's entry (unsigned) and the sign request that attests it.
+    entries: Vec<(ReserveEntry, SignRequestBody)>,
 }
 
 fn meta_key(key_id: &str, report_id: &str) -> String {
@@ -85,6 +86,14 @@ fn plan(
     b: &ReservesBody,
 ) -> Result<Vec<(ReserveEntry, SignRequestBody)>, ApiFail> {
     let (network, count) = check_body(b)?;
+    // The longest request id must be a valid one.
+    let last = b.accounts.len() * (1 + count as usize);
+    if !api::valid_request_id(&format!("reserves.{key_id}.{}.{last}", b.report_id)) {
+        return Err(invalid(
+            "reserves.invalid",
+            "`report_id` is too long for this key id (request ids are at most 128 characters)",
+        ));
+    }
     let mut out = Vec::new();
     for name in &b.accounts {
         let rec = st
@@ -168,6 +177,10 @@ pub async fn create(
                 format!("report `{}` was started with other parameters", b.report_id),
             ));
         }
+        // Submitting is idempotent: requests a crash kept from being submitted are now.
+        for (_, body) in &rec.entries {
+            crate::api::submit(&st, body.clone())?;
+        }
         return Ok((StatusCode::OK, Json(view(&st, &rec)?)));
     }
     let key = store.key(&key_id).map_err(internal)?.ok_or_else(|| {
@@ -179,22 +192,23 @@ pub async fn create(
     })?;
     let master = crate::accounts::master_xpub(&key)?;
     let planned = plan(&st, &key_id, &b)?;
+    // Every request must be acceptable before the report exists.
+    for (_, body) in &planned {
+        crate::api::validate_sign_body(&st, body)?;
+    }
     let rec = ReportRecord {
         body: b,
         key_id: key_id.clone(),
         master_public_key: hex::encode(master.public_key),
         master_chain_code: hex::encode(master.chain_code),
         generated_at: unix_now(),
-        entries: planned
-            .iter()
-            .map(|(e, body)| (e.clone(), body.request_id.clone()))
-            .collect(),
+        entries: planned,
     };
     store
         .set_meta(&meta_key(&key_id, &rec.body.report_id), &rec)
         .map_err(internal)?;
-    for (_, body) in planned {
-        crate::api::submit(&st, body)?;
+    for (_, body) in &rec.entries {
+        crate::api::submit(&st, body.clone())?;
     }
     st.orch.control.record(
         "reserves.started",
@@ -228,7 +242,8 @@ pub async fn get(
 fn view(st: &ApiState, rec: &ReportRecord) -> Result<ReservesView, ApiFail> {
     let mut entries = Vec::new();
     let mut error = None;
-    for (entry, request_id) in &rec.entries {
+    for (entry, body) in &rec.entries {
+        let request_id = &body.request_id;
         let Some(r) = st.orch.store.request(request_id).map_err(internal)? else {
             continue;
         };
@@ -263,7 +278,11 @@ fn view(st: &ApiState, rec: &ReportRecord) -> Result<ReservesView, ApiFail> {
         status: status.into(),
         signed,
         total,
-        requests: rec.entries.iter().map(|(_, id)| id.clone()).collect(),
+        requests: rec
+            .entries
+            .iter()
+            .map(|(_, b)| b.request_id.clone())
+            .collect(),
         error,
         report,
     })

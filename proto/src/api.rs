@@ -391,7 +391,7 @@ pub struct ReservesView {
     /// Why it failed (the first failed attestation's error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ApiError>,
-    /// The report, once complete: verify it offline with `policy reserves verify`.
+    /// The report, once complete: verify it offline with `policy reserves-verify`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<crate::reserves::ReservesReport>,
 }

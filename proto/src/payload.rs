@@ -115,7 +115,9 @@ impl SignPayload {
     /// Builds a payload from an API body, checking that exactly the right fields are present.
     pub fn from_body(b: &SignRequestBody) -> Result<Self, PayloadError> {
         let shape = |m: &str| Err(PayloadError::Shape(m.to_string()));
-        if b.address_index.is_some() && (b.account.is_none() || b.message.is_none()) {
+        if b.address_index.is_some()
+            && (b.account.is_none() || b.message.is_none() || b.chain != "bitcoin")
+        {
             return shape("`address_index` is for bitcoin messages of an `account` only");
         }
         let msg_bytes = |m: &String| m.as_bytes().to_vec();

@@ -1,5 +1,5 @@
 //! Proof of reserves per account: a report of every address of the chosen accounts, each with a
-//! threshold-signed attestation, that an auditor checks offline (`policy reserves verify`).
+//! threshold-signed attestation, that an auditor checks offline (`policy reserves-verify`).
 //!
 //! The check needs nothing but the report: each address key is re-derived from the master
 //! public key and chain code along its path (so every address provably belongs to that one

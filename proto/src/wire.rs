@@ -70,6 +70,9 @@ pub struct EvaluateRequest {
     pub account: Option<String>,
 }
 
+/// Accounts per [`CoordFrame::Accounts`] frame at most (about 100 bytes each).
+pub const ACCOUNT_BATCH: usize = 1024;
+
 /// Registers a segregated account on a node: the node refuses a name or a number it already
 /// registered differently, then derives and returns the account's keys itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,8 +249,10 @@ pub enum CoordFrame {
     Order(crate::authz::Order),
     /// Another node's ledger entry.
     Ledger(crate::authz::LedgerEntry),
-    /// Register an account (also replayed for every account when a node connects).
-    Account(AccountRegistration),
+    /// Register accounts, in order: one when it is created, and every account of the node's
+    /// keys (in batches of [`ACCOUNT_BATCH`]) when a node connects. One frame is one job on
+    /// the node, so a replay of many accounts cannot crowd out other control frames.
+    Accounts(Vec<AccountRegistration>),
     /// Abandon a session (deadline passed or another party failed).
     Abort {
         /// Which session.

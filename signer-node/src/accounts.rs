@@ -141,3 +141,90 @@ pub fn spend_keys(
     SpendKeys::account(name, &keys)
         .ok_or_else(|| fail("session.internal", "derived account keys do not parse"))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::{seal::KdfParams, secret::Passphrase};
+
+    /// The secp256k1 generator, compressed: a valid master public key for derivation tests.
+    const G: &str = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
+
+    fn setup(chain_code: Vec<u8>) -> (Store, KeyMeta, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "accounts-{}-{}",
+            std::process::id(),
+            rand_core::RngCore::next_u32(&mut rand_core::OsRng)
+        ));
+        let fast = KdfParams {
+            m_kib: 256,
+            t: 1,
+            p: 1,
+        };
+        let store = Store::create(&dir, "n1", &Passphrase::new("pw".into()), fast).unwrap();
+        let meta = KeyMeta {
+            key_id: "k".into(),
+            group: vec!["n1".into(), "n2".into()],
+            threshold: 2,
+            public_key: hex::decode(G).unwrap(),
+            complete: true,
+            chain_code,
+        };
+        store.commit_key(&meta, ("share/k", b"x"), &[]).unwrap();
+        (store, meta, dir)
+    }
+
+    fn reg(name: &str, index: u32) -> AccountRegistration {
+        AccountRegistration {
+            key_id: "k".into(),
+            name: name.into(),
+            index,
+        }
+    }
+
+    fn code(r: Result<AccountKeys, SessionFailure>) -> String {
+        r.err().map(|f| f.code).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_name_and_a_number_register_once_and_derive_here() {
+        let (store, meta, dir) = setup(vec![7; 32]);
+        let a = register(&store, &reg("a", 0)).unwrap();
+        assert_eq!(register(&store, &reg("a", 0)).unwrap(), a, "idempotent");
+        assert_eq!(code(register(&store, &reg("a", 1))), "account.conflict");
+        assert_eq!(code(register(&store, &reg("b", 0))), "account.conflict");
+        let b = register(&store, &reg("b", 1)).unwrap();
+        assert_ne!(a.address_keys, b.address_keys);
+        assert_eq!(number(&store, "k", "a").unwrap(), Some(0));
+        let spend = spend_keys(&store, &meta, Some("b")).unwrap();
+        assert_eq!(Some(spend.keys.clone()), b.address_key_bytes());
+        assert_eq!(spend.path(3), vec![1, 3]);
+        let unknown = spend_keys(&store, &meta, Some("zz")).err().unwrap();
+        assert_eq!(unknown.code, "account.not_found");
+        assert_eq!(
+            code(register(&store, &reg("no spaces", 2))),
+            "account.invalid"
+        );
+        assert_eq!(
+            code(register(&store, &reg("c", MAX_ACCOUNTS))),
+            "account.invalid"
+        );
+        let mut other = reg("c", 2);
+        other.key_id = "nope".into();
+        assert_eq!(code(register(&store, &other)), "key.not_ready");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_key_without_a_chain_code_has_no_accounts() {
+        let (store, _, dir) = setup(vec![]);
+        assert_eq!(code(register(&store, &reg("a", 0))), "account.not_hd");
+        assert_eq!(
+            number(&store, "k", "a").unwrap(),
+            None,
+            "nothing registered"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -227,16 +227,18 @@ impl NodeCore {
                     result,
                 });
             }),
-            CoordFrame::Account(reg) => self.control_job(move |me| {
-                let result = crate::accounts::register(&me.store, &reg);
-                if let Err(f) = &result {
-                    tracing::warn!(key = %reg.key_id, account = %reg.name, code = %f.code, "account registration refused");
+            CoordFrame::Accounts(regs) => self.control_job(move |me| {
+                for reg in regs.into_iter().take(proto::wire::ACCOUNT_BATCH) {
+                    let result = crate::accounts::register(&me.store, &reg);
+                    if let Err(f) = &result {
+                        tracing::warn!(key = %reg.key_id, account = %reg.name, code = %f.code, "account registration refused");
+                    }
+                    let _ = me.frames.send(NodeFrame::AccountResult {
+                        key_id: reg.key_id,
+                        name: reg.name,
+                        result,
+                    });
                 }
-                let _ = me.frames.send(NodeFrame::AccountResult {
-                    key_id: reg.key_id,
-                    name: reg.name,
-                    result,
-                });
             }),
             CoordFrame::Ledger(entry) => {
                 self.control_job(move |me| match me.guard.receive_ledger(&entry) {

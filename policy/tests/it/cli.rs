@@ -264,3 +264,88 @@ fn sign_refuses_a_readable_key_file() {
         assert!(err.contains("chmod 600"), "{err}");
     }
 }
+
+/// `policy approve` of a request that names an `account`: the approver derives the account's
+/// keys from the master key and chain code, so the input must be the account's and the intent
+/// it signs names the account (as every node's does).
+#[test]
+fn approve_an_account_request_with_keys_derived_here() {
+    use bitcoin::{
+        absolute::LockTime, hashes::Hash, transaction::Version, Amount, OutPoint, ScriptBuf,
+        Sequence, Transaction, TxIn, TxOut, Txid, Witness,
+    };
+    const G: &str = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
+    let cc = hex::encode([7u8; 32]);
+    let master = proto::hd::Xpub::new(&hex::decode(G).unwrap(), &[7u8; 32]).unwrap();
+    let acct = proto::hd::AccountKeys::derive(&master, 2).unwrap();
+    let keys = acct.address_key_bytes().unwrap();
+    let script = |i: usize| ScriptBuf::from_bytes(proto::btc::p2wpkh_script(&keys[i]).unwrap());
+    let out = |sat: u64, script_pubkey: ScriptBuf| TxOut {
+        value: Amount::from_sat(sat),
+        script_pubkey,
+    };
+    let tx = Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint::new(Txid::from_byte_array([1; 32]), 0),
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+            witness: Witness::new(),
+        }],
+        output: vec![
+            out(
+                5_000,
+                ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_byte_array([0x22; 20])),
+            ),
+            out(4_000, script(1)),
+        ],
+    };
+    let mut psbt = bitcoin::Psbt::from_unsigned_tx(tx).unwrap();
+    psbt.inputs[0].witness_utxo = Some(out(10_000, script(0)));
+    let dir = std::env::temp_dir().join(format!("policy-acct-approve-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let body = dir.join("request.json");
+    fs::write(
+        &body,
+        serde_json::json!({"request_id": "acct-approve-1", "key_id": "hot", "chain": "bitcoin",
+            "network": "regtest", "account": "client-a", "psbt": psbt.to_string()})
+        .to_string(),
+    )
+    .unwrap();
+    let key = dir.join("approver.key");
+    assert_eq!(run(&["keygen", "--out", key.to_str().unwrap()]).0, 0);
+    let approve = |extra: &[&str]| {
+        let mut args = vec![
+            "approve",
+            EXAMPLE,
+            "--sign-request",
+            body.to_str().unwrap(),
+            "--public-key",
+            G,
+            "--key",
+            key.to_str().unwrap(),
+            "--expires-at",
+            "4102444800",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let (code, _, err) = approve(&[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--account-index"), "{err}");
+    let (code, _, err) = approve(&["--chain-code", &cc, "--account-index", "3"]);
+    assert_ne!(code, 0, "account 3 does not own the input");
+    assert!(err.contains("not one of account `client-a`"), "{err}");
+    let (code, stdout, err) = approve(&["--chain-code", &cc, "--account-index", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("\"account\":\"client-a\""), "{err}");
+    assert!(
+        err.contains("\"change\":[{"),
+        "the change to m/2/1 is the account's: {err}"
+    );
+    let approval: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(approval["expires_at"], 4102444800u64);
+    let _ = fs::remove_dir_all(dir);
+}

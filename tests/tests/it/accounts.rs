@@ -19,14 +19,14 @@ use proto::{
     api::{AccountView, KeyInfo, RequestStatus, ReservesView, SignRequestView},
     btc::{Network, UnsignedPsbt},
     payload::SignPayload,
-    wire::{CoordFrame, SessionKind, SessionStart},
+    wire::SessionKind,
 };
 use serde_json::{json, Value};
 
 use crate::{
     agreement::rogue_pair,
     common::{edit_node_config, exclusive, rid, shared, Shared},
-    presign::results,
+    presign::{results, start_for},
 };
 
 const KEY: &str = "acct-key";
@@ -308,22 +308,6 @@ fn limit_per_tx_of_the_default_account_class_holds_for_accounts() {
     );
 }
 
-fn start_on(rogue: &custody_tests::rogue::Rogue, kind: SessionKind) -> [u8; 32] {
-    let sid: [u8; 32] = rand::random();
-    let parties = vec!["node-1".to_string(), "node-2".to_string()];
-    rogue.route(sid, parties.clone());
-    let start = SessionStart {
-        session_id: sid,
-        key_id: KEY.into(),
-        parties: parties.clone(),
-        kind,
-    };
-    for node in &parties {
-        assert!(rogue.send(node, CoordFrame::Start(start.clone())));
-    }
-    sid
-}
-
 fn account_sign(account: &str, payload: SignPayload, presig: Option<[u8; 32]>) -> SessionKind {
     SessionKind::Sign {
         request_id: rid("rogue-acct"),
@@ -376,7 +360,7 @@ fn nodes_check_account_ownership_themselves() {
         ),
     ];
     for (kind, code) in cases {
-        let sid = start_on(&rogue, kind);
+        let sid = start_for(&rogue, KEY, kind);
         let got = results(&rogue, sid);
         assert_eq!(got, vec![Err(code.to_string()), Err(code.to_string())]);
     }
@@ -403,6 +387,22 @@ fn proof_of_reserves_report_verifies_offline() {
         "statement": "reserves as of regtest block 100, auditor nonce 42",
         "bitcoin_network": "regtest", "bitcoin_addresses": 1});
     let path = format!("/v1/keys/{KEY}/reserves");
+    for (bad, want) in [
+        (json!({"accounts": ["acct-zz"]}), (404, "account.not_found")),
+        (
+            json!({"statement": "two\nlines"}),
+            (422, "reserves.invalid"),
+        ),
+        (json!({"bitcoin_addresses": 9}), (422, "reserves.invalid")),
+        (json!({"report_id": "bad id!"}), (422, "reserves.invalid")),
+    ] {
+        let mut b = body.clone();
+        for (k, v) in bad.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        let (st, v) = s.cluster.api.post(&path, &b).unwrap();
+        assert_eq!((st, v["code"].as_str().unwrap()), want, "{v}");
+    }
     let (st, v) = s.cluster.api.post(&path, &body).unwrap();
     assert_eq!(st, 202, "{v}");
     let id = body["report_id"].as_str().unwrap();

@@ -174,6 +174,15 @@ fn system_part(
     plot: &mut plot::Data,
 ) -> anyhow::Result<()> {
     let c = ceremony_and_cold(args, rows, plot, 3, 2, base.full23)?;
+    let acct = system::account_latencies(&c, "bench-account", args.runs)?;
+    rows.push(row(
+        "account (m/a/0) REST sign 2-of-3 (always full signing)",
+        Some(pct(&acct, 0.5)),
+        Some(pct(&acct, 0.99)),
+        ratio(pct(&acct, 0.5), base.full23),
+    ));
+    plot.latency
+        .push(("account 2-of-3".into(), pct(&acct, 0.5), pct(&acct, 0.99)));
     let (lat, _, wall) = system::load(&c, "sustained", args.sustained, 4)?;
     let rate = lat.len() as f64 / wall.as_secs_f64();
     rows.push(row(

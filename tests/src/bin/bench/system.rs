@@ -31,8 +31,21 @@ pub fn cluster(
 
 /// Signs one request; its latency and whether it was signed from a presignature.
 pub fn sign_one(cluster: &Cluster, id: &str, nonce: u64) -> anyhow::Result<(Duration, bool)> {
-    let body = json!({"request_id": id, "key_id": KEY, "chain": "ethereum",
+    sign_as(cluster, id, nonce, None)
+}
+
+/// Signs one request from the master key or from `account`'s derived key.
+pub fn sign_as(
+    cluster: &Cluster,
+    id: &str,
+    nonce: u64,
+    account: Option<&str>,
+) -> anyhow::Result<(Duration, bool)> {
+    let mut body = json!({"request_id": id, "key_id": KEY, "chain": "ethereum",
         "unsigned_tx": custody_tests::sample::eth_transfer(nonce, [0x42; 20], 1)});
+    if let Some(a) = account {
+        body["account"] = json!(a);
+    }
     let t = Instant::now();
     let (status, v) = cluster.api.post("/v1/sign-requests", &body)?;
     anyhow::ensure!(status == 202, "sign request refused: {v}");
@@ -94,6 +107,26 @@ pub fn load(
         }
     }
     Ok((lat, warm, wall))
+}
+
+/// Creates `account` and signs `runs` requests from it, one at a time: derived keys always sign
+/// fully (no presignature), so this is cold signing with the HD derivation path.
+pub fn account_latencies(
+    cluster: &Cluster,
+    account: &str,
+    runs: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let (st, v) = cluster.api.post(
+        &format!("/v1/keys/{KEY}/accounts"),
+        &json!({ "name": account }),
+    )?;
+    anyhow::ensure!(st == 201 || st == 200, "account creation failed: {v}");
+    (0..runs)
+        .map(|k| {
+            let id = format!("{account}-{k}");
+            sign_as(cluster, &id, 2_000_000 + k as u64, Some(account)).map(|(d, _)| d)
+        })
+        .collect()
 }
 
 /// Sets the key's pool depth and waits until every subset holds `depth` (or `limit` passes).
