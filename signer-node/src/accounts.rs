@@ -51,6 +51,27 @@ fn complete_meta(store: &Store, key_id: &str) -> Result<KeyMeta, SessionFailure>
         })
 }
 
+/// Keys made before nodes kept the DKG chain code in their metadata get it from their share
+/// (read at start, when every share is checked anyway), so their accounts work too.
+pub fn backfill_chain_code(
+    store: &Store,
+    record: &str,
+    share: &crate::mpc::KeyShare,
+) -> Result<(), crate::store::StoreError> {
+    let Some(key_id) = record.strip_prefix("share/") else {
+        return Ok(());
+    };
+    let (Some(mut meta), Some(cc)) = (store.key_meta(key_id)?, share.core.chain_code) else {
+        return Ok(());
+    };
+    if meta.chain_code.is_empty() {
+        meta.chain_code = cc.to_vec();
+        store.put_key_meta(&meta)?;
+        tracing::info!(key = %key_id, "stored the key's chain code from its share");
+    }
+    Ok(())
+}
+
 /// Registers an account (idempotent for the same name and number) and derives its keys.
 pub fn register(store: &Store, reg: &AccountRegistration) -> Result<AccountKeys, SessionFailure> {
     if !proto::api::valid_key_id(&reg.name) {

@@ -78,7 +78,13 @@ pub fn open_and_validate(
             .ok_or_else(|| StoreError::Missing(name.clone()))?;
         let b = bytes.expose_secret();
         let ok = match name.split('/').next() {
-            Some("share") => serde_json::from_slice::<mpc::KeyShare>(b).is_ok(),
+            Some("share") => match serde_json::from_slice::<mpc::KeyShare>(b) {
+                Ok(share) => {
+                    accounts::backfill_chain_code(&store, &name, &share)?;
+                    true
+                }
+                Err(_) => false,
+            },
             Some("incomplete") => serde_json::from_slice::<mpc::IncompleteKeyShare>(b).is_ok(),
             Some("aux") => serde_json::from_slice::<mpc::AuxInfo>(b).is_ok(),
             Some("primes") => serde_json::from_slice::<mpc::Primes>(b).is_ok(),

@@ -249,6 +249,16 @@ impl Store {
         Ok(())
     }
 
+    /// Rewrites a key's metadata (the sealed share is unchanged).
+    pub fn put_key_meta(&self, meta: &KeyMeta) -> Result<(), StoreError> {
+        let meta_json = serde_json::to_vec(meta).map_err(|e| StoreError::Db(e.to_string()))?;
+        let tx = self.db.begin_write()?;
+        tx.open_table(KEYS)?
+            .insert(meta.key_id.as_str(), meta_json.as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Deletes a sealed record.
     pub fn delete_secret(&self, name: &str) -> Result<(), StoreError> {
         let tx = self.db.begin_write()?;

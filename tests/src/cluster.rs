@@ -42,6 +42,8 @@ pub struct Layout {
     /// Presignature pool depth per key and subset (`presign.default_depth`); 0 in tests, so
     /// background refills do not compete with them (the pool tests set a key's depth).
     pub presign_depth: u32,
+    /// Whether nodes sign proof-of-reserves messages (`[scope] messages`); off by default.
+    pub messages: bool,
 }
 
 impl Layout {
@@ -62,6 +64,7 @@ impl Layout {
             coordinator_host: "127.0.0.1".into(),
             bind_host: "127.0.0.1".into(),
             presign_depth: 0,
+            messages: false,
         }
     }
 
@@ -148,7 +151,7 @@ impl Layout {
         let governance = crate::governance::Governance::at(&self.dir).node_section()?;
         for id in &self.nodes {
             let cfg = format!(
-                "node_id = \"{id}\"\ndata_dir = \".\"\ncoordinator_addr = \"{}:{}\"\ncoordinator_name = \"{}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nroster = \"{}\"\n# /healthz and /readyz (plain HTTP, loopback only).\nhealth_listen = \"127.0.0.1:{}\"\n\n# What this node signs at all (devnet: Sepolia, Holesky, Hoodi and regtest; messages off).\n[scope]\nethereum_chain_ids = [11155111, 17000, 560048]\nbitcoin_networks = [\"regtest\"]\nmessages = false\n{}",
+                "node_id = \"{id}\"\ndata_dir = \".\"\ncoordinator_addr = \"{}:{}\"\ncoordinator_name = \"{}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nroster = \"{}\"\n# /healthz and /readyz (plain HTTP, loopback only).\nhealth_listen = \"127.0.0.1:{}\"\n\n# What this node signs at all (devnet: Sepolia, Holesky, Hoodi and regtest; messages only with `devnet --messages`).\n[scope]\nethereum_chain_ids = [11155111, 17000, 560048]\nbitcoin_networks = [\"regtest\"]\nmessages = {}\n{}",
                 self.coordinator_host,
                 self.node_port,
                 self.coordinator_host,
@@ -157,6 +160,7 @@ impl Layout {
                 pki.join(format!("{id}.key")).display(),
                 self.dir.join("roster.json").display(),
                 free_port()?,
+                self.messages,
                 governance,
             );
             std::fs::write(self.node_dir(id).join("node.toml"), cfg)?;

@@ -48,6 +48,9 @@ struct Args {
     /// Presignatures kept ready per key and signer subset (refilled in the background).
     #[arg(long, default_value_t = 2)]
     presign_depth: u32,
+    /// Let the nodes sign proof-of-reserves messages (`[scope] messages = true`; off by default).
+    #[arg(long)]
+    messages: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,6 +76,7 @@ fn main() -> anyhow::Result<()> {
     layout.coordinator_host = args.coordinator_host.clone();
     layout.bind_host = args.bind.clone();
     layout.presign_depth = args.presign_depth;
+    layout.messages = args.messages;
     layout.ensure(PrimeSource::Fresh)?;
     if args.prepare_only {
         println!("prepared {}", dir.display());
@@ -131,7 +135,7 @@ fn main() -> anyhow::Result<()> {
             r.status == proto::api::RequestStatus::Signed,
             "sample request not signed"
         );
-        return Ok(());
+        return smoke_account(&cluster, &args.key_id);
     }
     println!("sign the sample transaction with the README's curl; Ctrl-C stops the devnet");
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -210,6 +214,35 @@ fn account_psbt(args: &[String]) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     let acct: proto::api::AccountView =
         serde_json::from_str(&text).with_context(|| format!("{path} is not an account"))?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&account_withdrawal(&acct)?)?
+    );
+    Ok(())
+}
+
+/// The README's account path: create an account, withdraw a deposit to its first address.
+fn smoke_account(cluster: &Cluster, key_id: &str) -> anyhow::Result<()> {
+    let (st, v) = cluster.api.post(
+        &format!("/v1/keys/{key_id}/accounts"),
+        &json!({"name": "smoke-client"}),
+    )?;
+    anyhow::ensure!(st == 201 || st == 200, "account creation failed: {st} {v}");
+    let acct: proto::api::AccountView = serde_json::from_value(v)?;
+    let body = account_withdrawal(&acct)?;
+    let (st, v) = cluster.api.post("/v1/sign-requests", &body)?;
+    anyhow::ensure!(st == 202 || st == 200, "account request refused: {st} {v}");
+    let r = cluster.wait_request("smoke-client-withdraw-1", Duration::from_secs(120))?;
+    anyhow::ensure!(
+        r.status == proto::api::RequestStatus::Signed,
+        "account request not signed: {r:?}"
+    );
+    println!("account smoke-client ({}): withdrawal signed", acct.path);
+    Ok(())
+}
+
+/// A sign request spending a 100 000 sat deposit to the account's `m/a/0`.
+fn account_withdrawal(acct: &proto::api::AccountView) -> anyhow::Result<serde_json::Value> {
     let script = |i: usize| -> anyhow::Result<Vec<u8>> {
         let pk: [u8; 33] = acct
             .addresses
@@ -225,8 +258,8 @@ fn account_psbt(args: &[String]) -> anyhow::Result<()> {
         &script(1)?,
         39_000,
     );
-    let body = json!({"request_id": format!("{}-withdraw-1", acct.name), "key_id": acct.key_id,
-        "chain": "bitcoin", "network": "regtest", "account": acct.name, "psbt": psbt.to_string()});
-    println!("{}", serde_json::to_string_pretty(&body)?);
-    Ok(())
+    Ok(
+        json!({"request_id": format!("{}-withdraw-1", acct.name), "key_id": acct.key_id,
+        "chain": "bitcoin", "network": "regtest", "account": acct.name, "psbt": psbt.to_string()}),
+    )
 }

@@ -25,7 +25,8 @@ use serde_json::{json, Value};
 
 use crate::{
     agreement::rogue_pair,
-    common::{edit_node_config, exclusive, rid, shared, Shared},
+    common::{exclusive, rid, shared, Shared},
+    messages::set_message_scope,
     presign::{results, start_for},
 };
 
@@ -363,16 +364,6 @@ fn nodes_check_account_ownership_themselves() {
         let sid = start_for(&rogue, KEY, kind);
         let got = results(&rogue, sid);
         assert_eq!(got, vec![Err(code.to_string()), Err(code.to_string())]);
-    }
-}
-
-fn set_message_scope(s: &mut Shared, on: bool) {
-    let (from, to) = match on {
-        true => ("messages = false", "messages = true"),
-        false => ("messages = true", "messages = false"),
-    };
-    for i in 0..s.cluster.layout.nodes.len() {
-        edit_node_config(s, i, |text| text.replace(from, to));
     }
 }
 

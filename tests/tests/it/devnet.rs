@@ -24,6 +24,10 @@ fn devnet_from_scratch_signs_its_sample_transaction() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("\"status\": \"signed\""), "{stdout}");
+    assert!(
+        stdout.contains("account smoke-client (m/0): withdrawal signed"),
+        "{stdout}"
+    );
     let info: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("devnet.json")).unwrap()).unwrap();
     for field in [

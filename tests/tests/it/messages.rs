@@ -9,7 +9,7 @@ use crate::common::{edit_node_config, exclusive, rid, Shared, KEY};
 
 const MSG: &str = "proof of reserves: acme custody, 2026-11-24, nonce 7f3a";
 
-fn set_message_scope(s: &mut Shared, on: bool) {
+pub(crate) fn set_message_scope(s: &mut Shared, on: bool) {
     let (from, to) = match on {
         true => ("messages = false", "messages = true"),
         false => ("messages = true", "messages = false"),
