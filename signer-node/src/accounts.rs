@@ -167,23 +167,12 @@ pub fn spend_keys(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::{seal::KdfParams, secret::Passphrase};
 
     /// The secp256k1 generator, compressed: a valid master public key for derivation tests.
     const G: &str = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
 
     fn setup(chain_code: Vec<u8>) -> (Store, KeyMeta, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!(
-            "accounts-{}-{}",
-            std::process::id(),
-            rand_core::RngCore::next_u32(&mut rand_core::OsRng)
-        ));
-        let fast = KdfParams {
-            m_kib: 256,
-            t: 1,
-            p: 1,
-        };
-        let store = Store::create(&dir, "n1", &Passphrase::new("pw".into()), fast).unwrap();
+        let (store, dir) = crate::store::test_store("accounts");
         let meta = KeyMeta {
             key_id: "k".into(),
             group: vec!["n1".into(), "n2".into()],

@@ -194,7 +194,6 @@ impl PolicyBook {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::{seal::KdfParams, secret::Passphrase};
     use ed25519_dalek::SigningKey;
 
     const POLICY: &str = "version = VERSION\n[chains.eth]\nid = \"ethereum:1\"\nmax_fee = 1000\n[assets.eth]\nchain = \"eth\"\nasset = \"native\"\nper_tx = 10\n[keys.k]\nassets = [\"eth\"]\n[destinations]\nrequire_allowlist = false\n";
@@ -208,17 +207,7 @@ mod tests {
     }
 
     fn setup(delay: u64) -> (Store, PolicyBook, [SigningKey; 2], std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!(
-            "policy-book-{}-{delay}-{}",
-            std::process::id(),
-            rand_core::RngCore::next_u32(&mut rand_core::OsRng)
-        ));
-        let fast = KdfParams {
-            m_kib: 256,
-            t: 1,
-            p: 1,
-        };
-        let store = Store::create(&dir, "n1", &Passphrase::new("pw".into()), fast).unwrap();
+        let (store, dir) = crate::store::test_store(&format!("policy-book-{delay}"));
         let keys = [
             SigningKey::from_bytes(&[1; 32]),
             SigningKey::from_bytes(&[2; 32]),

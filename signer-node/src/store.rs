@@ -673,3 +673,21 @@ impl Store {
         Ok(store)
     }
 }
+
+/// A fresh store in a unique temporary directory, with a fast KDF (unit tests only).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn test_store(tag: &str) -> (Store, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        rand_core::RngCore::next_u32(&mut rand_core::OsRng)
+    ));
+    let fast = crate::seal::KdfParams {
+        m_kib: 256,
+        t: 1,
+        p: 1,
+    };
+    let pass = crate::secret::Passphrase::new("pw".into());
+    (Store::create(&dir, "n1", &pass, fast).unwrap(), dir)
+}
