@@ -51,7 +51,8 @@ pub fn master_xpub(key: &KeyRecord) -> Result<Xpub, ApiFail> {
     })
 }
 
-fn ready_key(st: &ApiState, key_id: &str) -> Result<KeyRecord, ApiFail> {
+/// The key, if it exists and its ceremony finished (`key.not_found`, `key.not_ready`).
+pub(crate) fn ready_key(st: &ApiState, key_id: &str) -> Result<KeyRecord, ApiFail> {
     let key = st
         .orch
         .store

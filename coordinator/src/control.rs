@@ -123,19 +123,20 @@ impl Control {
         }
         // Accounts of its keys the node may have missed: it registers each (or refuses a
         // conflict), in a few frames.
-        let holds = |key_id: &str| {
-            self.store
-                .key(key_id)
-                .ok()
-                .flatten()
-                .is_some_and(|k| k.info.nodes.iter().any(|n| n == node))
-        };
+        let held: std::collections::BTreeSet<String> = self
+            .store
+            .keys()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|k| k.info.nodes.iter().any(|n| n == node))
+            .map(|k| k.info.key_id)
+            .collect();
         let regs: Vec<_> = self
             .store
             .all_accounts()
             .unwrap_or_default()
             .iter()
-            .filter(|a| holds(&a.key_id))
+            .filter(|a| held.contains(&a.key_id))
             .map(account_registration)
             .collect();
         for batch in regs.chunks(proto::wire::ACCOUNT_BATCH) {

@@ -183,13 +183,7 @@ pub async fn create(
         }
         return Ok((StatusCode::OK, Json(view(&st, &rec)?)));
     }
-    let key = store.key(&key_id).map_err(internal)?.ok_or_else(|| {
-        ApiFail::new(
-            StatusCode::NOT_FOUND,
-            "key.not_found",
-            format!("no key `{key_id}`"),
-        )
-    })?;
+    let key = crate::accounts::ready_key(&st, &key_id)?;
     let master = crate::accounts::master_xpub(&key)?;
     let planned = plan(&st, &key_id, &b)?;
     // Every request must be acceptable before the report exists.

@@ -165,26 +165,23 @@ fn verify_eth(pk: &[u8; 33], e: &ReserveEntry) -> Result<(), String> {
         .as_deref()
         .ok_or("no `eip191_signature`")?;
     let bytes = hex::decode(hex_sig.trim_start_matches("0x")).map_err(|err| err.to_string())?;
-    let [r, s, v] = split_rsv(&bytes).ok_or("an eip-191 signature is 65 bytes")?;
+    let (r, s, v) = split_rsv(&bytes).ok_or("an eip-191 signature is 65 bytes")?;
     let checked = sig::verify(pk, &message::eip191_hash(e.message.as_bytes()), &r, &s)
         .map_err(|err| err.to_string())?;
-    if v[0] != 27 + checked.recovery_id {
+    if v != 27 + checked.recovery_id {
         return Err("`v` does not recover the address".into());
     }
     Ok(())
 }
 
-fn split_rsv(b: &[u8]) -> Option<[[u8; 32]; 3]> {
-    if b.len() != 65 {
-        return None;
+/// `r || s || v` of a 65-byte signature.
+fn split_rsv(b: &[u8]) -> Option<([u8; 32], [u8; 32], u8)> {
+    let (r, rest) = b.split_first_chunk::<32>()?;
+    let (s, v) = rest.split_first_chunk::<32>()?;
+    match v {
+        [v] => Some((*r, *s, *v)),
+        _ => None,
     }
-    let mut r = [0u8; 32];
-    let mut s = [0u8; 32];
-    r.copy_from_slice(&b[..32]);
-    s.copy_from_slice(&b[32..64]);
-    let mut v = [0u8; 32];
-    v[0] = b[64];
-    Some([r, s, v])
 }
 
 fn verify_btc(pk: &[u8; 33], network: &str, e: &ReserveEntry) -> Result<(), String> {
@@ -208,4 +205,38 @@ fn verify_btc(pk: &[u8; 33], network: &str, e: &ReserveEntry) -> Result<(), Stri
         .map_err(|err| err.to_string())?;
     sig::verify(pk, &sighash, &r, &s).map_err(|err| err.to_string())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn paths_and_signature_shapes_parse_strictly() {
+        assert_eq!(parse_path("m/3/1"), Some(vec![3, 1]));
+        for bad in ["3/1", "m/3'/1", "m/2147483648", "m//1", "x/1", "m/-1"] {
+            assert_eq!(parse_path(bad), None, "{bad}");
+        }
+        assert!(split_rsv(&[0u8; 64]).is_none());
+        assert!(split_rsv(&[0u8; 66]).is_none());
+        assert_eq!(split_rsv(&[1u8; 65]).map(|x| x.2), Some(1));
+    }
+
+    #[test]
+    fn an_unknown_version_or_a_bad_master_key_is_refused() {
+        let mut r = ReservesReport {
+            version: 2,
+            key_id: "k".into(),
+            master_public_key: "02".repeat(33),
+            master_chain_code: "00".repeat(32),
+            statement: "s".into(),
+            generated_at: 0,
+            entries: vec![],
+        };
+        assert_eq!(verify(&r), Err(ReserveError::Version(2)));
+        r.version = REPORT_VERSION;
+        r.master_public_key = "zz".into();
+        assert!(matches!(verify(&r), Err(ReserveError::Master(_))));
+    }
 }

@@ -228,6 +228,13 @@ impl NodeCore {
                 });
             }),
             CoordFrame::Accounts(regs) => self.control_job(move |me| {
+                if regs.len() > proto::wire::ACCOUNT_BATCH {
+                    tracing::warn!(
+                        count = regs.len(),
+                        "account batch over the limit: only the first {} are registered",
+                        proto::wire::ACCOUNT_BATCH
+                    );
+                }
                 for reg in regs.into_iter().take(proto::wire::ACCOUNT_BATCH) {
                     let result = crate::accounts::register(&me.store, &reg);
                     if let Err(f) = &result {
