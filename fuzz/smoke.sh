@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS seconds each (default 20). Installs cargo-fuzz if missing.
+# Fails if the target list is empty, if it differs from the [[bin]] targets in Cargo.toml, or if
+# any target fails or reports no executions.
 # Usage: fuzz/smoke.sh [SECONDS]
 set -euo pipefail
 
 seconds="${1:-20}"
-if ! [[ "$seconds" =~ ^[0-9]+$ ]]; then
-    echo "usage: $0 [SECONDS]: SECONDS must be a whole number, got \`$seconds\`" >&2
+if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
+    echo "usage: $0 [SECONDS]: SECONDS must be a whole number of at least 1, got \`$seconds\`" >&2
     exit 2
 fi
 
@@ -17,7 +19,21 @@ fi
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
-for target in $(cargo fuzz list); do
+# `cargo fuzz list` failing or printing nothing would otherwise run zero targets and pass.
+listed="$(cargo fuzz list)"
+declared="$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -vx 'custody-fuzz' | sort)"
+if [ -z "$listed" ]; then
+    echo "cargo fuzz list printed no targets" >&2
+    exit 1
+fi
+if [ "$(printf '%s\n' "$listed" | sort)" != "$declared" ]; then
+    printf 'cargo fuzz list does not match Cargo.toml:\n--- listed\n%s\n--- declared\n%s\n' \
+        "$listed" "$declared" >&2
+    exit 1
+fi
+
+ran=0
+for target in $listed; do
     echo "== fuzzing ${target} for ${seconds}s"
     # New inputs go to corpus/ (not committed); seeds/ holds committed starting inputs.
     mkdir -p "corpus/$target" "seeds/$target" logs
@@ -28,5 +44,15 @@ for target in $(cargo fuzz list); do
         echo "fuzz target ${target} failed; full output in fuzz/${log}" >&2
         exit 1
     fi
-    grep -E '^Done [0-9]+ runs' "$log" || tail -n 3 "$log"
+    # libFuzzer's last line: `Done N runs in S second(s)`. No such line, or N = 0, means the
+    # target never ran an input.
+    runs="$(sed -n 's/^Done \([0-9][0-9]*\) runs in .*/\1/p' "$log" | tail -n 1)"
+    if [ -z "$runs" ] || [ "$runs" -eq 0 ]; then
+        tail -n 20 "$log"
+        echo "fuzz target ${target} reported no executions; full output in fuzz/${log}" >&2
+        exit 1
+    fi
+    echo "${target}: ${runs} executions"
+    ran=$((ran + 1))
 done
+echo "fuzz smoke: ${ran} targets ran"

@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
             data,
             "decode accepted a non-canonical encoding"
         );
-        let _ = tx.intent("fuzz");
+        let _ = tx.intent("fuzz", &[0x5e; 20]);
         let _ = tx.signing_hash();
     }
 });

@@ -1,5 +1,5 @@
 //! Approvals: Ed25519 signatures by named approvers over a digest that binds the intent, the
-//! request, the exact policy and an expiry.
+//! request, the exact payload to be signed, the exact policy and an expiry.
 
 use ed25519_dalek::{Signer, SigningKey};
 use proto::intent::WithdrawalIntent;
@@ -9,15 +9,31 @@ use crate::input::Approval;
 use crate::model::PolicyHash;
 
 /// Domain-separation prefix of [`approval_digest`].
-pub const APPROVAL_DOMAIN: &[u8] = b"custody-policy/approval/v1\0";
+pub const APPROVAL_DOMAIN: &[u8] = b"custody-policy/approval/v2\0";
+
+/// The longest an approval may be valid for, counted from the evaluating node's clock: one
+/// signature cannot wait for ever for a payload to be attached to it. Longer ones are ignored.
+pub const MAX_APPROVAL_LIFETIME_SECS: u64 = 7 * 24 * 3600;
+
+/// What an approval is bound to: the request id and the hash of the exact payload
+/// (`SignPayload::payload_hash`), so one approval can never release a second payout under the
+/// same id (another nonce, other inputs, the same intent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApprovalSubject<'a> {
+    /// The request id.
+    pub request_id: &'a str,
+    /// Hash of the payload to be signed.
+    pub payload_hash: &'a [u8; 32],
+}
 
 /// The 32 bytes an approver signs. Variable-length fields are length-prefixed (u64 big-endian).
 pub fn approval_digest(
     intent: &WithdrawalIntent,
-    request_id: &str,
+    subject: ApprovalSubject<'_>,
     policy_hash: &PolicyHash,
     expires_at: u64,
 ) -> [u8; 32] {
+    let request_id = subject.request_id;
     let intent_bytes = intent.canonical_bytes();
     let mut h = Sha256::new();
     h.update(APPROVAL_DOMAIN);
@@ -25,6 +41,7 @@ pub fn approval_digest(
     h.update(&intent_bytes);
     h.update((request_id.len() as u64).to_be_bytes());
     h.update(request_id.as_bytes());
+    h.update(subject.payload_hash);
     h.update(policy_hash.0);
     h.update(expires_at.to_be_bytes());
     h.finalize().into()
@@ -34,11 +51,11 @@ pub fn approval_digest(
 pub fn sign_approval(
     key: &SigningKey,
     intent: &WithdrawalIntent,
-    request_id: &str,
+    subject: ApprovalSubject<'_>,
     policy_hash: &PolicyHash,
     expires_at: u64,
 ) -> Approval {
-    let digest = approval_digest(intent, request_id, policy_hash, expires_at);
+    let digest = approval_digest(intent, subject, policy_hash, expires_at);
     Approval {
         approver: key.verifying_key().to_bytes(),
         signature: key.sign(&digest).to_bytes(),

@@ -1,4 +1,5 @@
-//! Errors for policy files: every one names the file, the line and the column.
+//! Errors and warnings for policy files: every error names the file, the line and the column,
+//! and so does every warning about one place in the file.
 
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -43,24 +44,112 @@ impl PolicyError {
     /// Renders the error like a compiler diagnostic, with the offending line and a caret.
     pub fn render(&self, source: &str) -> String {
         let mut out = format!("error: {}\n", self.message);
-        let gutter = self.line.to_string().len();
-        let pad = " ".repeat(gutter);
-        let _ = writeln!(out, "{pad}--> {}:{}:{}", self.file, self.line, self.column);
-        let Some(text) = source.lines().nth(self.line.saturating_sub(1)) else {
-            return out;
-        };
-        let width = self.span.as_ref().map_or(1, |s| {
-            let end = s.end.min(source.len());
-            let start = s.start.min(end);
-            let snippet = source.get(start..end).unwrap_or("");
-            snippet.lines().next().unwrap_or("").chars().count().max(1)
-        });
-        let _ = writeln!(out, "{pad} |");
-        let _ = writeln!(out, "{} | {}", self.line, text);
-        let caret_pad = " ".repeat(self.column.saturating_sub(1));
-        let _ = writeln!(out, "{pad} | {caret_pad}{}", "^".repeat(width));
+        let at = (self.line, self.column, self.span.as_ref());
+        snippet(&mut out, &self.file, at, source);
         out
     }
+}
+
+/// A valid policy that probably does not do what it seems to: `policy check` prints it and the
+/// policy stays valid.
+///
+/// `line` and `column` (1-based, the column in characters) are `None` for advice about the file
+/// as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyWarning {
+    /// Stable tag, `warn.<name>`, one of [`crate::tags::WARNINGS`].
+    pub tag: &'static str,
+    /// The file name given to [`crate::Policy::from_toml`].
+    pub file: String,
+    /// 1-based line, when the warning is about one place.
+    pub line: Option<usize>,
+    /// 1-based column, in characters, when the warning is about one place.
+    pub column: Option<usize>,
+    /// What looks wrong and why, lowercase.
+    pub message: String,
+    /// Byte range in the source, when known.
+    pub span: Option<Range<usize>>,
+}
+
+impl PolicyWarning {
+    /// Builds a warning at a byte span of `source`, or about the whole file.
+    pub(crate) fn at(
+        tag: &'static str,
+        file: &str,
+        source: &str,
+        span: Option<Range<usize>>,
+        message: String,
+    ) -> Self {
+        let (line, column) = match &span {
+            Some(s) => {
+                let (l, c) = line_column(source, s.start);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
+        };
+        PolicyWarning {
+            tag,
+            file: file.to_string(),
+            line,
+            column,
+            message,
+            span,
+        }
+    }
+
+    /// Renders the warning like a compiler lint: `warning[<tag>]`, then the place when known.
+    pub fn render(&self, source: &str) -> String {
+        let mut out = format!("warning[{}]: {}\n", self.tag, self.message);
+        match (self.line, self.column) {
+            (Some(line), Some(column)) => {
+                snippet(
+                    &mut out,
+                    &self.file,
+                    (line, column, self.span.as_ref()),
+                    source,
+                );
+            }
+            _ => {
+                let _ = writeln!(out, " --> {}", self.file);
+            }
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for PolicyWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "{}:{l}:{c}: ", self.file)?,
+            _ => write!(f, "{}: ", self.file)?,
+        }
+        write!(f, "warning[{}]: {}", self.tag, self.message)
+    }
+}
+
+/// The `--> file:line:column` line, the source line and a caret under the span.
+fn snippet(
+    out: &mut String,
+    file: &str,
+    (line, column, span): (usize, usize, Option<&Range<usize>>),
+    source: &str,
+) {
+    let gutter = line.to_string().len();
+    let pad = " ".repeat(gutter);
+    let _ = writeln!(out, "{pad}--> {file}:{line}:{column}");
+    let Some(text) = source.lines().nth(line.saturating_sub(1)) else {
+        return;
+    };
+    let width = span.map_or(1, |s| {
+        let end = s.end.min(source.len());
+        let start = s.start.min(end);
+        let snippet = source.get(start..end).unwrap_or("");
+        snippet.lines().next().unwrap_or("").chars().count().max(1)
+    });
+    let _ = writeln!(out, "{pad} |");
+    let _ = writeln!(out, "{line} | {text}");
+    let caret_pad = " ".repeat(column.saturating_sub(1));
+    let _ = writeln!(out, "{pad} | {caret_pad}{}", "^".repeat(width));
 }
 
 /// Converts a byte offset into a 1-based (line, column in characters).
@@ -94,5 +183,26 @@ mod tests {
         let r = e.render(src);
         assert!(r.contains("--> p.toml:2:10"), "{r}");
         assert!(r.contains("2 | per_tx = 0\n  |          ^\n"), "{r}");
+    }
+
+    #[test]
+    fn warnings_render_with_their_tag_and_place() {
+        let src = "version = 1\nper_tx = 10\n";
+        let w = PolicyWarning::at("warn.x", "p.toml", src, Some(21..23), "why".into());
+        assert_eq!((w.line, w.column), (Some(2), Some(10)));
+        assert_eq!(w.to_string(), "p.toml:2:10: warning[warn.x]: why");
+        let r = w.render(src);
+        assert!(
+            r.starts_with("warning[warn.x]: why\n --> p.toml:2:10\n"),
+            "{r}"
+        );
+        assert!(r.contains("2 | per_tx = 10\n  |          ^^\n"), "{r}");
+        let file = PolicyWarning::at("warn.y", "p.toml", src, None, "all of it".into());
+        assert_eq!((file.line, file.column), (None, None));
+        assert_eq!(file.to_string(), "p.toml: warning[warn.y]: all of it");
+        assert_eq!(
+            file.render(src),
+            "warning[warn.y]: all of it\n --> p.toml\n"
+        );
     }
 }

@@ -12,6 +12,8 @@ pub struct EvalContext {
     pub now: u64,
     /// The request id that approvals are bound to.
     pub request_id: String,
+    /// Hash of the exact payload to be signed, which approvals are bound to too.
+    pub payload_hash: [u8; 32],
     /// When this node first saw the request; time-locks run from here.
     pub first_seen: u64,
     /// Runtime freeze state held by the node.

@@ -22,12 +22,14 @@ mod model;
 mod parse;
 pub mod tags;
 
-pub use approval::{approval_digest, sign_approval, APPROVAL_DOMAIN};
+pub use approval::{
+    approval_digest, sign_approval, ApprovalSubject, APPROVAL_DOMAIN, MAX_APPROVAL_LIFETIME_SECS,
+};
 pub use bundle::{
     officer_message, Bundle, BundleError, BundleReport, OfficerSignature, OFFICER_DOMAIN,
 };
 pub use decision::{Decision, Outcome, RuleResult, Verdict};
-pub use error::PolicyError;
+pub use error::{PolicyError, PolicyWarning};
 pub use eval::evaluate;
 pub use input::{Approval, EvalContext, HistoryEntry};
 pub use model::{Policy, PolicyHash, POLICY_DOMAIN};

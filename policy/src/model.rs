@@ -13,7 +13,7 @@ use proto::intent::{u128_string, Asset, ChainRef};
 use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
-use crate::error::PolicyError;
+use crate::error::{PolicyError, PolicyWarning};
 
 /// Domain-separation prefix of the policy hash.
 pub const POLICY_DOMAIN: &[u8] = b"custody-policy/policy/v1\0";
@@ -45,11 +45,23 @@ impl Serialize for PolicyHash {
 }
 
 /// A validated policy. Build one with [`Policy::from_toml`] or [`Policy::check`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Two policies are equal when they mean the same (same canonical form): the warnings, which
+/// name the file they were read from, do not count.
+#[derive(Debug, Clone)]
 pub struct Policy {
     pub(crate) doc: PolicyDoc,
     hash: PolicyHash,
+    warnings: Vec<PolicyWarning>,
 }
+
+impl PartialEq for Policy {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.doc == other.doc
+    }
+}
+
+impl Eq for Policy {}
 
 impl Policy {
     /// Parses and validates a policy file; the error names `file_name`, line and column.
@@ -60,16 +72,17 @@ impl Policy {
     /// Like [`Policy::from_toml`], but reports every semantic error it finds (sorted by
     /// position). A syntax error stops parsing, so it is always reported alone.
     pub fn check(text: &str, file_name: &str) -> Result<Policy, Vec<PolicyError>> {
-        crate::parse::parse(text, file_name).map(Policy::new)
+        crate::parse::parse(text, file_name).map(|(doc, warnings)| Policy::new(doc, warnings))
     }
 
-    pub(crate) fn new(doc: PolicyDoc) -> Policy {
+    pub(crate) fn new(doc: PolicyDoc, warnings: Vec<PolicyWarning>) -> Policy {
         let mut hasher = Sha256::new();
         hasher.update(POLICY_DOMAIN);
         hasher.update(canonical(&doc));
         Policy {
             doc,
             hash: PolicyHash(hasher.finalize().into()),
+            warnings,
         }
     }
 
@@ -93,9 +106,10 @@ impl Policy {
         self.doc.name.as_deref()
     }
 
-    /// Advice for a policy that is valid but probably not what its authors meant.
-    pub fn warnings(&self) -> Vec<String> {
-        crate::parse::warnings(&self.doc)
+    /// Advice for a policy that is valid but probably not what its authors meant, file-wide
+    /// warnings first, then by position in the file.
+    pub fn warnings(&self) -> &[PolicyWarning] {
+        &self.warnings
     }
 }
 

@@ -60,3 +60,34 @@ pub const ALL: [&str; 17] = [
     TIMELOCK_TIER,
     APPROVAL_QUORUM,
 ];
+
+/// No `[keys.<key id>]` section: every withdrawal is denied by `scope.key`.
+pub const WARN_NO_KEYS: &str = "warn.no_keys";
+/// An asset, account or class limits section without velocity windows: only `per_tx` bounds it.
+pub const WARN_VELOCITY_MISSING: &str = "warn.velocity_missing";
+/// A velocity window's max is at or above the asset's lowest time-lock or approval tier, so
+/// withdrawals split below the tier avoid it up to the window's max.
+pub const WARN_TIER_SPLIT: &str = "warn.tier_split";
+/// `destinations.require_allowlist = false`: any destination not denied may receive funds.
+pub const WARN_ALLOWLIST_NOT_REQUIRED: &str = "warn.allowlist_not_required";
+/// An account or class allowlist while the allowlist is not required: it restricts nothing.
+pub const WARN_ALLOWLIST_IGNORED: &str = "warn.allowlist_ignored";
+/// An address on both the allowlist and the denylist: it is denied.
+pub const WARN_ALLOW_AND_DENY: &str = "warn.allow_and_deny";
+/// A key frozen in the file signs nothing.
+pub const WARN_KEY_FROZEN: &str = "warn.key_frozen";
+/// A cool-down while the allowlist is not required: it delays nothing that is not allowlisted.
+pub const WARN_COOLDOWN_UNUSED: &str = "warn.cooldown_unused";
+
+/// Every warning tag of `policy check` ([`crate::PolicyWarning::tag`]); warnings never make a
+/// policy invalid.
+pub const WARNINGS: [&str; 8] = [
+    WARN_NO_KEYS,
+    WARN_VELOCITY_MISSING,
+    WARN_TIER_SPLIT,
+    WARN_ALLOWLIST_NOT_REQUIRED,
+    WARN_ALLOWLIST_IGNORED,
+    WARN_ALLOW_AND_DENY,
+    WARN_KEY_FROZEN,
+    WARN_COOLDOWN_UNUSED,
+];

@@ -82,10 +82,22 @@ pub fn intent(amount: u128) -> WithdrawalIntent {
     }
 }
 
+/// The payload hash of [`ctx`]'s request.
+pub const PAYLOAD: [u8; 32] = [7; 32];
+
+/// The approval subject of [`ctx`]'s request.
+pub fn subject() -> crate::ApprovalSubject<'static> {
+    crate::ApprovalSubject {
+        request_id: "req-1",
+        payload_hash: &PAYLOAD,
+    }
+}
+
 pub fn ctx() -> EvalContext {
     EvalContext {
         now: NOW,
         request_id: "req-1".into(),
+        payload_hash: PAYLOAD,
         first_seen: NOW,
         frozen: false,
         request_expires_at: None,

@@ -40,6 +40,23 @@ macro_rules! hex_array {
 hex_array!(hex32, 32);
 hex_array!(hex64, 64);
 
+/// Serde helper: an optional 32-byte array as lowercase hex.
+pub mod opt_hex32 {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Serialise as hex (callers skip `None`).
+    pub fn serialize<S: Serializer>(v: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        v.map(hex::encode).serialize(s)
+    }
+
+    /// Parse exactly 64 hex digits, or null.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "super::hex32")] [u8; 32]);
+        Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
 /// An approver's Ed25519 signature over the policy crate's approval digest.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -222,6 +239,9 @@ pub struct NodeVerdict {
     /// again, so a request gets exactly one signature.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub signed: BTreeMap<u32, crate::sig::VerifiedSignature>,
+    /// Hash of the payload this node decoded (hex): what approvals must be bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_hash: Option<String>,
 }
 
 impl NodeVerdict {
@@ -239,6 +259,7 @@ impl NodeVerdict {
             first_seen: None,
             evaluated_at: now,
             signed: BTreeMap::new(),
+            payload_hash: None,
         }
     }
 }
@@ -281,6 +302,10 @@ pub struct NodeStatus {
     /// Unused presignatures held per key.
     #[serde(default)]
     pub presignatures: BTreeMap<String, u64>,
+    /// Peers this node caught lying or misbehaving (forged ledger entries, impossible ledger
+    /// heads, a request id bound to two payloads), with the latest reason: for operators.
+    #[serde(default)]
+    pub suspects: BTreeMap<String, String>,
 }
 
 /// One withdrawal movement recorded in the ledger.
@@ -316,6 +341,11 @@ pub struct LedgerEntry {
     pub signed_at: u64,
     /// What moved.
     pub moves: Vec<LedgerMove>,
+    /// Hash of the exact payload signed ([`crate::payload::SignPayload::payload_hash`]): one
+    /// request id bound to two payloads is two withdrawals, and a conflict. Absent only in
+    /// entries recorded before payload binding (signed as `custody/ledger/v1`).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_hex32")]
+    pub payload_hash: Option<[u8; 32]>,
     /// Origin's Ed25519 signature over [`LedgerEntry::signed_bytes`].
     #[serde(with = "hex64")]
     pub signature: [u8; 64],
@@ -332,8 +362,15 @@ impl LedgerEntry {
             self.signed_at,
             &self.moves,
         );
-        let mut out = b"custody/ledger/v1\0".to_vec();
+        let (mut out, tail) = match self.payload_hash {
+            None => (b"custody/ledger/v1\0".to_vec(), None),
+            Some(h) => (b"custody/ledger/v2\0".to_vec(), Some(hex::encode(h))),
+        };
         out.extend(serde_json::to_vec(&body).unwrap_or_default());
+        if let Some(tail) = tail {
+            out.push(0);
+            out.extend(tail.as_bytes());
+        }
         out
     }
 }

@@ -112,6 +112,13 @@ pub enum BtcError {
     /// An input lacks `witness_utxo`, so its amount is not known.
     #[error("input {0} has no `witness_utxo`: its amount and script are unknown")]
     MissingUtxo(usize),
+    /// An input lacks `non_witness_utxo`: its amount would rest on `witness_utxo` alone, which
+    /// a BIP-143 signature commits to only for its own input (CVE-2020-14199, the segwit fee
+    /// attack: two cheap-looking signings of one transaction splice into one paying a huge fee).
+    #[error(
+        "input {0} has no `non_witness_utxo`: include the previous transaction it spends, so its amount is proven"
+    )]
+    MissingPrevTx(usize),
     /// An input does not spend the custody key's P2WPKH script.
     #[error("input {input} spends script `{script}`, not the custody key's p2wpkh script")]
     InputNotOwned {
@@ -204,6 +211,7 @@ impl BtcError {
             BtcError::NoOutputs => "psbt.no_outputs",
             BtcError::DuplicateInput(_) => "psbt.duplicate_input",
             BtcError::MissingUtxo(_) => "psbt.missing_utxo",
+            BtcError::MissingPrevTx(_) => "psbt.missing_prev_tx",
             BtcError::InputNotOwned { .. } => "psbt.input_not_owned",
             BtcError::InputNotInAccount { .. } => "account.input_not_owned",
             BtcError::SighashNotAll { .. } => "psbt.sighash_not_all",

@@ -18,6 +18,58 @@ use crate::btc::{
     custody_key, p2wpkh_witness, parse_low_s, segwit_v0_preimage, sha256d, witness_stack, BtcError,
 };
 use crate::intent::{Asset, ChainRef, IntentKind, WithdrawalIntent};
+use crate::reserves::{parse_attestation, Attestation};
+
+/// Why a message is not signed. `code()` is the stable API code.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MessageError {
+    /// Not a proof-of-reserves attestation for the signing key: nodes sign no other message,
+    /// so a message signature can never stand in for a transaction, a hash or a login.
+    #[error("only proof-of-reserves attestations are signed: {0}")]
+    Format(String),
+}
+
+impl MessageError {
+    /// Stable machine code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MessageError::Format(_) => "message.format",
+        }
+    }
+}
+
+/// Checks that `message` is an attestation text ([`crate::reserves::parse_attestation`]) on
+/// `chain` (`ethereum` or the Bitcoin network) naming `address`, the signing key's own, and,
+/// for an account's request, that account.
+pub fn check_attestation(
+    message: &[u8],
+    chain: &str,
+    address: &str,
+    account: Option<&str>,
+) -> Result<Attestation, MessageError> {
+    let bad = |m: String| MessageError::Format(m);
+    let text = std::str::from_utf8(message).map_err(|_| bad("the message is not utf-8".into()))?;
+    let a = parse_attestation(text).map_err(bad)?;
+    if a.chain != chain {
+        return Err(bad(format!(
+            "the attestation is for chain `{}`, the request for `{chain}`",
+            a.chain
+        )));
+    }
+    if a.address != address {
+        return Err(bad(format!(
+            "the attestation names address `{}`, the signing key's is `{address}`",
+            a.address
+        )));
+    }
+    if let Some(account) = account.filter(|n| *n != a.account) {
+        return Err(bad(format!(
+            "the attestation names account `{}`, the request `{account}`",
+            a.account
+        )));
+    }
+    Ok(a)
+}
 
 /// The BIP-340 tag of the BIP-322 message hash.
 pub const BIP322_TAG: &[u8] = b"BIP0322-signed-message";
@@ -322,6 +374,32 @@ mod tests {
         assert!(bitcoinconsensus::verify_with_flags(&spk, 1, &signed, None, 0, flags).is_err());
         let to_spend: Transaction = bitcoin::consensus::deserialize(&v.to_spend_bytes()).unwrap();
         assert_eq!(to_spend.output[0].script_pubkey.as_bytes(), spk);
+    }
+
+    #[test]
+    fn message_format_refuses_anything_but_the_named_attestation() {
+        let addr = "0x7e5f4552091a69125d5dfcb7b8c2659029395bdf";
+        let text = crate::reserves::attestation("k", "a", "ethereum", addr, "s");
+        let ok = check_attestation(text.as_bytes(), "ethereum", addr, Some("a")).unwrap();
+        assert_eq!(ok.key_id, "k");
+        for (msg, chain, address, account) in [
+            (&[0xab; 32][..], "ethereum", addr, None),
+            (
+                b"proof of reserves: acme custody, 2026-11-24",
+                "ethereum",
+                addr,
+                None,
+            ),
+            (text.as_bytes(), "mainnet", addr, None),
+            (text.as_bytes(), "ethereum", "0x00", None),
+            (text.as_bytes(), "ethereum", addr, Some("b")),
+        ] {
+            let err = check_attestation(msg, chain, address, account).unwrap_err();
+            assert_eq!(err.code(), "message.format");
+            assert!(err
+                .to_string()
+                .starts_with("only proof-of-reserves attestations are signed: "));
+        }
     }
 
     #[test]

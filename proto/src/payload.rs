@@ -84,6 +84,9 @@ pub enum PayloadError {
     /// Bitcoin decoding.
     #[error(transparent)]
     Btc(#[from] btc::BtcError),
+    /// A message that is not a proof-of-reserves attestation for the signing key.
+    #[error(transparent)]
+    Message(#[from] message::MessageError),
     /// An account address index past the account's window.
     #[error("`address_index` {0} is out of range: an account has addresses 0..{1}")]
     AddressIndex(u32, usize),
@@ -101,6 +104,7 @@ impl PayloadError {
             PayloadError::Chain(_) => "chain.unsupported",
             PayloadError::Eth(e) => e.code(),
             PayloadError::Btc(e) => e.code(),
+            PayloadError::Message(e) => e.code(),
             PayloadError::AddressIndex(..) => "account.address_index",
             PayloadError::SignatureCount(..) => "internal",
         }
@@ -112,6 +116,45 @@ fn strip0x(s: &str) -> &str {
 }
 
 impl SignPayload {
+    /// Hash of exactly what is to be signed: approvals and ledger entries are bound to it, so
+    /// one request id can never stand for two different payloads unnoticed. Every field is
+    /// length-prefixed (u64 big-endian) after a variant tag.
+    pub fn payload_hash(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"custody/payload/v1\0");
+        let mut field = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_be_bytes());
+            h.update(bytes);
+        };
+        match self {
+            SignPayload::EthTx(tx) => {
+                field(b"eth_tx");
+                field(tx);
+            }
+            SignPayload::BtcPsbt { network, psbt } => {
+                field(b"btc_psbt");
+                field(network.as_bytes());
+                field(psbt);
+            }
+            SignPayload::EthMessage(m) => {
+                field(b"eth_message");
+                field(m);
+            }
+            SignPayload::BtcMessage {
+                network,
+                message,
+                address_index,
+            } => {
+                field(b"btc_message");
+                field(network.as_bytes());
+                field(message);
+                field(&address_index.to_be_bytes());
+            }
+        }
+        h.finalize().into()
+    }
+
     /// Builds a payload from an API body, checking that exactly the right fields are present.
     pub fn from_body(b: &SignRequestBody) -> Result<Self, PayloadError> {
         let shape = |m: &str| Err(PayloadError::Shape(m.to_string()));
@@ -170,11 +213,12 @@ impl SignPayload {
     /// Decodes the payload for the master key or an account's address keys: every PSBT input
     /// must spend one of them.
     pub fn decode_for(&self, spend: &SpendKeys) -> Result<Decoded, PayloadError> {
+        let account = spend.account.as_ref().map(|(n, _)| n.as_str());
+        let mut attested_key = None;
         let body = match self {
             SignPayload::EthTx(b) => Body::EthTx(UnsignedEip1559::decode(b)?),
             SignPayload::BtcPsbt { network, psbt } => {
                 let net: btc::Network = network.parse()?;
-                let account = spend.account.as_ref().map(|(n, _)| n.as_str());
                 Body::BtcPsbt(Box::new(UnsignedPsbt::decode_for(
                     psbt,
                     net,
@@ -182,7 +226,15 @@ impl SignPayload {
                     account,
                 )?))
             }
-            SignPayload::EthMessage(m) => Body::EthMessage(m.clone()),
+            SignPayload::EthMessage(m) => {
+                // An Ethereum account signs with its first address.
+                let key = spend.keys.first().ok_or(btc::BtcError::InvalidPubkey)?;
+                let address = crate::eth::address_from_pubkey(key)
+                    .map_err(|_| btc::BtcError::InvalidPubkey)?;
+                let a = message::check_attestation(m, "ethereum", &address, account)?;
+                attested_key = Some(a.key_id);
+                Body::EthMessage(m.clone())
+            }
             SignPayload::BtcMessage {
                 network,
                 message,
@@ -190,9 +242,12 @@ impl SignPayload {
             } => {
                 let net: btc::Network = network.parse()?;
                 let key = *address_index as usize;
-                if key >= spend.keys.len() {
+                let Some(pubkey) = spend.keys.get(key) else {
                     return Err(PayloadError::AddressIndex(*address_index, spend.keys.len()));
-                }
+                };
+                let address = btc::p2wpkh_address(pubkey, net)?;
+                let a = message::check_attestation(message, net.as_str(), &address, account)?;
+                attested_key = Some(a.key_id);
                 Body::BtcMessage {
                     network: net,
                     message: message.clone(),
@@ -203,6 +258,7 @@ impl SignPayload {
         Ok(Decoded {
             body,
             spend: spend.clone(),
+            attested_key,
         })
     }
 }
@@ -220,6 +276,8 @@ fn network(b: &SignRequestBody) -> Result<String, PayloadError> {
 pub struct Decoded {
     body: Body,
     spend: SpendKeys,
+    /// For a message: the key id its attestation names, which must be the request's.
+    attested_key: Option<String>,
 }
 
 enum Body {
@@ -279,10 +337,32 @@ impl Decoded {
         self.spend.account_name()
     }
 
+    /// The transaction this payload signs, to recognise it under another request id: a PSBT's
+    /// unsigned txid (internal byte order), an EIP-1559 transaction's signing hash. `None` for
+    /// a message.
+    pub fn transaction_id(&self) -> Option<[u8; 32]> {
+        match &self.body {
+            Body::EthTx(t) => Some(t.signing_hash()),
+            Body::BtcPsbt(p) => Some(p.txid()),
+            Body::EthMessage(_) | Body::BtcMessage { .. } => None,
+        }
+    }
+
     /// The withdrawal intent.
     pub fn intent(&self, key_id: &str) -> Result<WithdrawalIntent, PayloadError> {
+        if let Some(named) = self.attested_key.as_deref().filter(|k| *k != key_id) {
+            return Err(message::MessageError::Format(format!(
+                "the attestation names key `{named}`, the request `{key_id}`"
+            ))
+            .into());
+        }
         let mut intent = match &self.body {
-            Body::EthTx(t) => t.intent(key_id)?,
+            Body::EthTx(t) => {
+                let (pubkey, _) = self.signer(0)?;
+                let sender =
+                    crate::eth::address_bytes(&pubkey).map_err(|_| btc::BtcError::InvalidPubkey)?;
+                t.intent(key_id, &sender)?
+            }
             Body::BtcPsbt(p) => p.intent(key_id)?,
             Body::EthMessage(m) => {
                 message::message_intent(key_id, ChainRef::Ethereum { chain_id: 0 }, m)
@@ -344,5 +424,167 @@ impl Decoded {
                 )?),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::btc::testkit::{key, three_in_two_out};
+    use crate::reserves::attestation;
+    use alloy_consensus::{SignableTransaction, TxEip1559};
+    use alloy_primitives::{Address, Bytes, TxKind, U256};
+    use bitcoin::hashes::Hash as _;
+
+    fn eth_tx(to: TxKind, nonce: u64, value: u128) -> SignPayload {
+        let tx = TxEip1559 {
+            chain_id: 1,
+            nonce,
+            gas_limit: 100_000,
+            max_fee_per_gas: 10,
+            max_priority_fee_per_gas: 1,
+            to,
+            value: U256::from(value),
+            access_list: Default::default(),
+            input: Bytes::new(),
+        };
+        let mut out = Vec::new();
+        tx.encode_for_signing(&mut out);
+        SignPayload::EthTx(out)
+    }
+
+    fn psbt(p: &bitcoin::Psbt) -> SignPayload {
+        SignPayload::BtcPsbt {
+            network: "regtest".into(),
+            psbt: p.serialize(),
+        }
+    }
+
+    #[test]
+    fn transaction_id_names_the_transaction_not_the_request() {
+        let k = key(7);
+        let p = three_in_two_out(&k);
+        let id = psbt(&p).decode(&k.pubkey).unwrap().transaction_id();
+        assert_eq!(id, Some(p.unsigned_tx.compute_txid().to_byte_array()));
+        // Other PSBT metadata, same transaction: the same id.
+        let mut annotated = p.clone();
+        annotated.inputs[0].sighash_type = Some(bitcoin::EcdsaSighashType::All.into());
+        assert_ne!(annotated.serialize(), p.serialize());
+        let again = psbt(&annotated).decode(&k.pubkey).unwrap().transaction_id();
+        assert_eq!(again, id);
+        let mut other = p.clone();
+        other.unsigned_tx.output[0].value = bitcoin::Amount::from_sat(119_000);
+        let other = psbt(&other).decode(&k.pubkey).unwrap().transaction_id();
+        assert!(other.is_some() && other != id);
+
+        let eth = eth_tx(TxKind::Call(Address::repeat_byte(0x11)), 3, 5);
+        let SignPayload::EthTx(raw) = &eth else {
+            unreachable!()
+        };
+        let want = crate::eth::UnsignedEip1559::decode(raw)
+            .unwrap()
+            .signing_hash();
+        let decoded = eth.decode(&k.pubkey).unwrap();
+        assert_eq!(decoded.transaction_id(), Some(want));
+        assert_eq!(Some(decoded.preimage(0).unwrap().digest()), Some(want));
+        let next = eth_tx(TxKind::Call(Address::repeat_byte(0x11)), 4, 5);
+        assert_ne!(next.decode(&k.pubkey).unwrap().transaction_id(), Some(want));
+
+        let addr = crate::eth::address_from_pubkey(&k.pubkey).unwrap();
+        let msg = attestation("k", "a", "ethereum", &addr, "s");
+        let m = SignPayload::EthMessage(msg.into_bytes());
+        assert_eq!(m.decode(&k.pubkey).unwrap().transaction_id(), None);
+    }
+
+    /// A creation pays its value to the address the signing key creates at that nonce.
+    #[test]
+    fn contract_creation_pays_the_signing_keys_create_address() {
+        let k = key(7);
+        let sender = Address::from(crate::eth::address_bytes(&k.pubkey).unwrap());
+        let intent = eth_tx(TxKind::Create, 9, 1_000)
+            .decode(&k.pubkey)
+            .unwrap()
+            .intent("k")
+            .unwrap();
+        assert_eq!(intent.payments.len(), 1);
+        assert_eq!(intent.payments[0].amount, 1_000);
+        assert_eq!(
+            intent.payments[0].destination,
+            format!("{:#x}", sender.create(9))
+        );
+    }
+
+    fn message_code(p: &SignPayload, spend: &SpendKeys, key_id: &str) -> Option<&'static str> {
+        match p.decode_for(spend) {
+            Err(e) => Some(e.code()),
+            Ok(d) => d.intent(key_id).err().map(|e| e.code()),
+        }
+    }
+
+    /// Messages are proof-of-reserves attestations for the signing key, or nothing.
+    #[test]
+    fn only_attestations_for_the_signing_key_are_signed_as_messages() {
+        let k = key(7);
+        let master = SpendKeys::master(k.pubkey);
+        let eth_addr = crate::eth::address_from_pubkey(&k.pubkey).unwrap();
+        let btc_addr = btc::p2wpkh_address(&k.pubkey, btc::Network::Regtest).unwrap();
+        let eth = |m: String| SignPayload::EthMessage(m.into_bytes());
+        let btc = |m: String, address_index| SignPayload::BtcMessage {
+            network: "regtest".into(),
+            message: m.into_bytes(),
+            address_index,
+        };
+        let good_eth = attestation("k", "a", "ethereum", &eth_addr, "block 100");
+        let good_btc = attestation("k", "a", "regtest", &btc_addr, "block 100");
+        assert_eq!(message_code(&eth(good_eth.clone()), &master, "k"), None);
+        assert_eq!(message_code(&btc(good_btc.clone(), 0), &master, "k"), None);
+
+        let hash = hex::encode([0xab; 32]);
+        let other = key(9);
+        let other_eth = crate::eth::address_from_pubkey(&other.pubkey).unwrap();
+        let refused = [
+            eth(hash.clone()),
+            eth(format!("0x{hash}")),
+            btc(hash, 0),
+            eth("I authorise the transfer of everything".into()),
+            eth(format!("{good_eth}\n")),
+            eth(good_eth.replace("custody", "Custody")),
+            eth(attestation("k", "a", "ethereum", &other_eth, "s")),
+            eth(attestation("k", "a", "regtest", &eth_addr, "s")),
+            btc(attestation("k", "a", "ethereum", &btc_addr, "s"), 0),
+            btc(attestation("k", "a", "mainnet", &btc_addr, "s"), 0),
+            btc(good_eth.clone(), 0),
+            SignPayload::EthMessage(vec![0xff, 0xfe]),
+        ];
+        for p in &refused {
+            assert_eq!(
+                message_code(p, &master, "k"),
+                Some("message.format"),
+                "{p:?}"
+            );
+        }
+        // The key the text names is the request's.
+        assert_eq!(
+            message_code(&eth(good_eth), &master, "other-key"),
+            Some("message.format")
+        );
+        // An account signs only attestations naming it, each with its own address.
+        let acct = SpendKeys {
+            account: Some(("a".into(), 0)),
+            keys: vec![k.pubkey, other.pubkey],
+        };
+        let second = btc::p2wpkh_address(&other.pubkey, btc::Network::Regtest).unwrap();
+        let second = attestation("k", "a", "regtest", &second, "s");
+        assert_eq!(message_code(&btc(second.clone(), 1), &acct, "k"), None);
+        assert_eq!(
+            message_code(&btc(second, 0), &acct, "k"),
+            Some("message.format")
+        );
+        let renamed = attestation("k", "b", "regtest", &btc_addr, "s");
+        assert_eq!(
+            message_code(&btc(renamed, 0), &acct, "k"),
+            Some("message.format")
+        );
     }
 }

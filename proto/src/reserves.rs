@@ -24,8 +24,85 @@ pub fn attestation(
     statement: &str,
 ) -> String {
     format!(
-        "custody proof of reserves\nkey: {key_id}\naccount: {account}\nchain: {chain}\naddress: {address}\nstatement: {statement}"
+        "{ATTESTATION_HEADER}\nkey: {key_id}\naccount: {account}\nchain: {chain}\naddress: {address}\nstatement: {statement}"
     )
+}
+
+/// The first line of every attestation.
+const ATTESTATION_HEADER: &str = "custody proof of reserves";
+
+/// The fields of an attestation text, as [`parse_attestation`] reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attestation {
+    /// The key id.
+    pub key_id: String,
+    /// The account name.
+    pub account: String,
+    /// `ethereum`, or a Bitcoin network name.
+    pub chain: String,
+    /// The attesting address.
+    pub address: String,
+    /// The auditor's statement (one line of 1-512 bytes).
+    pub statement: String,
+}
+
+/// Parses exactly the text [`attestation`] builds, and nothing else: six lines in order, each
+/// field well-formed, and rebuilding the text from the fields gives the same bytes. The error
+/// says what is wrong.
+pub fn parse_attestation(text: &str) -> Result<Attestation, String> {
+    let lines: Vec<&str> = text.split('\n').collect();
+    let [header, key, account, chain, address, statement] = lines.as_slice() else {
+        return Err(format!(
+            "an attestation has 6 lines, this text has {}",
+            lines.len()
+        ));
+    };
+    if *header != ATTESTATION_HEADER {
+        return Err(format!("the first line is not `{ATTESTATION_HEADER}`"));
+    }
+    let field = |line: &str, name: &str| -> Result<String, String> {
+        line.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(": "))
+            .map(str::to_string)
+            .ok_or_else(|| format!("expected the line `{name}: …`"))
+    };
+    let parsed = Attestation {
+        key_id: field(key, "key")?,
+        account: field(account, "account")?,
+        chain: field(chain, "chain")?,
+        address: field(address, "address")?,
+        statement: field(statement, "statement")?,
+    };
+    if !crate::api::valid_key_id(&parsed.key_id) {
+        return Err("`key` is not a valid key id".into());
+    }
+    if !crate::api::valid_key_id(&parsed.account) {
+        return Err("`account` is not a valid account name".into());
+    }
+    if parsed.chain != "ethereum" && parsed.chain.parse::<btc::Network>().is_err() {
+        return Err(format!("unknown chain `{}`", parsed.chain));
+    }
+    let address_ok = !parsed.address.is_empty()
+        && parsed.address.len() <= 100
+        && parsed.address.bytes().all(|b| b.is_ascii_alphanumeric());
+    if !address_ok {
+        return Err("`address` is not an address".into());
+    }
+    let st = &parsed.statement;
+    if st.trim().is_empty() || st.len() > 512 {
+        return Err("`statement` is one line of 1-512 bytes".into());
+    }
+    let rebuilt = attestation(
+        &parsed.key_id,
+        &parsed.account,
+        &parsed.chain,
+        &parsed.address,
+        &parsed.statement,
+    );
+    if rebuilt != text {
+        return Err("the text is not in canonical form".into());
+    }
+    Ok(parsed)
 }
 
 /// A whole report.
@@ -221,6 +298,53 @@ mod tests {
         assert!(split_rsv(&[0u8; 64]).is_none());
         assert!(split_rsv(&[0u8; 66]).is_none());
         assert_eq!(split_rsv(&[1u8; 65]).map(|x| x.2), Some(1));
+    }
+
+    #[test]
+    fn attestations_parse_strictly_and_round_trip() {
+        let text = attestation(
+            "it-key",
+            "client-a",
+            "regtest",
+            "bcrt1qabc",
+            "block 100, n 7",
+        );
+        let a = parse_attestation(&text).unwrap();
+        assert_eq!(
+            (a.key_id.as_str(), a.account.as_str(), a.chain.as_str()),
+            ("it-key", "client-a", "regtest")
+        );
+        assert_eq!(
+            (a.address.as_str(), a.statement.as_str()),
+            ("bcrt1qabc", "block 100, n 7")
+        );
+        let eth = attestation("k", "a", "ethereum", &format!("0x{}", "ab".repeat(20)), "s");
+        assert!(parse_attestation(&eth).is_ok());
+        let bad = [
+            String::new(),
+            "proof of reserves: acme custody, 2026-11-24".into(),
+            hex::encode([0xab; 32]),
+            format!("{text}\n"),
+            format!(" {text}"),
+            text.replace("key: ", "key:"),
+            text.replace("account: client-a", "account: client a"),
+            text.replace("chain: regtest", "chain: litecoin"),
+            text.replace("address: bcrt1qabc", "address: "),
+            text.replace("address: bcrt1qabc", "address: bcrt1q abc"),
+            text.replace("statement: block 100, n 7", "statement:  "),
+            text.replace(
+                "statement: block 100, n 7",
+                &format!("statement: {}", "x".repeat(513)),
+            ),
+            text.replace("\naccount", "\r\naccount"),
+            text.replace(
+                "chain: regtest\naddress: bcrt1qabc",
+                "address: bcrt1qabc\nchain: regtest",
+            ),
+        ];
+        for b in &bad {
+            assert!(parse_attestation(b).is_err(), "{b:?}");
+        }
     }
 
     #[test]

@@ -131,14 +131,19 @@ fn check(config: &std::path::Path, pass: Passphrase) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The passphrase from `--passphrase-file`, else `$SIGNER_NODE_PASSPHRASE`, else a prompt. An
+/// empty or whitespace-only passphrase is refused whatever its source.
 fn passphrase(file: Option<&PathBuf>, confirm: bool) -> anyhow::Result<Passphrase> {
     if let Some(f) = file {
         let s = std::fs::read_to_string(f)
             .with_context(|| format!("cannot read passphrase file `{}`", f.display()))?;
-        return Ok(Passphrase::new(s));
+        return non_empty(
+            Passphrase::new(s),
+            &format!("passphrase file `{}`", f.display()),
+        );
     }
-    if let Ok(s) = std::env::var(PASSPHRASE_ENV) {
-        return Ok(Passphrase::new(s));
+    if let Some(p) = take_env(PASSPHRASE_ENV)? {
+        return Ok(p);
     }
     if !std::io::stdin().is_terminal() {
         anyhow::bail!(
@@ -152,8 +157,30 @@ fn passphrase(file: Option<&PathBuf>, confirm: bool) -> anyhow::Result<Passphras
             anyhow::bail!("passphrases differ");
         }
     }
-    if p.expose_secret().is_empty() {
-        anyhow::bail!("empty passphrase");
+    non_empty(p, "the passphrase prompt")
+}
+
+/// Reads the passphrase from the environment variable `name`, then removes the variable from
+/// this process's environment so that child processes do not inherit it. (On Linux,
+/// `/proc/<pid>/environ` keeps the value the process started with; `--passphrase-file` avoids
+/// that.)
+fn take_env(name: &str) -> anyhow::Result<Option<Passphrase>> {
+    let Some(value) = std::env::var_os(name) else {
+        return Ok(None);
+    };
+    std::env::remove_var(name);
+    let bytes = zeroize::Zeroizing::new(value.into_encoded_bytes());
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| anyhow::anyhow!("${name} is not valid UTF-8"))?;
+    non_empty(Passphrase::new(text.to_owned()), &format!("${name}")).map(Some)
+}
+
+/// Refuses an empty or whitespace-only passphrase, naming where it came from.
+fn non_empty(p: Passphrase, source: &str) -> anyhow::Result<Passphrase> {
+    if p.expose_secret().trim().is_empty() {
+        anyhow::bail!(
+            "empty passphrase from {source}: a passphrase that is empty or only whitespace is refused"
+        );
     }
     Ok(p)
 }
@@ -253,3 +280,68 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
 }
 
 pub use proto::process::{init_tracing, shutdown_signal};
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn temp_file(name: &str, text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn an_empty_passphrase_file_is_refused_and_named() {
+        for (name, text) in [("pp-empty", ""), ("pp-blank", " \t\n")] {
+            let path = temp_file(name, text);
+            let err = passphrase(Some(&path), false).unwrap_err().to_string();
+            std::fs::remove_file(&path).unwrap();
+            assert!(
+                err.starts_with(&format!(
+                    "empty passphrase from passphrase file `{}`",
+                    path.display()
+                )),
+                "{err}"
+            );
+        }
+        let path = temp_file("pp-ok", "correct horse\n");
+        let p = passphrase(Some(&path), true).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(p.expose_secret(), "correct horse");
+    }
+
+    // Each test uses its own variable: tests share the process environment.
+    #[test]
+    fn the_environment_passphrase_is_read_once_and_removed() {
+        const VAR: &str = "SIGNER_NODE_PASSPHRASE_TEST_TAKE";
+        std::env::set_var(VAR, "correct horse");
+        let p = take_env(VAR).unwrap().unwrap();
+        assert_eq!(p.expose_secret(), "correct horse");
+        assert!(std::env::var_os(VAR).is_none(), "removed after reading");
+        assert!(take_env(VAR).unwrap().is_none());
+        #[cfg(unix)]
+        {
+            std::env::set_var(VAR, "correct horse");
+            take_env(VAR).unwrap();
+            let child = std::process::Command::new("env").output().unwrap();
+            let env = String::from_utf8_lossy(&child.stdout);
+            assert!(!env.contains(VAR), "a child process does not inherit it");
+        }
+    }
+
+    #[test]
+    fn an_empty_environment_passphrase_is_refused_named_and_removed() {
+        const VAR: &str = "SIGNER_NODE_PASSPHRASE_TEST_EMPTY";
+        for value in ["", "  ", "\n"] {
+            std::env::set_var(VAR, value);
+            let err = take_env(VAR).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("empty passphrase from ${VAR}")),
+                "{err}"
+            );
+            assert!(std::env::var_os(VAR).is_none());
+        }
+    }
+}

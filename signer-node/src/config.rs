@@ -158,6 +158,9 @@ pub struct Limits {
     /// Presign (pool refill) sessions computed at once, apart from the signing slots, so a
     /// refill never holds a slot an online signing needs.
     pub max_presign_sessions: usize,
+    /// Seconds a ledger gap (entries a peer claims exist that never arrive) defers velocity-
+    /// limited requests; after it the gap is reported and no longer waited for.
+    pub ledger_gap_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -171,6 +174,7 @@ impl Default for Limits {
             shutdown_grace_secs: 20,
             max_presignatures: 64,
             max_presign_sessions: 1,
+            ledger_gap_timeout_secs: 3600,
         }
     }
 }

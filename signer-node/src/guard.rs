@@ -49,6 +49,8 @@ pub struct Guard {
     scope: Scope,
     auth: Authorities,
     clock_offset: i64,
+    /// Seconds after which a ledger gap nobody filled stops deferring (and is reported).
+    gap_timeout: u64,
     book: Mutex<PolicyBook>,
     /// Serialises decide-and-reserve, so two concurrent requests cannot both fit one allowance.
     decide: Mutex<()>,
@@ -101,11 +103,34 @@ impl Guard {
             scope,
             auth,
             clock_offset,
+            gap_timeout: crate::config::Limits::default().ledger_gap_timeout_secs,
             book: Mutex::new(book),
             decide: Mutex::new(()),
             ledger_writes: Mutex::new(()),
             audit,
             in_flight: Default::default(),
+        }
+    }
+
+    /// Sets how long a ledger gap that nobody fills defers velocity-limited requests.
+    pub fn with_gap_timeout(mut self, secs: u64) -> Self {
+        self.gap_timeout = secs;
+        self
+    }
+
+    /// Records that `node` misbehaved (`code`, `message`): audited, and shown in the status.
+    pub fn report(&self, node: &str, code: &str, message: &str) {
+        tracing::warn!(node, code, message, "peer misbehaviour reported");
+        let _ = self.audit(
+            "peer.reported",
+            json!({"node": node, "code": code, "message": message}),
+        );
+        let value = json_bytes(&format!("{code}: {message}")).ok();
+        if let Err(e) = self
+            .store
+            .state_write(&[(format!("suspect/{node}"), value)])
+        {
+            tracing::error!(error = %e, "cannot record a reported peer");
         }
     }
 
@@ -192,6 +217,12 @@ impl Guard {
             ledger_heads: ledger::heads(&self.store)?,
             ledger_gaps: ledger::gaps(&self.store)?,
             presignatures: crate::presig::counts(&self.store)?,
+            suspects: self
+                .store
+                .state_scan::<String>("suspect/")?
+                .into_iter()
+                .map(|(k, v)| (k["suspect/".len()..].to_string(), v))
+                .collect(),
         })
     }
 
@@ -208,6 +239,7 @@ impl Guard {
             Ok(v) => v,
             Err(f) => NodeVerdict::plain(VerdictKind::Deny, &f.code, f.message, now),
         };
+        verdict.payload_hash = Some(hex::encode(req.payload_hash));
         match self.signed_parts(request_id) {
             Ok(signed) => verdict.signed = signed,
             Err(e) => tracing::error!(error = %e, "cannot read stored signatures"),
@@ -238,28 +270,25 @@ impl Guard {
         let se = |e: StoreError| fail("store.error", e.to_string());
         let intent = &req.intent;
         self.scope.check(intent).map_err(|(c, m)| fail(c, m))?;
-        let (binding, first_seen) = self
+        if self
             .store
-            .bind_and_see(request_id, &req.request_ctx, now)
-            .map_err(se)?;
-        if binding == RequestBinding::Conflict {
+            .bind_request(request_id, &req.request_ctx)
+            .map_err(se)?
+            == RequestBinding::Conflict
+        {
             return Err(fail(
                 "request.conflict",
                 format!("request `{request_id}` was seen before with a different transaction"),
             ));
         }
-        if let Some(v) = self
-            .store
-            .state_get::<authz::Veto>(&format!("veto/{request_id}"))
-            .map_err(se)?
-        {
-            return Err(fail(
-                "veto",
-                format!("vetoed by guardian {}", hex::encode(v.guardian)),
-            ));
-        }
-        let frozen = self.freeze_state(&intent.key_id).map_err(se)?.frozen;
+        // Vetoes and freezes are read under the decision lock that applying them takes, so an
+        // order applied while a request is judged is never missed.
         let _serial = lock(&self.decide);
+        self.refuse_known_conflicts(request_id, req)?;
+        let frozen = self.freeze_state(&intent.key_id).map_err(se)?.frozen;
+        let seen_key = format!("seen/{request_id}");
+        let stored_first_seen = self.store.state_get::<u64>(&seen_key).map_err(se)?;
+        let first_seen = stored_first_seen.unwrap_or(now);
         let mut book = lock(&self.book);
         let Some(policy) = book.current(&self.store, now).map_err(se)? else {
             return Err(fail(
@@ -267,10 +296,12 @@ impl Guard {
                 "this node has no valid signed policy and signs nothing",
             ));
         };
-        let history = ledger::history(&self.store, request_id).map_err(se)?;
+        let history =
+            ledger::history(&self.store, (request_id, Some(&req.payload_hash))).map_err(se)?;
         let ctx = EvalContext {
             now,
             request_id: request_id.to_string(),
+            payload_hash: req.payload_hash,
             first_seen,
             frozen,
             request_expires_at: None,
@@ -278,10 +309,17 @@ impl Guard {
         let decision = policy::evaluate(intent, policy, &history, approvals, &ctx);
         drop(book);
         let mut verdict = to_verdict(&decision, first_seen);
+        // A time-lock runs from when the request first became eligible: a request denied (while
+        // the key is frozen, or over a limit) has not started its delay.
+        if stored_first_seen.is_none() && verdict.kind != VerdictKind::Deny {
+            self.store
+                .state_write(&[(seen_key, Some(json_bytes(&now).map_err(se)?))])
+                .map_err(se)?;
+        }
         let velocity_limited = decision
             .rule(policy::tags::LIMIT_VELOCITY)
             .is_some_and(|r| r.verdict != Verdict::NotApplicable);
-        let gaps = ledger::gaps(&self.store).map_err(se)?;
+        let gaps = self.open_gaps(now).map_err(se)?;
         if verdict.kind == VerdictKind::Allow && velocity_limited && !gaps.is_empty() {
             verdict.kind = VerdictKind::Defer;
             verdict.code = Some("ledger.behind".into());
@@ -295,10 +333,94 @@ impl Guard {
                 key_id: intent.key_id.clone(),
                 at: now,
                 moves: ledger::moves_of(intent),
+                payload_hash: Some(req.payload_hash),
             };
-            ledger::reserve(&self.store, request_id, &r).map_err(se)?;
+            let also = match req.decoded.transaction_id() {
+                Some(tx) => vec![(
+                    tx_key(intent, &tx),
+                    Some(json_bytes(&request_id).map_err(se)?),
+                )],
+                None => vec![],
+            };
+            ledger::reserve(&self.store, request_id, &r, also).map_err(se)?;
         }
         Ok(verdict)
+    }
+
+    /// Refusals that no policy can lift: a guardian's veto, a request id already signed for
+    /// another payload, and a transaction already reserved under another request id (two ids
+    /// for one transaction would let each pass the limits alone, and count once).
+    fn refuse_known_conflicts(
+        &self,
+        request_id: &str,
+        req: &DecodedRequest,
+    ) -> Result<(), SessionFailure> {
+        let se = |e: StoreError| fail("store.error", e.to_string());
+        if let Some(v) = self
+            .store
+            .state_get::<authz::Veto>(&format!("veto/{request_id}"))
+            .map_err(se)?
+        {
+            return Err(fail(
+                "veto",
+                format!("vetoed by guardian {}", hex::encode(v.guardian)),
+            ));
+        }
+        if let Some(by) = self
+            .store
+            .state_get::<String>(&ledger::conflict_key(request_id))
+            .map_err(se)?
+        {
+            return Err(fail(
+                "request.conflict",
+                format!("`{request_id}` was signed for another payload (ledger entry of `{by}`); it signs nothing more"),
+            ));
+        }
+        let signed_other = self
+            .store
+            .state_keys(&ledger::pay_prefix(request_id))
+            .map_err(se)?
+            .into_iter()
+            .any(|k| k != ledger::pay_key(request_id, &req.payload_hash));
+        if signed_other {
+            return Err(fail(
+                "request.conflict",
+                format!("`{request_id}` was already signed or reserved for another payload"),
+            ));
+        }
+        if let Some(tx) = req.decoded.transaction_id() {
+            if let Some(other) = self
+                .store
+                .state_get::<String>(&tx_key(&req.intent, &tx))
+                .map_err(se)?
+                .filter(|other| other != request_id)
+            {
+                return Err(fail(
+                    "request.tx_reused",
+                    format!("this transaction is already reserved under request `{other}`; fetch that request's result instead"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Gaps that still defer velocity-limited requests; expired ones are reported once.
+    fn open_gaps(&self, now: u64) -> Result<Vec<String>, StoreError> {
+        let gaps = ledger::gaps_at(&self.store, now, self.gap_timeout)?;
+        for (origin, info) in &gaps.expired {
+            let key = format!("suspect/{origin}");
+            if self.store.state_get::<String>(&key)?.is_none() {
+                self.report(
+                    origin,
+                    "ledger.gap_expired",
+                    &format!(
+                        "entries of `{origin}` claimed by `{}` at {} never arrived; velocity no longer waits for them",
+                        info.by, info.since
+                    ),
+                );
+            }
+        }
+        Ok(gaps.open)
     }
 
     /// Records this node's ledger entry for a completed signature (once per request).
@@ -306,7 +428,7 @@ impl Guard {
         &self,
         request_id: &str,
         part: u32,
-        intent: &WithdrawalIntent,
+        (intent, payload_hash): (&WithdrawalIntent, &[u8; 32]),
         signature: &proto::sig::VerifiedSignature,
     ) -> Option<LedgerEntry> {
         let _ = self.audit(
@@ -322,7 +444,7 @@ impl Guard {
                 vec![]
             }
         };
-        self.record_spend(request_id, intent, also, &[])
+        self.record_spend(request_id, (intent, payload_hash), also, &[])
             .unwrap_or_else(|e| {
                 tracing::error!(error = %e, request = request_id, "cannot record the ledger entry");
                 None
@@ -335,7 +457,7 @@ impl Guard {
     pub fn record_spend(
         &self,
         request_id: &str,
-        intent: &WithdrawalIntent,
+        (intent, payload_hash): (&WithdrawalIntent, &[u8; 32]),
         also: Vec<(String, Option<Vec<u8>>)>,
         consume: &[String],
     ) -> Result<Option<LedgerEntry>, StoreError> {
@@ -346,7 +468,7 @@ impl Guard {
             &self.identity,
             request_id,
             &intent.key_id,
-            moves,
+            (moves, Some(*payload_hash)),
             self.now(),
             also,
             consume,
@@ -370,22 +492,44 @@ impl Guard {
 
     /// Stores another node's ledger entry.
     pub fn receive_ledger(&self, entry: &LedgerEntry) -> Result<ledger::Received, String> {
-        let _serial = lock(&self.ledger_writes);
-        ledger::receive(&self.store, &self.roster, entry)
+        let (received, findings) = {
+            let _serial = lock(&self.ledger_writes);
+            ledger::receive(&self.store, &self.roster, entry, self.now())?
+        };
+        for f in findings {
+            let (node, code, message) = f.describe();
+            self.report(node, code, &message);
+        }
+        Ok(received)
     }
 
-    /// Notes peers' ledger heads (from join messages); `Err` names the origins this node lacks.
-    pub fn note_peer_heads(&self, heads: &BTreeMap<String, u64>) -> Result<(), Vec<String>> {
+    /// Notes the ledger heads a peer (`by`) claims in its join message; `Err` names the origins
+    /// this node lacks. A claim beyond what could be true is ignored and `by` is reported.
+    pub fn note_peer_heads(
+        &self,
+        by: &str,
+        heads: &BTreeMap<String, u64>,
+    ) -> Result<(), Vec<String>> {
         let mut behind = Vec::new();
+        let now = self.now();
         for (origin, seq) in heads {
             if self.roster.get(origin).is_none() {
                 continue;
             }
-            match ledger::note_seen(&self.store, origin, *seq) {
-                Ok(true) => behind.push(origin.clone()),
-                Ok(false) => {}
+            match ledger::note_seen(&self.store, origin, *seq, by, now) {
+                Ok(ledger::Claim::Behind) => behind.push(origin.clone()),
+                Ok(ledger::Claim::Known) => {}
+                Ok(ledger::Claim::Impossible) => self.report(
+                    by,
+                    "ledger.impossible_head",
+                    &format!("claimed that `{origin}` has {seq} ledger entries"),
+                ),
                 Err(e) => tracing::error!(error = %e, "cannot record a peer's ledger head"),
             }
+        }
+        // Gaps nobody filled within the timeout no longer hold the session up.
+        if let Ok(open) = self.open_gaps(now) {
+            behind.retain(|o| open.contains(o));
         }
         match behind.is_empty() {
             true => Ok(()),
@@ -423,6 +567,7 @@ impl Guard {
                     ))
                 } else {
                     let key = format!("veto/{}", v.request_id);
+                    let _serial = lock(&self.decide);
                     self.store
                         .state_write(&[(key, Some(json_bytes(v).map_err(se)?))])
                         .map_err(se)
@@ -574,7 +719,16 @@ pub fn to_verdict(d: &Decision, first_seen: u64) -> NodeVerdict {
         first_seen: Some(first_seen),
         evaluated_at: d.evaluated_at,
         signed: BTreeMap::new(),
+        payload_hash: None,
     }
+}
+
+/// State key naming the request a transaction (by [`proto::payload::Decoded::transaction_id`])
+/// was reserved under, per key and account (the same unsigned transaction signed by another
+/// key is another payout, from another sender).
+fn tx_key(intent: &WithdrawalIntent, tx: &[u8; 32]) -> String {
+    let account = intent.account.as_deref().unwrap_or("");
+    format!("txbind/{}\0/{account}\0/{}", intent.key_id, hex::encode(tx))
 }
 
 /// State key of this node's signature of one part of a request. The request id ends with `\0`

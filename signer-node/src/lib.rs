@@ -249,7 +249,8 @@ fn build_guard(
         cfg.clock_offset_secs,
         book,
         proto::audit::SharedAudit::new(log),
-    );
+    )
+    .with_gap_timeout(cfg.limits.ledger_gap_timeout_secs);
     if let Some(path) = &cfg.policy.bundle {
         match std::fs::read_to_string(path) {
             Ok(text) => {

@@ -384,6 +384,7 @@ pub fn classify_failure(debug: &str) -> (&'static str, Vec<u16>) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::expect_used)]
     use super::*;
 
     #[test]
@@ -399,8 +400,8 @@ mod tests {
     fn laggards_are_the_peers_with_fewer_messages() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build();
-        let Ok(rt) = rt else { return };
+            .build()
+            .expect("a current-thread runtime");
         let w = RoundWatch {
             timeout: std::time::Duration::from_secs(1),
             parties: vec!["a".into(), "b".into(), "c".into()],

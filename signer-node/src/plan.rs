@@ -95,6 +95,8 @@ pub struct DecodedRequest {
     pub intent: WithdrawalIntent,
     /// Hash of the whole request (id, intent, payload): bound to the request id.
     pub request_ctx: [u8; 32],
+    /// Hash of the payload alone: approvals and ledger entries are bound to it.
+    pub payload_hash: [u8; 32],
 }
 
 /// Decodes a request's payload with this node's own copy of the key.
@@ -135,6 +137,7 @@ pub fn decode_request(
         decoded,
         intent,
         request_ctx: h.finalize().into(),
+        payload_hash: payload.payload_hash(),
     })
 }
 
@@ -192,6 +195,8 @@ pub struct SignPlan {
     request_ctx: [u8; 32],
     /// What the request does (for the ledger entry once signed).
     intent: WithdrawalIntent,
+    /// Hash of the payload (for the ledger entry once signed).
+    payload_hash: [u8; 32],
     /// Sign from this presignature instead of running the protocol.
     presig: Option<proto::presig::PresigId>,
     /// Held until the session ends: no second session signs this part meanwhile.
@@ -330,6 +335,7 @@ impl Plan {
             path,
             request_ctx: req.request_ctx,
             intent: req.intent,
+            payload_hash: req.payload_hash,
             presig,
             _claim: claim,
         })))
@@ -472,7 +478,9 @@ impl Plan {
                         format!("combined signature rejected: {e}"),
                     )
                 })?;
-                if let Some(entry) = guard.record_signed(&s.request_id, s.part, &s.intent, &sig) {
+                if let Some(entry) =
+                    guard.record_signed(&s.request_id, s.part, (&s.intent, &s.payload_hash), &sig)
+                {
                     let _ = ledger_out.send(NodeFrame::Ledger(entry));
                     // Its own head moved: report it, as for a received entry.
                     if let Ok(st) = guard.status() {
@@ -530,7 +538,12 @@ impl SignPlan {
         // The partial leaves only if this transaction consumed the presignature: a concurrent
         // session that named it (another request, another part) finds it gone and gets nothing.
         let entry = guard
-            .record_spend(&self.request_id, &self.intent, also, &unseal)
+            .record_spend(
+                &self.request_id,
+                (&self.intent, &self.payload_hash),
+                also,
+                &unseal,
+            )
             .map_err(|e| match e {
                 crate::store::StoreError::Missing(_) => crate::presig::used_failure(&id),
                 e => store_err(e),

@@ -250,7 +250,7 @@ impl NodeCore {
             CoordFrame::Ledger(entry) => {
                 self.control_job(move |me| match me.guard.receive_ledger(&entry) {
                     Ok(crate::ledger::Received::Stored) => me.send_status(),
-                    Ok(crate::ledger::Received::Duplicate) => {}
+                    Ok(crate::ledger::Received::Duplicate | crate::ledger::Received::Refused) => {}
                     Err(e) => tracing::warn!(error = %e, "ledger entry refused"),
                 })
             }
@@ -601,18 +601,23 @@ impl NodeCore {
             f.blame = mismatched.into_iter().map(|(n, _)| n).collect();
             return Err(f);
         }
-        self.check_peer_ledgers(&joins)?;
+        self.check_peer_ledgers(&start.parties, &joins)?;
         Ok(early)
     }
 
     /// Each join carries the sender's ledger heads: a peer that holds entries this node lacks
     /// means this node's velocity sums may be short, so it refuses until it has caught up.
-    fn check_peer_ledgers(&self, joins: &HashMap<u16, Vec<u8>>) -> Result<(), SessionFailure> {
+    fn check_peer_ledgers(
+        &self,
+        parties: &[String],
+        joins: &HashMap<u16, Vec<u8>>,
+    ) -> Result<(), SessionFailure> {
         let mut behind = Vec::new();
-        for bytes in joins.values() {
+        for (j, bytes) in joins {
             let heads: std::collections::BTreeMap<String, u64> =
                 serde_json::from_slice(bytes.get(32..).unwrap_or_default()).unwrap_or_default();
-            if let Err(origins) = self.guard.note_peer_heads(&heads) {
+            let by = parties.get(usize::from(*j)).map_or("?", String::as_str);
+            if let Err(origins) = self.guard.note_peer_heads(by, &heads) {
                 behind.extend(origins);
             }
         }

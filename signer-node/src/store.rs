@@ -341,48 +341,6 @@ impl Store {
         Ok(binding)
     }
 
-    /// [`Self::bind_request`] and `seen/<request>` (when this node first saw it) in one
-    /// durable transaction: returns the binding and the first-seen time now stored.
-    pub fn bind_and_see(
-        &self,
-        request_id: &str,
-        ctx: &[u8; 32],
-        now: u64,
-    ) -> Result<(RequestBinding, u64), StoreError> {
-        let seen_key = format!("seen/{request_id}");
-        // Fast path without a write transaction: every evaluation after the first.
-        if let Some(first) = self.state_get::<u64>(&seen_key)? {
-            return Ok((self.bind_request(request_id, ctx)?, first));
-        }
-        let tx = self.db.begin_write()?;
-        let out = {
-            let mut t = tx.open_table(REQUESTS)?;
-            let existing = t.get(request_id)?.map(|v| v.value().to_vec());
-            let binding = match existing {
-                Some(v) if v == ctx => RequestBinding::Same,
-                Some(_) => RequestBinding::Conflict,
-                None => {
-                    t.insert(request_id, ctx.as_slice())?;
-                    RequestBinding::New
-                }
-            };
-            let mut st = tx.open_table(STATE)?;
-            let prev = st.get(seen_key.as_str())?.map(|v| v.value().to_vec());
-            let first = match prev {
-                Some(bytes) => serde_json::from_slice(&bytes)
-                    .map_err(|_| StoreError::Corrupt(format!("state/{seen_key}")))?,
-                None if binding == RequestBinding::Conflict => now,
-                None => {
-                    st.insert(seen_key.as_str(), json_bytes(&now)?.as_slice())?;
-                    now
-                }
-            };
-            (binding, first)
-        };
-        tx.commit()?;
-        Ok(out)
-    }
-
     /// One state value.
     pub fn state_get<T: serde::de::DeserializeOwned>(
         &self,

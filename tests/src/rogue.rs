@@ -30,6 +30,12 @@ struct Relay {
     captured: Arc<Mutex<Vec<Envelope>>>,
     /// Each routed envelope waits a random time up to this before delivery (reordering).
     jitter: Arc<Mutex<Option<Duration>>>,
+    /// Each node's latest reported status (ledger heads, policy, freezes).
+    statuses: Arc<Mutex<HashMap<String, proto::authz::NodeStatus>>>,
+    /// Every verdict the nodes sent: `(node, request id, verdict)`.
+    verdicts: Arc<Mutex<Vec<(String, String, proto::authz::NodeVerdict)>>>,
+    /// Every ledger entry the nodes sent, as sent.
+    ledger: Arc<Mutex<Vec<proto::authz::LedgerEntry>>>,
 }
 
 /// The rogue coordinator; it runs on its own runtime until dropped.
@@ -115,6 +121,23 @@ impl Rogue {
     /// Every envelope the nodes sent so far, as sent.
     pub fn captured(&self) -> Vec<Envelope> {
         lock(&self.relay.captured).clone()
+    }
+
+    /// The latest status `node` reported, if any (a node reports after storing a relayed ledger
+    /// entry, so tests can await that instead of sleeping).
+    pub fn status(&self, node: &str) -> Option<proto::authz::NodeStatus> {
+        lock(&self.relay.statuses).get(node).cloned()
+    }
+
+    /// Every verdict the nodes sent so far (answers to `CoordFrame::Evaluate`), in arrival
+    /// order: `(node, request id, verdict)`.
+    pub fn verdicts(&self) -> Vec<(String, String, proto::authz::NodeVerdict)> {
+        lock(&self.relay.verdicts).clone()
+    }
+
+    /// Every ledger entry the nodes sent so far, as sent (they are also relayed to the others).
+    pub fn ledger_entries(&self) -> Vec<proto::authz::LedgerEntry> {
+        lock(&self.relay.ledger).clone()
     }
 
     /// Sends a frame to one node.
@@ -225,13 +248,22 @@ async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
             // Ledger entries are relayed as an honest coordinator would, so that sessions after
             // a completed one are not refused with `ledger.behind`.
             NodeFrame::Ledger(entry) => {
+                lock(&relay.ledger).push(entry.clone());
                 for (id, l) in lock(links).iter() {
                     if *id != node_id {
                         let _ = l.send(CoordFrame::Ledger(entry.clone()));
                     }
                 }
             }
-            // Verdicts and status: this rogue ignores them.
+            NodeFrame::Status(st) => {
+                lock(&relay.statuses).insert(node_id.clone(), st);
+            }
+            NodeFrame::Verdict {
+                request_id,
+                verdict,
+            } => {
+                lock(&relay.verdicts).push((node_id.clone(), request_id, verdict));
+            }
             _ => {}
         }
     }

@@ -42,20 +42,62 @@ pub fn erc20_transfer(nonce: u64, token: [u8; 20], to: [u8; 20], amount: u128) -
 }
 
 /// A regtest PSBT spending `amounts` (satoshi) from outputs paying `custody_script` to one
-/// external P2WPKH output of `pay` satoshi plus `change` back to the custody script. The spent
-/// outpoints are made up: script checks only need their scripts and amounts.
+/// external P2WPKH output of `pay` satoshi plus `change` back to the custody script. Each spent
+/// output is output 0 of a made-up funding transaction that the input carries as
+/// `non_witness_utxo` (nodes require it: CVE-2020-14199), with the same output as `witness_utxo`.
 pub fn btc_psbt(custody_script: &[u8], amounts: &[u64], pay: u64, change: u64) -> bitcoin::Psbt {
+    let inputs: Vec<(&[u8], u64)> = amounts.iter().map(|sat| (custody_script, *sat)).collect();
+    btc_psbt_from(&inputs, pay, custody_script, change)
+}
+
+/// A made-up funding transaction whose output 0 pays `script` `sat`; `salt` (the input's
+/// position) makes the txids of a PSBT's inputs distinct.
+pub fn funding_tx(script: &[u8], sat: u64, salt: u32) -> bitcoin::Transaction {
     use bitcoin::{
         absolute::LockTime, hashes::Hash, transaction::Version, Amount, OutPoint, ScriptBuf,
-        Sequence, Transaction, TxIn, TxOut, Txid, WPubkeyHash, Witness,
+        Sequence, Transaction, TxIn, TxOut, Txid, Witness,
     };
-    let spk = ScriptBuf::from_bytes(custody_script.to_vec());
+    Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint::new(Txid::from_byte_array([salt as u8 + 1; 32]), salt),
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::MAX,
+            witness: Witness::new(),
+        }],
+        output: vec![TxOut {
+            value: Amount::from_sat(sat),
+            script_pubkey: ScriptBuf::from_bytes(script.to_vec()),
+        }],
+    }
+}
+
+/// A regtest PSBT spending one made-up output per `(script, satoshi)` input, paying `pay`
+/// satoshi to an external P2WPKH address and `change` to `change_script`. Every input carries
+/// its funding transaction ([`funding_tx`]) as `non_witness_utxo`.
+pub fn btc_psbt_from(
+    inputs: &[(&[u8], u64)],
+    pay: u64,
+    change_script: &[u8],
+    change: u64,
+) -> bitcoin::Psbt {
+    use bitcoin::{
+        absolute::LockTime, hashes::Hash, transaction::Version, Amount, OutPoint, ScriptBuf,
+        Sequence, Transaction, TxIn, TxOut, WPubkeyHash, Witness,
+    };
+    let funding: Vec<Transaction> = inputs
+        .iter()
+        .enumerate()
+        .map(|(k, (script, sat))| funding_tx(script, *sat, k as u32))
+        .collect();
     let tx = Transaction {
         version: Version::TWO,
         lock_time: LockTime::ZERO,
-        input: (0..amounts.len())
-            .map(|k| TxIn {
-                previous_output: OutPoint::new(Txid::from_byte_array([k as u8 + 1; 32]), k as u32),
+        input: funding
+            .iter()
+            .map(|f| TxIn {
+                previous_output: OutPoint::new(f.compute_txid(), 0),
                 script_sig: ScriptBuf::new(),
                 sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
                 witness: Witness::new(),
@@ -68,7 +110,7 @@ pub fn btc_psbt(custody_script: &[u8], amounts: &[u64], pay: u64, change: u64) -
             },
             TxOut {
                 value: Amount::from_sat(change),
-                script_pubkey: spk.clone(),
+                script_pubkey: ScriptBuf::from_bytes(change_script.to_vec()),
             },
         ],
     };
@@ -78,34 +120,12 @@ pub fn btc_psbt(custody_script: &[u8], amounts: &[u64], pay: u64, change: u64) -
         xpub: Default::default(),
         proprietary: Default::default(),
         unknown: Default::default(),
-        inputs: vec![Default::default(); amounts.len()],
+        inputs: vec![Default::default(); inputs.len()],
         outputs: vec![Default::default(); 2],
     };
-    for (input, sat) in p.inputs.iter_mut().zip(amounts) {
-        input.witness_utxo = Some(TxOut {
-            value: Amount::from_sat(*sat),
-            script_pubkey: spk.clone(),
-        });
-    }
-    p
-}
-
-/// A regtest PSBT spending one made-up output per `(script, satoshi)` input, paying `pay`
-/// satoshi to an external P2WPKH address and `change` to `change_script`.
-pub fn btc_psbt_from(
-    inputs: &[(&[u8], u64)],
-    pay: u64,
-    change_script: &[u8],
-    change: u64,
-) -> bitcoin::Psbt {
-    use bitcoin::{Amount, ScriptBuf, TxOut};
-    let amounts: Vec<u64> = inputs.iter().map(|(_, sat)| *sat).collect();
-    let mut p = btc_psbt(change_script, &amounts, pay, change);
-    for (input, (script, sat)) in p.inputs.iter_mut().zip(inputs) {
-        input.witness_utxo = Some(TxOut {
-            value: Amount::from_sat(*sat),
-            script_pubkey: ScriptBuf::from_bytes(script.to_vec()),
-        });
+    for (input, f) in p.inputs.iter_mut().zip(funding) {
+        input.witness_utxo = f.output.first().cloned();
+        input.non_witness_utxo = Some(f);
     }
     p
 }

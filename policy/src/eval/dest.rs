@@ -176,7 +176,10 @@ mod tests {
                 rules: vec![DEST_DENY.into()]
             }
         );
-        assert!(p.warnings().iter().any(|w| w.contains("on both lists")));
+        assert!(p
+            .warnings()
+            .iter()
+            .any(|w| w.message.contains("on both lists")));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Check, Facts};
-use crate::approval::{approval_digest, verify};
+use crate::approval::{approval_digest, verify, ApprovalSubject, MAX_APPROVAL_LIFETIME_SECS};
 use crate::input::Approval;
 use crate::literals::format_duration;
 use crate::model::Policy;
@@ -52,6 +52,7 @@ pub(super) fn timelock(f: &Facts) -> Check {
 #[derive(Default)]
 struct Ignored {
     expired: usize,
+    too_long: usize,
     invalid: usize,
     unknown: usize,
     duplicate: usize,
@@ -61,6 +62,7 @@ impl Ignored {
     fn describe(&self) -> String {
         let parts: Vec<String> = [
             (self.expired, "expired"),
+            (self.too_long, "valid for longer than the 7-day maximum"),
             (self.invalid, "with an invalid signature"),
             (self.unknown, "from an unknown key"),
             (self.duplicate, "duplicate"),
@@ -137,11 +139,19 @@ fn count<'p>(
             ignored.expired += 1;
             continue;
         }
+        if a.expires_at - f.ctx.now > MAX_APPROVAL_LIFETIME_SECS {
+            ignored.too_long += 1;
+            continue;
+        }
         let Some(group) = policy.doc.group_of(&a.approver) else {
             ignored.unknown += 1;
             continue;
         };
-        let digest = approval_digest(f.intent, &f.ctx.request_id, &policy.hash(), a.expires_at);
+        let subject = ApprovalSubject {
+            request_id: &f.ctx.request_id,
+            payload_hash: &f.ctx.payload_hash,
+        };
+        let digest = approval_digest(f.intent, subject, &policy.hash(), a.expires_at);
         if !verify(a, &digest) {
             ignored.invalid += 1;
             continue;
@@ -176,7 +186,13 @@ mod tests {
     }
 
     fn approve(p: &Policy, amount: u128, who: u8) -> Approval {
-        sign_approval(&signer(who), &intent(amount), "req-1", &p.hash(), NOW + 600)
+        sign_approval(
+            &signer(who),
+            &intent(amount),
+            subject(),
+            &p.hash(),
+            NOW + 600,
+        )
     }
 
     #[test]
@@ -274,8 +290,12 @@ mod tests {
     fn approval_quorum_ignores_unknown_expired_and_forged() {
         let p = quorum_policy();
         let unknown = approve(&p, 100, 9);
-        let expired = sign_approval(&signer(1), &intent(100), "req-1", &p.hash(), NOW);
-        let wrong_request = sign_approval(&signer(2), &intent(100), "req-2", &p.hash(), NOW + 600);
+        let expired = sign_approval(&signer(1), &intent(100), subject(), &p.hash(), NOW);
+        let other = crate::ApprovalSubject {
+            request_id: "req-2",
+            ..subject()
+        };
+        let wrong_request = sign_approval(&signer(2), &intent(100), other, &p.hash(), NOW + 600);
         let wrong_intent = approve(&p, 99, 3);
         let mut tampered = approve(&p, 100, 1);
         tampered.expires_at += 1;
@@ -298,7 +318,7 @@ mod tests {
         let a = [sign_approval(
             &signer(1),
             &intent(100),
-            "req-1",
+            subject(),
             &other.hash(),
             NOW + 600,
         )];
@@ -313,5 +333,58 @@ mod tests {
 
     fn quorum_toml_v2() -> String {
         BASE.replace("version = 1", "version = 2")
+    }
+
+    /// Finding "one approval, many payouts": an approval for one payload does not count for
+    /// another payload under the same request id (another nonce, other inputs, same intent).
+    #[test]
+    fn approval_quorum_is_bound_to_the_payload_hash() {
+        let p = quorum_policy();
+        let other_payload = [8u8; 32];
+        let other = crate::ApprovalSubject {
+            payload_hash: &other_payload,
+            ..subject()
+        };
+        let a = [sign_approval(
+            &signer(1),
+            &intent(100),
+            other,
+            &p.hash(),
+            NOW + 600,
+        )];
+        let d = evaluate(&intent(100), &p, &[], &a, &ctx());
+        let r = d.rule(APPROVAL_QUORUM).unwrap();
+        assert_eq!(r.verdict, Defer, "{r:?}");
+        assert!(
+            r.reason.contains("1 with an invalid signature"),
+            "{}",
+            r.reason
+        );
+        assert!(evaluate(&intent(100), &p, &[], &[approve(&p, 100, 1)], &ctx()).is_allow());
+    }
+
+    /// An approval valid for longer than the maximum lifetime is ignored: one signature cannot
+    /// wait indefinitely for a payload.
+    #[test]
+    fn approval_quorum_ignores_approvals_beyond_the_maximum_lifetime() {
+        let p = quorum_policy();
+        let max = crate::MAX_APPROVAL_LIFETIME_SECS;
+        let long = sign_approval(
+            &signer(1),
+            &intent(100),
+            subject(),
+            &p.hash(),
+            NOW + max + 1,
+        );
+        let d = evaluate(&intent(100), &p, &[], &[long], &ctx());
+        let r = d.rule(APPROVAL_QUORUM).unwrap();
+        assert_eq!(r.verdict, Defer, "{r:?}");
+        assert!(
+            r.reason.contains("longer than the 7-day maximum"),
+            "{}",
+            r.reason
+        );
+        let edge = sign_approval(&signer(1), &intent(100), subject(), &p.hash(), NOW + max);
+        assert!(evaluate(&intent(100), &p, &[], &[edge], &ctx()).is_allow());
     }
 }

@@ -3,12 +3,15 @@
 mod raw;
 mod validate;
 
-use crate::error::PolicyError;
-use crate::literals::format_duration;
+use crate::error::{PolicyError, PolicyWarning};
 use crate::model::PolicyDoc;
 
-/// Parses and validates; all semantic errors are returned, sorted by position.
-pub(crate) fn parse(text: &str, file: &str) -> Result<PolicyDoc, Vec<PolicyError>> {
+/// Parses and validates; all semantic errors are returned, sorted by position. A valid policy
+/// comes with its warnings: file-wide ones first, then by position.
+pub(crate) fn parse(
+    text: &str,
+    file: &str,
+) -> Result<(PolicyDoc, Vec<PolicyWarning>), Vec<PolicyError>> {
     let raw: raw::RawPolicy = toml::from_str(text).map_err(|e| {
         vec![PolicyError::at(
             file,
@@ -19,9 +22,10 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<PolicyDoc, Vec<PolicyError
     })?;
     let mut v = validate::Validator::new(file, text);
     let doc = v.policy(raw);
-    let mut errors = v.into_errors();
+    let (mut errors, mut warnings) = v.into_parts();
     if errors.is_empty() {
-        doc.ok_or_else(|| {
+        warnings.sort_by_key(|w| (w.line, w.column));
+        doc.map(|doc| (doc, warnings)).ok_or_else(|| {
             vec![PolicyError::at(
                 file,
                 text,
@@ -42,56 +46,6 @@ fn lowercase_first(s: &str) -> String {
         Some(c) => c.to_lowercase().chain(chars).collect(),
         None => String::new(),
     }
-}
-
-/// Advice for valid policies, in a stable order.
-pub(crate) fn warnings(doc: &PolicyDoc) -> Vec<String> {
-    let mut out = Vec::new();
-    if doc.keys.is_empty() {
-        out.push(
-            "no `[keys.<key id>]` section: every withdrawal will be denied by `scope.key`".into(),
-        );
-    }
-    for (label, asset) in &doc.assets {
-        if asset.limits.velocity.is_empty() {
-            out.push(format!(
-                "asset `{label}` has no velocity window: only `per_tx` bounds it"
-            ));
-        }
-    }
-    if !doc.destinations.require_allowlist {
-        out.push("`destinations.require_allowlist = false`: any destination not on the denylist may receive funds".into());
-    }
-    for (chain, entries) in &doc.destinations.allow {
-        for address in entries.keys() {
-            if doc
-                .destinations
-                .deny
-                .get(chain)
-                .is_some_and(|d| d.contains_key(address))
-            {
-                out.push(format!(
-                    "`{address}` on `{chain}` is on both lists; it is denied"
-                ));
-            }
-        }
-    }
-    for (key, rule) in &doc.keys {
-        if rule.frozen {
-            out.push(format!(
-                "key `{key}` is frozen in the file: it signs nothing"
-            ));
-        }
-    }
-    if let Some(cooldown) = doc.destinations.cooldown {
-        if !doc.destinations.require_allowlist {
-            out.push(format!(
-                "the {} cool-down only applies to allowlisted destinations, and the allowlist is not required",
-                format_duration(cooldown)
-            ));
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -137,12 +91,21 @@ mod tests {
     #[test]
     fn warnings_are_stable() {
         let p = Policy::from_toml(BASE, "t.toml").unwrap();
+        let got: Vec<String> = p.warnings().iter().map(ToString::to_string).collect();
         assert_eq!(
-            p.warnings(),
+            got,
             vec![
-                "asset `btc` has no velocity window: only `per_tx` bounds it",
-                "asset `eth` has no velocity window: only `per_tx` bounds it",
+                "t.toml:14:9: warning[warn.velocity_missing]: asset `eth` has no velocity window: only `per_tx` bounds it",
+                "t.toml:19:9: warning[warn.velocity_missing]: asset `btc` has no velocity window: only `per_tx` bounds it",
             ]
         );
+    }
+
+    #[test]
+    fn warnings_do_not_change_what_a_policy_is() {
+        let a = Policy::from_toml(BASE, "a.toml").unwrap();
+        let b = Policy::from_toml(BASE, "b.toml").unwrap();
+        assert_ne!(a.warnings(), b.warnings(), "they name their file");
+        assert_eq!(a, b);
     }
 }

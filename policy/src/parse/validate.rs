@@ -14,20 +14,23 @@ use super::raw::{
     RawWindow,
 };
 use crate::address::{chain_name, normalise, parse_chain};
-use crate::error::PolicyError;
+use crate::error::{PolicyError, PolicyWarning};
 use crate::literals;
 use crate::model::{
     AllowEntry, AllowList, ApprovalTier, ApproverGroup, AssetRule, ChainRule, DenyEntry, DenyList,
     DestinationRules, KeyRule, Limits, PolicyDoc, TimelockTier, Window,
 };
+use crate::tags;
 
 pub(crate) struct Validator<'a> {
     file: &'a str,
     src: &'a str,
     errors: Vec<PolicyError>,
+    warnings: Vec<PolicyWarning>,
     chains: BTreeMap<String, ChainRule>,
     groups: BTreeMap<String, ApproverGroup>,
     cooldown: bool,
+    require_allowlist: bool,
     /// Every label written, valid or not, so that a broken section is reported once and not
     /// again at each reference to it.
     written: BTreeSet<String>,
@@ -39,20 +42,72 @@ impl<'a> Validator<'a> {
             file,
             src,
             errors: Vec::new(),
+            warnings: Vec::new(),
             chains: BTreeMap::new(),
             groups: BTreeMap::new(),
             cooldown: false,
+            require_allowlist: true,
             written: BTreeSet::new(),
         }
     }
 
-    pub(crate) fn into_errors(self) -> Vec<PolicyError> {
-        self.errors
+    /// The errors, and the warnings (meaningful only when there is no error).
+    pub(crate) fn into_parts(self) -> (Vec<PolicyError>, Vec<PolicyWarning>) {
+        (self.errors, self.warnings)
     }
 
     fn err(&mut self, span: Range<usize>, message: String) {
         self.errors
             .push(PolicyError::at(self.file, self.src, Some(span), message));
+    }
+
+    /// Records a warning at `span`, or about the whole file when `None`.
+    fn warn(&mut self, tag: &'static str, span: Option<Range<usize>>, message: String) {
+        let w = PolicyWarning::at(tag, self.file, self.src, span, message);
+        self.warnings.push(w);
+    }
+
+    /// `warn.tier_split`: a window of `section` whose max reaches the lowest non-zero time-lock
+    /// or approval tier lets a withdrawal split below the tier avoid it, up to that max.
+    /// Points at the first such window in file order.
+    fn tier_split(
+        &mut self,
+        section: &str,
+        raw: &[RawWindow],
+        timelock: &[TimelockTier],
+        approval: &[ApprovalTier],
+    ) {
+        let tiers = timelock
+            .iter()
+            .map(|t| (t.at_or_above, "time-lock"))
+            .chain(approval.iter().map(|t| (t.at_or_above, "approval")))
+            .filter(|(at, _)| *at > 0);
+        let Some(lowest) = tiers.clone().map(|(at, _)| at).min() else {
+            return;
+        };
+        let mut kinds: Vec<&str> = tiers.filter(|(at, _)| *at == lowest).map(|t| t.1).collect();
+        kinds.dedup();
+        let kinds = kinds.join(" and ");
+        for w in raw {
+            let max = literals::amount(w.max.get_ref());
+            let window = literals::duration(w.window.get_ref());
+            let (Ok(max), Ok(window)) = (max, window) else {
+                continue;
+            };
+            if max >= lowest {
+                let per = if w.per_destination {
+                    " per destination"
+                } else {
+                    ""
+                };
+                let msg = format!(
+                    "{section}: withdrawals below the lowest {kinds} tier (`{lowest}`) add up to `{max}` in the {} window{per}, so a withdrawal split into such pieces avoids every tier",
+                    literals::format_duration(window)
+                );
+                self.warn(tags::WARN_TIER_SPLIT, Some(w.max.span()), msg);
+                return;
+            }
+        }
     }
 
     /// Validates the whole file. Returns `None` only when an error was recorded.
@@ -71,6 +126,11 @@ impl<'a> Validator<'a> {
             .request
             .and_then(|r| r.max_age)
             .and_then(|lit| self.duration(&lit, "`request.max_age`"));
+        if raw.keys.is_empty() {
+            let msg =
+                "no `[keys.<key id>]` section: every withdrawal will be denied by `scope.key`";
+            self.warn(tags::WARN_NO_KEYS, None, msg.into());
+        }
         self.chains(raw.chains);
         self.groups(raw.approvers);
         let assets = self.assets(raw.assets);
@@ -244,6 +304,13 @@ impl<'a> Validator<'a> {
             let (Some(asset), Some(limits)) = (asset, limits) else {
                 continue;
             };
+            let name = label.get_ref();
+            if limits.velocity.is_empty() {
+                let msg = format!("asset `{name}` has no velocity window: only `per_tx` bounds it");
+                self.warn(tags::WARN_VELOCITY_MISSING, Some(label.span()), msg);
+            }
+            let section = format!("asset `{name}`");
+            self.tier_split(&section, &a.velocity, &timelock, &approval);
             let key = (a.chain.get_ref().clone(), asset.clone());
             if let Some(other) = seen.get(&key) {
                 let msg = format!(
@@ -395,6 +462,13 @@ impl<'a> Validator<'a> {
     ) -> BTreeMap<String, KeyRule> {
         let mut out = BTreeMap::new();
         for (key, k) in raw {
+            if k.frozen {
+                let msg = format!(
+                    "key `{}` is frozen in the file: it signs nothing",
+                    key.get_ref()
+                );
+                self.warn(tags::WARN_KEY_FROZEN, Some(key.span()), msg);
+            }
             let mut allowed = BTreeSet::new();
             for a in &k.assets {
                 if assets.contains_key(a.get_ref()) {
@@ -444,13 +518,48 @@ impl<'a> Validator<'a> {
             .as_ref()
             .and_then(|c| self.duration(c, "`destinations.cooldown`"));
         self.cooldown = raw.cooldown.is_some();
+        self.require_allowlist = raw.require_allowlist;
         let allow = self.allow_list(&raw.allow);
         let deny = self.deny_list(&raw.deny);
+        self.destination_warnings(&raw, cooldown, &allow);
         DestinationRules {
             require_allowlist: raw.require_allowlist,
             cooldown,
             allow,
             deny,
+        }
+    }
+
+    /// `warn.allowlist_not_required`, `warn.cooldown_unused` and `warn.allow_and_deny`.
+    fn destination_warnings(
+        &mut self,
+        raw: &RawDestinations,
+        cooldown: Option<u64>,
+        allow: &AllowList,
+    ) {
+        if !raw.require_allowlist {
+            let msg = "`destinations.require_allowlist = false`: any destination not on the denylist may receive funds";
+            self.warn(tags::WARN_ALLOWLIST_NOT_REQUIRED, None, msg.into());
+            if let (Some(cooldown), Some(lit)) = (cooldown, &raw.cooldown) {
+                let msg = format!(
+                    "the {} cool-down only applies to allowlisted destinations, and the allowlist is not required",
+                    literals::format_duration(cooldown)
+                );
+                self.warn(tags::WARN_COOLDOWN_UNUSED, Some(lit.span()), msg);
+            }
+        }
+        for e in &raw.deny {
+            let chain = e.chain.get_ref();
+            let Some(rule) = self.chains.get(chain) else {
+                continue;
+            };
+            let Ok(address) = normalise(&rule.id, e.address.get_ref()) else {
+                continue;
+            };
+            if allow.get(chain).is_some_and(|m| m.contains_key(&address)) {
+                let msg = format!("`{address}` on `{chain}` is on both lists; it is denied");
+                self.warn(tags::WARN_ALLOW_AND_DENY, Some(e.address.span()), msg);
+            }
         }
     }
 
@@ -528,5 +637,131 @@ impl<'a> Validator<'a> {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use crate::tags;
+    use crate::testutil::*;
+    use crate::PolicyWarning;
+
+    const ETH_1H: &str = "[[assets.eth.velocity]]\nwindow = \"1h\"\nmax = 500\n";
+    const BTC_1H: &str = "[[assets.btc.velocity]]\nwindow = \"1h\"\nmax = 500\n";
+
+    /// The warnings tagged `tag` of the base policy with `extra` appended.
+    fn tagged(extra: &str, tag: &str) -> Vec<PolicyWarning> {
+        let p = policy_extra(extra);
+        p.warnings()
+            .iter()
+            .filter(|w| w.tag == tag)
+            .cloned()
+            .collect()
+    }
+
+    fn line_of(text: &str, needle: &str) -> usize {
+        let at = text.find(needle).unwrap();
+        text[..at].matches('\n').count() + 1
+    }
+
+    #[test]
+    fn warn_velocity_missing_points_at_the_asset() {
+        let w = tagged(BTC_1H, tags::WARN_VELOCITY_MISSING);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(
+            w[0].message,
+            "asset `eth` has no velocity window: only `per_tx` bounds it"
+        );
+        assert_eq!(w[0].line, Some(line_of(BASE, "[assets.eth]")));
+        assert_eq!(w[0].column, Some(9));
+        assert!(tagged(&format!("{ETH_1H}\n{BTC_1H}"), tags::WARN_VELOCITY_MISSING).is_empty());
+    }
+
+    #[test]
+    fn warn_tier_split_when_a_window_reaches_the_lowest_tier() {
+        let timelock =
+            |at: u32| format!("[[assets.eth.timelock]]\nat_or_above = {at}\ndelay = \"1h\"\n");
+        // A window of 500 and a time-lock from 500: five pieces of 100 avoid it.
+        let text = format!("{ETH_1H}\n{}", timelock(500));
+        let w = tagged(&text, tags::WARN_TIER_SPLIT);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(
+            w[0].message,
+            "asset `eth`: withdrawals below the lowest time-lock tier (`500`) add up to `500` in the 1h window, so a withdrawal split into such pieces avoids every tier"
+        );
+        let full = format!("{BASE}\n{text}\n");
+        assert_eq!(w[0].line, Some(line_of(&full, "max = 500")));
+        assert_eq!(w[0].column, Some(7), "points at the window's max");
+        // Below the window's max nothing adds up to the tier; a tier from 0 holds everything.
+        assert!(tagged(
+            &format!("{ETH_1H}\n{}", timelock(501)),
+            tags::WARN_TIER_SPLIT
+        )
+        .is_empty());
+        assert!(tagged(&format!("{ETH_1H}\n{}", timelock(0)), tags::WARN_TIER_SPLIT).is_empty());
+        assert!(
+            tagged(&timelock(1), tags::WARN_TIER_SPLIT).is_empty(),
+            "no window"
+        );
+    }
+
+    #[test]
+    fn warn_tier_split_names_the_lowest_approval_tier() {
+        let text = format!(
+            "{ETH_1H}\n[approvers.t]\nkeys = [\"{}\"]\n\n[[assets.eth.timelock]]\nat_or_above = 400\ndelay = \"1h\"\n\n[[assets.eth.approval]]\nat_or_above = 300\nrequire = {{ t = 1 }}\n\n[[assets.eth.approval]]\nat_or_above = 0\nrequire = {{ t = 1 }}\n",
+            pubhex(1)
+        );
+        let w = tagged(&text, tags::WARN_TIER_SPLIT);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].message.contains("lowest approval tier (`300`)"),
+            "{}",
+            w[0].message
+        );
+    }
+
+    #[test]
+    fn warn_key_frozen_no_keys_and_destination_warnings() {
+        let frozen = policy_replace(
+            "[keys.hot]\nassets = [\"eth\", \"btc\"]",
+            "[keys.hot]\nassets = [\"eth\", \"btc\"]\nfrozen = true",
+        );
+        let w: Vec<_> = frozen
+            .warnings()
+            .iter()
+            .filter(|w| w.tag == tags::WARN_KEY_FROZEN)
+            .collect();
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].line, Some(line_of(BASE, "[keys.hot]")));
+        let none = policy_replace("[keys.hot]\nassets = [\"eth\", \"btc\"]", "");
+        let w = none.warnings();
+        assert_eq!(
+            (w[0].tag, w[0].line),
+            (tags::WARN_NO_KEYS, None),
+            "file-wide first"
+        );
+        let open = policy_replace(
+            "require_allowlist = true",
+            "require_allowlist = false\ncooldown = \"1h\"",
+        );
+        let got: Vec<_> = open
+            .warnings()
+            .iter()
+            .map(|w| (w.tag, w.line.is_some()))
+            .collect();
+        assert!(
+            got.contains(&(tags::WARN_ALLOWLIST_NOT_REQUIRED, false)),
+            "{got:?}"
+        );
+        assert!(got.contains(&(tags::WARN_COOLDOWN_UNUSED, true)), "{got:?}");
+        let deny = format!("[[destinations.deny]]\nchain = \"eth\"\naddress = \"{DEST}\"\n");
+        let w = tagged(&deny, tags::WARN_ALLOW_AND_DENY);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(
+            w[0].message,
+            format!("`{DEST}` on `eth` is on both lists; it is denied")
+        );
+        assert_eq!(w[0].column, Some(11), "points at the denied address");
     }
 }

@@ -39,6 +39,45 @@ fn check_json_reports_errors_with_positions() {
 }
 
 #[test]
+fn check_prints_warnings_and_the_policy_stays_valid() {
+    let file = "tests/fixtures/warnings.toml";
+    let t = transcript(&["check", file]);
+    assert!(t.contains("exit: 0\n"), "{t}");
+    assert_snapshot("check-warnings", &t);
+    let (code, stdout, _) = run(&["check", file, "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["valid"], true);
+    let warnings = v["warnings"].as_array().unwrap();
+    let tags: Vec<&str> = warnings
+        .iter()
+        .map(|w| w["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tags,
+        [
+            "warn.allowlist_not_required",
+            "warn.tier_split",
+            "warn.velocity_missing",
+            "warn.key_frozen",
+            "warn.cooldown_unused",
+            "warn.allow_and_deny",
+            "warn.velocity_missing",
+            "warn.allowlist_ignored",
+        ]
+    );
+    assert_eq!(warnings[0]["line"], serde_json::Value::Null, "file-wide");
+    assert_eq!(
+        (&warnings[1]["line"], &warnings[1]["column"]),
+        (&19.into(), &7.into())
+    );
+    assert!(warnings[6]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("`[accounts.client-a.limits.eth]` has no velocity window"));
+}
+
+#[test]
 fn check_and_hash_the_example() {
     assert_snapshot("check-example", &transcript(&["check", EXAMPLE]));
     let (code, hash, _) = run(&["hash", EXAMPLE]);
@@ -284,11 +323,23 @@ fn approve_an_account_request_with_keys_derived_here() {
         value: Amount::from_sat(sat),
         script_pubkey,
     };
-    let tx = Transaction {
+    // The deposit spent, carried as `non_witness_utxo` (nodes require it: CVE-2020-14199).
+    let funding = Transaction {
         version: Version::TWO,
         lock_time: LockTime::ZERO,
         input: vec![TxIn {
             previous_output: OutPoint::new(Txid::from_byte_array([1; 32]), 0),
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::MAX,
+            witness: Witness::new(),
+        }],
+        output: vec![out(10_000, script(0))],
+    };
+    let tx = Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint::new(funding.compute_txid(), 0),
             script_sig: ScriptBuf::new(),
             sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
             witness: Witness::new(),
@@ -303,6 +354,7 @@ fn approve_an_account_request_with_keys_derived_here() {
     };
     let mut psbt = bitcoin::Psbt::from_unsigned_tx(tx).unwrap();
     psbt.inputs[0].witness_utxo = Some(out(10_000, script(0)));
+    psbt.inputs[0].non_witness_utxo = Some(funding);
     let dir = std::env::temp_dir().join(format!("policy-acct-approve-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();

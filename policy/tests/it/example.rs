@@ -6,10 +6,21 @@ const EXAMPLE: &str = include_str!("../../../examples/policy.toml");
 const DOCS: &str = include_str!("../../../docs/policy.md");
 
 #[test]
-fn the_example_policy_is_valid_and_quiet() {
+fn the_example_policy_is_valid_and_warns_only_about_split_withdrawals() {
     let p = Policy::from_toml(EXAMPLE, "examples/policy.toml").unwrap();
     assert_eq!(p.name(), Some("acme-hot-wallets"));
-    assert!(p.warnings().is_empty(), "{:?}", p.warnings());
+    // ETH's 1h window and BTC's 24h window reach their lowest tiers: documented under
+    // "Limits and what the policy does not guarantee".
+    let got: Vec<(&str, Option<usize>)> = p.warnings().iter().map(|w| (w.tag, w.line)).collect();
+    assert_eq!(
+        got,
+        [
+            (tags::WARN_TIER_SPLIT, Some(42)),
+            (tags::WARN_TIER_SPLIT, Some(81))
+        ],
+        "{:?}",
+        p.warnings()
+    );
 }
 
 #[test]
@@ -18,6 +29,16 @@ fn every_rule_tag_is_documented() {
         assert!(
             DOCS.contains(&format!("### `{tag}`")),
             "docs/policy.md has no section for `{tag}`"
+        );
+    }
+}
+
+#[test]
+fn every_warning_tag_is_documented() {
+    for tag in tags::WARNINGS {
+        assert!(
+            DOCS.contains(&format!("| `{tag}` |")),
+            "docs/policy.md lists no warning `{tag}`"
         );
     }
 }

@@ -5,4 +5,5 @@ mod bundle;
 mod cli;
 mod example;
 mod props;
+mod review;
 mod snapshot;

@@ -81,6 +81,7 @@ fn ctx(now: u64) -> EvalContext {
     EvalContext {
         now,
         request_id: "r".into(),
+        payload_hash: [0; 32],
         first_seen: now,
         frozen: false,
         request_expires_at: None,
@@ -169,7 +170,7 @@ proptest! {
         let now = 1_000u64;
         let approvals: Vec<_> = who.iter().map(|(n, fresh)| {
             let expires = if *fresh { now + 60 } else { now };
-            sign_approval(&key(*n), &i, "r", &p.hash(), expires)
+            sign_approval(&key(*n), &i, policy::ApprovalSubject { request_id: "r", payload_hash: &[0; 32] }, &p.hash(), expires)
         }).collect();
         let reference = evaluate(&i, &p, &[], &approvals, &ctx(now)).to_json_bytes();
         let mut shuffled = approvals.clone();

@@ -116,6 +116,13 @@ impl UnsignedPsbt {
         self.fee
     }
 
+    /// The unsigned transaction's txid, in internal byte order (segwit: signatures leave it
+    /// unchanged, so it names the transaction before and after signing).
+    pub fn txid(&self) -> [u8; 32] {
+        use bitcoin::hashes::Hash as _;
+        self.psbt.unsigned_tx.compute_txid().to_byte_array()
+    }
+
     /// What the transaction does: payments to others, change back to the custody script, fee.
     pub fn intent(&self, key_id: &str) -> Result<WithdrawalIntent, BtcError> {
         let (change, payments): (Vec<_>, Vec<_>) = self
@@ -227,35 +234,40 @@ fn check(
             });
         };
         input_keys.push(k);
-        if let Some(prev) = &input.non_witness_utxo {
-            if prev.compute_txid() != txin.previous_output.txid {
+        // BIP-143 commits to each input's own amount only: without the previous transaction, two
+        // requests lying about different inputs of one transaction would each look cheap, and
+        // their signatures splice into a transaction paying a huge fee (CVE-2020-14199).
+        let prev = input
+            .non_witness_utxo
+            .as_ref()
+            .ok_or(BtcError::MissingPrevTx(i))?;
+        if prev.compute_txid() != txin.previous_output.txid {
+            return Err(BtcError::UtxoMismatch {
+                input: i,
+                what: "txid",
+            });
+        }
+        let vout = usize::try_from(txin.previous_output.vout).unwrap_or(usize::MAX);
+        match prev.output.get(vout) {
+            None => {
                 return Err(BtcError::UtxoMismatch {
                     input: i,
-                    what: "txid",
-                });
+                    what: "vout",
+                })
             }
-            let vout = usize::try_from(txin.previous_output.vout).unwrap_or(usize::MAX);
-            match prev.output.get(vout) {
-                None => {
-                    return Err(BtcError::UtxoMismatch {
-                        input: i,
-                        what: "vout",
-                    })
-                }
-                Some(out) if out.value != utxo.value => {
-                    return Err(BtcError::UtxoMismatch {
-                        input: i,
-                        what: "amount",
-                    })
-                }
-                Some(out) if out.script_pubkey != utxo.script_pubkey => {
-                    return Err(BtcError::UtxoMismatch {
-                        input: i,
-                        what: "script",
-                    })
-                }
-                Some(_) => {}
+            Some(out) if out.value != utxo.value => {
+                return Err(BtcError::UtxoMismatch {
+                    input: i,
+                    what: "amount",
+                })
             }
+            Some(out) if out.script_pubkey != utxo.script_pubkey => {
+                return Err(BtcError::UtxoMismatch {
+                    input: i,
+                    what: "script",
+                })
+            }
+            Some(_) => {}
         }
         inputs_sum = add_money(inputs_sum, utxo.value.to_sat(), "sum of inputs")?;
     }
@@ -286,7 +298,7 @@ fn add_money(acc: u64, sat: u64, what: &'static str) -> Result<u64, BtcError> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use crate::btc::testkit::{key, spend, three_in_two_out};
+    use crate::btc::testkit::{key, spend, three_in_two_out, without_prev_txs};
     use bitcoin::psbt::PsbtSighashType;
     use bitcoin::{Amount, EcdsaSighashType, OutPoint, TxOut};
 
@@ -347,7 +359,7 @@ mod tests {
             value: Amount::ZERO,
             script_pubkey: ScriptBuf::new_op_return([0xde, 0xad]),
         };
-        let psbt = spend(&k, &[10_000], vec![op_return, k.output(9_000)], false);
+        let psbt = spend(&k, &[10_000], vec![op_return, k.output(9_000)]);
         let intent = decode(&psbt, &k.pubkey).unwrap().intent("k").unwrap();
         assert_eq!(intent.payments[0].destination, "script:6a02dead");
         assert_eq!(intent.payments[0].amount, 0);
@@ -358,8 +370,8 @@ mod tests {
     fn decode_encode_round_trips_and_base64_agrees() {
         let k = key(7);
         let built = [
-            spend(&k, &[1, 2, 3], vec![k.output(5)], false),
-            spend(&k, &[1, 2, 3], vec![k.output(5)], true),
+            spend(&k, &[1, 2, 3], vec![k.output(5)]),
+            spend(&k, &[4, 5, 6], vec![k.output(5), k.output(7)]),
             three_in_two_out(&k),
         ];
         for psbt in built {
@@ -452,10 +464,41 @@ mod tests {
         );
     }
 
+    /// CVE-2020-14199: `witness_utxo` alone is never trusted; every input must carry the
+    /// previous transaction that proves its amount.
+    #[test]
+    fn psbt_without_prev_tx_is_refused() {
+        let k = key(7);
+        let err = decode(&without_prev_txs(three_in_two_out(&k)), &k.pubkey).unwrap_err();
+        assert_eq!(err, BtcError::MissingPrevTx(0));
+        assert_eq!(err.code(), "psbt.missing_prev_tx");
+        let mut psbt = three_in_two_out(&k);
+        psbt.inputs[1].non_witness_utxo = None;
+        let err = decode(&psbt, &k.pubkey).unwrap_err();
+        assert_eq!(err, BtcError::MissingPrevTx(1));
+        let text = err.to_string();
+        assert!(
+            text.contains("input 1") && text.contains("previous transaction"),
+            "{text}"
+        );
+        // Two requests for one transaction, each understating another input, without the
+        // previous transactions: both refused, so no pair of signatures can be spliced.
+        for lie in [0, 1] {
+            let mut psbt = without_prev_txs(three_in_two_out(&k));
+            psbt.inputs[lie].witness_utxo = Some(k.output(1_000));
+            assert_eq!(
+                code(&psbt, &k.pubkey),
+                "psbt.missing_prev_tx",
+                "lie on {lie}"
+            );
+        }
+        assert!(decode(&three_in_two_out(&k), &k.pubkey).is_ok());
+    }
+
     #[test]
     fn outputs_over_inputs_and_overflow_are_refused() {
         let k = key(7);
-        let psbt = spend(&k, &[1_000, 2_000], vec![k.output(3_001)], false);
+        let psbt = spend(&k, &[1_000, 2_000], vec![k.output(3_001)]);
         let err = decode(&psbt, &k.pubkey).unwrap_err();
         assert_eq!(err.code(), "amount.overflow");
         assert_eq!(
@@ -465,11 +508,11 @@ mod tests {
                 outputs: 3_001
             }
         );
-        let psbt = spend(&k, &[u64::MAX, 1], vec![k.output(1)], false);
+        let psbt = spend(&k, &[u64::MAX, 1], vec![k.output(1)]);
         assert_eq!(code(&psbt, &k.pubkey), "amount.overflow");
-        let psbt = spend(&k, &[MAX_MONEY_SAT, 1], vec![k.output(1)], false);
+        let psbt = spend(&k, &[MAX_MONEY_SAT, 1], vec![k.output(1)]);
         assert_eq!(code(&psbt, &k.pubkey), "amount.overflow");
-        let psbt = spend(&k, &[5], vec![k.output(u64::MAX), k.output(2)], false);
+        let psbt = spend(&k, &[5], vec![k.output(u64::MAX), k.output(2)]);
         assert_eq!(code(&psbt, &k.pubkey), "amount.overflow");
     }
 
@@ -514,15 +557,15 @@ mod tests {
     fn empty_and_duplicate_inputs_are_refused() {
         let k = key(7);
         // A transaction without inputs is ambiguous with the segwit marker: refused either way.
-        let psbt = spend(&k, &[], vec![k.output(1)], false);
+        let psbt = spend(&k, &[], vec![k.output(1)]);
         let no_inputs = code(&psbt, &k.pubkey);
         assert!(
             ["psbt.no_inputs", "psbt.malformed"].contains(&no_inputs),
             "{no_inputs}"
         );
-        let psbt = spend(&k, &[10], vec![], false);
+        let psbt = spend(&k, &[10], vec![]);
         assert_eq!(code(&psbt, &k.pubkey), "psbt.no_outputs");
-        let mut psbt = spend(&k, &[10, 10], vec![k.output(15)], false);
+        let mut psbt = spend(&k, &[10, 10], vec![k.output(15)]);
         psbt.unsigned_tx.input[1].previous_output = psbt.unsigned_tx.input[0].previous_output;
         assert_eq!(code(&psbt, &k.pubkey), "psbt.duplicate_input");
     }

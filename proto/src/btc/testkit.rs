@@ -64,8 +64,9 @@ pub(crate) fn funding_tx(script: &ScriptBuf, sat: u64, salt: u32) -> Transaction
 }
 
 /// A PSBT spending one funding output of `key` per amount in `inputs`, paying `outputs`.
-/// Every input has `witness_utxo`; with `with_prev`, also `non_witness_utxo`.
-pub(crate) fn spend(key: &TestKey, inputs: &[u64], outputs: Vec<TxOut>, with_prev: bool) -> Psbt {
+/// Every input has `witness_utxo` and `non_witness_utxo` (its funding transaction), as decoding
+/// requires.
+pub(crate) fn spend(key: &TestKey, inputs: &[u64], outputs: Vec<TxOut>) -> Psbt {
     let funding: Vec<Transaction> = inputs
         .iter()
         .enumerate()
@@ -88,9 +89,15 @@ pub(crate) fn spend(key: &TestKey, inputs: &[u64], outputs: Vec<TxOut>, with_pre
     let mut psbt = Psbt::from_unsigned_tx(tx).unwrap();
     for (input, f) in psbt.inputs.iter_mut().zip(funding) {
         input.witness_utxo = Some(f.output[0].clone());
-        if with_prev {
-            input.non_witness_utxo = Some(f);
-        }
+        input.non_witness_utxo = Some(f);
+    }
+    psbt
+}
+
+/// `psbt` without any `non_witness_utxo`: what a wallet trusting `witness_utxo` would send.
+pub(crate) fn without_prev_txs(mut psbt: Psbt) -> Psbt {
+    for input in &mut psbt.inputs {
+        input.non_witness_utxo = None;
     }
     psbt
 }
@@ -102,6 +109,5 @@ pub(crate) fn three_in_two_out(key: &TestKey) -> Psbt {
         key,
         &[50_000, 70_000, 30_000],
         vec![other.output(120_000), key.output(29_000)],
-        true,
     )
 }

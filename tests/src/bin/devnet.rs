@@ -156,6 +156,15 @@ fn write_more_samples(dir: &std::path::Path, key: &proto::api::KeyInfo) -> anyho
         "unsigned_tx": custody_tests::sample::eth_transfer(5, [0x22; 20], 2_000_000_000_000_000_000),
     });
     write_json(dir, "sample-large-request.json", &large)?;
+    // The veto walkthrough's request: another transaction (nodes refuse one transaction under
+    // two request ids).
+    let veto = json!({
+        "request_id": "devnet-large-2",
+        "key_id": key.key_id,
+        "chain": "ethereum",
+        "unsigned_tx": custody_tests::sample::eth_transfer(6, [0x22; 20], 2_000_000_000_000_000_000),
+    });
+    write_json(dir, "sample-veto-request.json", &veto)?;
     let erc20 = json!({
         "request_id": "devnet-erc20-1",
         "key_id": key.key_id,

@@ -177,6 +177,19 @@ pub(crate) fn run_sign_full(
     Result<proto::wire::SessionOutput, proto::wire::SessionFailure>,
 )> {
     let sid: [u8; 32] = rand::random();
+    // Nodes report their status on connecting: the baseline must be a reported one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ["node-1", "node-2"]
+        .iter()
+        .any(|n| rogue.status(n).is_none())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a rogue node never reported its status"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let heads_before = peer_heads(rogue);
     start_sign(rogue, sid, rid, nonce);
     let reports: Vec<_> = (0..2)
         .map(|_| {
@@ -188,11 +201,33 @@ pub(crate) fn run_sign_full(
         })
         .collect();
     if reports.iter().all(|(_, r)| r.is_ok()) {
-        // Each node sent a ledger entry for the signature; let the relay deliver it before the
-        // next session, or that session is refused with `ledger.behind`.
-        std::thread::sleep(Duration::from_secs(1));
+        // Each node sent a ledger entry for the signature; the next session is refused with
+        // `ledger.behind` until the peer stored it. Await that (each node reports its status
+        // after storing a relayed entry), bounded.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let now = peer_heads(rogue);
+            if now.iter().zip(&heads_before).all(|(a, b)| a > b) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the peers' ledger entries were not stored: heads {heads_before:?} -> {now:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     reports
+}
+
+/// Node-1's head of node-2's ledger and node-2's head of node-1's, as they last reported.
+fn peer_heads(rogue: &Rogue) -> [Option<u64>; 2] {
+    let head = |of: &str, peer: &str| {
+        rogue
+            .status(of)
+            .and_then(|st| st.ledger_heads.get(peer).copied())
+    };
+    [head("node-1", "node-2"), head("node-2", "node-1")]
 }
 
 fn rejections(dir: &std::path::Path, reason: &str) -> usize {

@@ -23,16 +23,41 @@ fn policy_of(s: &Shared, node: &str) -> (u64, String, Value) {
     )
 }
 
-fn push(s: &Shared, bundle: &Value) -> Value {
+/// Pushes a bundle; returns each node's answer, which every node must give (an empty or partial
+/// answer would make the callers' per-node checks pass vacuously).
+fn push(s: &Shared, bundle: &Value) -> Vec<Value> {
     let (st, v) = s.cluster.api.post("/v1/policy", bundle).unwrap();
     assert_eq!(st, 200, "{v}");
-    v["nodes"].clone()
+    let nodes = v["nodes"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no nodes: {v}"));
+    let answered: Vec<&String> = nodes.keys().collect();
+    assert_eq!(
+        answered,
+        s.cluster.layout.nodes.iter().collect::<Vec<_>>(),
+        "{v}"
+    );
+    nodes.values().cloned().collect()
 }
 
-fn restart(s: &mut Shared, i: usize) {
+/// Restarts node `i`, then waits (bounded) until its reported status satisfies `fresh`: the
+/// coordinator keeps a node's last status across a restart, so only a status that could not
+/// have been sent before the restart shows that the restarted node reported.
+fn restart(s: &mut Shared, i: usize, fresh: impl Fn(&Value) -> bool, what: &str) {
     s.cluster.restart_node(i).unwrap();
-    // Let the node report its status after connecting.
-    std::thread::sleep(Duration::from_millis(500));
+    let node = s.cluster.layout.nodes[i].clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = statuses(s)[node.as_str()]["status"].clone();
+        if fresh(&st) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{node} after its restart: {what}; its status: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -57,7 +82,21 @@ fn policy_bundles_tampered_undersigned_or_rolled_back_are_refused_and_upgrades_a
     let new_cfg =
         original_cfg.replace(bundle_line, &format!("bundle = \"{}\"", tampered.display()));
     std::fs::write(&cfg, new_cfg).unwrap();
-    restart(&mut s, 1);
+    // The refusal names the tampered policy's hash, which no status before this restart held.
+    let tampered_hash = policy::Policy::from_toml(bundle["policy_toml"].as_str().unwrap(), "t")
+        .unwrap()
+        .hash()
+        .to_string();
+    restart(
+        &mut s,
+        1,
+        |st| {
+            st["policy_error"]
+                .as_str()
+                .is_some_and(|e| e.contains(&tampered_hash))
+        },
+        "reports the refused file",
+    );
     let (v, h, err) = policy_of(&s, "node-2");
     assert_eq!(
         (v, h.as_str()),
@@ -69,10 +108,15 @@ fn policy_bundles_tampered_undersigned_or_rolled_back_are_refused_and_upgrades_a
         "{err}"
     );
     std::fs::write(&cfg, original_cfg).unwrap();
-    restart(&mut s, 1);
+    restart(
+        &mut s,
+        1,
+        |st| st["policy_error"].is_null() && st["policy"]["hash"] == json!(h0),
+        "runs its policy again without an error",
+    );
 
     // Pushed through the coordinator: tampered, then signed by one officer only.
-    for n in push(&s, &bundle).as_object().unwrap().values() {
+    for n in push(&s, &bundle) {
         assert!(
             n["policy_error"]
                 .as_str()
@@ -84,7 +128,7 @@ fn policy_bundles_tampered_undersigned_or_rolled_back_are_refused_and_upgrades_a
     }
     let next = gov.policy_toml(v0 + 1).unwrap();
     let one = serde_json::to_value(gov.bundle(&next, &OFFICERS[..1]).unwrap()).unwrap();
-    for n in push(&s, &one).as_object().unwrap().values() {
+    for n in push(&s, &one) {
         assert!(
             n["policy_error"]
                 .as_str()
@@ -97,11 +141,7 @@ fn policy_bundles_tampered_undersigned_or_rolled_back_are_refused_and_upgrades_a
     // Properly signed upgrade: every node runs it.
     let two = gov.bundle(&next, &OFFICERS[1..]).unwrap();
     let new_hash = two.policy().unwrap().hash().to_string();
-    for n in push(&s, &serde_json::to_value(&two).unwrap())
-        .as_object()
-        .unwrap()
-        .values()
-    {
+    for n in push(&s, &serde_json::to_value(&two).unwrap()) {
         assert_eq!(n["policy"]["hash"], json!(new_hash), "{n}");
         assert_eq!(n["policy"]["version"], json!(v0 + 1), "{n}");
         assert_eq!(n["policy_error"], Value::Null, "{n}");
@@ -115,7 +155,7 @@ fn policy_bundles_tampered_undersigned_or_rolled_back_are_refused_and_upgrades_a
 
     // Rollback to the older (validly signed) version is refused.
     let old = serde_json::to_value(gov.bundle(&toml, &OFFICERS[..2]).unwrap()).unwrap();
-    for n in push(&s, &old).as_object().unwrap().values() {
+    for n in push(&s, &old) {
         assert!(
             n["policy_error"]
                 .as_str()

@@ -28,39 +28,124 @@ fn decimal(bytes: &[u8]) -> String {
     digits.iter().rev().map(|d| char::from(b'0' + d)).collect()
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Base64 of `bytes` (no padding characters): the last group's bits past the data are zero.
+fn base64(bytes: &[u8], alphabet: &[u8; 64]) -> String {
     let mut out = String::new();
     for c in bytes.chunks(3) {
         let n = (u32::from(c[0]) << 16)
             | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
             | u32::from(*c.get(2).unwrap_or(&0));
         for k in 0..=c.len() {
-            out.push(char::from(A[(n >> (18 - 6 * k)) as usize & 63]));
+            out.push(char::from(alphabet[(n >> (18 - 6 * k)) as usize & 63]));
         }
     }
     out
 }
 
-/// Every encoding a leak could take, including a long prefix of each.
+/// The base64 characters that `secret` fixes when it starts `offset` (0, 1 or 2) bytes into a
+/// 3-byte group of a longer encoded stream: the characters that mix in a neighbouring byte (at
+/// the start, or the end's partial group) are dropped, so this is a substring of the stream's
+/// encoding whatever surrounds the secret.
+fn base64_at(secret: &[u8], offset: usize, alphabet: &[u8; 64]) -> String {
+    let mut padded = vec![0u8; offset];
+    padded.extend_from_slice(secret);
+    let whole_groups = padded.len() / 3;
+    let skip = (8 * offset).div_ceil(6);
+    base64(&padded[..3 * whole_groups], alphabet)[skip..].to_string()
+}
+
+/// Every encoding a leak could take: hex in both cases (also as a number, without leading
+/// zeros), base64 (standard and URL-safe alphabets) at each of the 3 byte alignments, and
+/// decimal; plus a long prefix and suffix of each, for a partial leak.
 fn encodings(secret: &[u8]) -> Vec<String> {
     let hex = hex::encode(secret);
     let mut out = vec![
         hex.clone(),
         hex.to_uppercase(),
-        base64(secret),
+        hex.trim_start_matches('0').to_string(),
+        hex.trim_start_matches('0').to_uppercase(),
         decimal(secret),
     ];
-    let prefixes: Vec<String> = out.iter().map(|e| e.chars().take(24).collect()).collect();
-    out.extend(prefixes);
+    for offset in 0..3 {
+        for alphabet in [STANDARD, URL_SAFE] {
+            out.push(base64_at(secret, offset, alphabet));
+        }
+    }
+    let parts: Vec<String> = out
+        .iter()
+        .flat_map(|e| {
+            let chars: Vec<char> = e.chars().collect();
+            let n = chars.len().min(24);
+            [
+                chars[..n].iter().collect::<String>(),
+                chars[chars.len() - n..].iter().collect::<String>(),
+            ]
+        })
+        .collect();
+    out.extend(parts);
+    out.sort();
+    out.dedup();
     out
+}
+
+/// The first canary found in `text`, if any.
+fn find<'a>(text: &str, canaries: &'a [String]) -> Option<&'a str> {
+    canaries
+        .iter()
+        .map(String::as_str)
+        .find(|c| text.contains(c))
+}
+
+/// A file searched for canaries: it must exist and hold something (a missing or empty log would
+/// otherwise pass as clean).
+fn haystack(path: &std::path::Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(!bytes.is_empty(), "{} is empty", path.display());
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Positive control of the search itself: files holding the secret deliberately, embedded in
+/// other bytes at every alignment and in every encoding, are written to `dir`, read back as
+/// the real haystacks are, and each must be found.
+fn assert_search_finds_planted(dir: &std::path::Path, secret: &[u8], canaries: &[String]) {
+    let mut planted = Vec::new();
+    for offset in 0..3 {
+        // Different bytes around the secret, so no alignment happens to match by luck.
+        let mut stream: Vec<u8> = (0..offset as u8)
+            .map(|b| b.wrapping_mul(77) ^ 0xa5)
+            .collect();
+        stream.extend_from_slice(secret);
+        stream.extend_from_slice(&[0xc3, 0x5a, 0x0f][..offset + 1]);
+        for alphabet in [STANDARD, URL_SAFE] {
+            planted.push(format!("blob={}==", base64(&stream, alphabet)));
+        }
+        planted.push(format!("bytes=0x{}", hex::encode(&stream)));
+        planted.push(format!("BYTES={}", hex::encode_upper(&stream)));
+    }
+    planted.push(format!("n={} end", decimal(secret)));
+    // Only the first 20 bytes (a truncated leak), then only the last 20.
+    planted.push(format!("head={}...", hex::encode(&secret[..20])));
+    planted.push(format!(
+        "tail=...{}",
+        hex::encode(&secret[secret.len() - 20..])
+    ));
+    for (k, text) in planted.iter().enumerate() {
+        let path = dir.join(format!("planted-{k}.log"));
+        std::fs::write(&path, format!("2026-01-01T00:00:00Z INFO x: {text}\n")).unwrap();
+        assert!(
+            find(&haystack(&path), canaries).is_some(),
+            "the search misses a planted canary: {text}"
+        );
+    }
 }
 
 fn secret_bytes(v: &Value) -> Vec<u8> {
     match v {
-        Value::String(s) => {
-            hex::decode(s.trim_start_matches("0x")).unwrap_or_else(|_| s.clone().into_bytes())
-        }
+        Value::String(s) => hex::decode(s.trim_start_matches("0x"))
+            .unwrap_or_else(|e| panic!("a secret string that is not hex ({e}): unknown encoding")),
         Value::Array(a) => a.iter().map(|b| b.as_u64().unwrap() as u8).collect(),
         // Big integers serialise as `{"radix": 16, "value": "<hex>"}`.
         Value::Object(o) if o.get("radix") == Some(&json!(16)) => {
@@ -162,35 +247,46 @@ fn row30_key_share_and_prime_canaries_never_leak() {
         p.len()
     );
     let canaries: Vec<String> = encodings(&x).into_iter().chain(encodings(&p)).collect();
-    // Positive control: the store's own plaintext does contain the canaries.
+    // Positive controls: the store's own plaintext does contain the canaries, and so does every
+    // file where they were written on purpose.
     let plain = share.to_string();
     assert!(
         plain.contains(&hex::encode(&x)) && plain.contains(hex::encode(&p).trim_start_matches('0'))
     );
+    assert!(find(&plain, &canaries).is_some());
+    assert_search_finds_planted(&dir, &x, &canaries);
+    assert_search_finds_planted(&dir, &p, &canaries);
 
     let mut haystacks: Vec<(String, String)> = responses
         .into_iter()
         .enumerate()
         .map(|(i, r)| (format!("api response {i}"), r))
         .collect();
+    // Every process's log and audit log by name (each must exist), and whatever else is in
+    // the log directory.
+    let logs = s.cluster.layout.dir.join("logs");
     let mut files = vec![backup];
-    for entry in std::fs::read_dir(s.cluster.layout.dir.join("logs")).unwrap() {
-        files.push(entry.unwrap().path());
-    }
     for n in ["node-1", "node-2", "node-3", "coordinator"] {
+        files.push(logs.join(format!("{n}.log")));
         files.push(s.cluster.layout.dir.join(n).join("audit.jsonl"));
     }
-    for f in files {
-        let bytes = std::fs::read(&f).unwrap_or_default();
-        haystacks.push((
-            f.display().to_string(),
-            String::from_utf8_lossy(&bytes).into_owned(),
-        ));
+    for f in &files {
+        haystacks.push((f.display().to_string(), haystack(f)));
+    }
+    for entry in std::fs::read_dir(&logs).unwrap() {
+        let f = entry.unwrap().path();
+        if !files.contains(&f) {
+            let bytes = std::fs::read(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            haystacks.push((f.display().to_string(), text));
+        }
     }
     assert!(haystacks.len() > 15);
     for (name, text) in &haystacks {
-        for c in &canaries {
-            assert!(!text.contains(c.as_str()), "secret canary found in {name}");
-        }
+        // The canary itself is not printed: it is a secret.
+        assert!(
+            find(text, &canaries).is_none(),
+            "secret canary found in {name}"
+        );
     }
 }

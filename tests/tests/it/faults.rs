@@ -55,9 +55,74 @@ fn metric(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-fn log_of(s: &Shared, name: &str) -> String {
-    std::fs::read_to_string(s.cluster.layout.dir.join(format!("logs/{name}.log")))
-        .unwrap_or_default()
+/// Sessions blamed on `node` so far, whatever the code (the sum of its blame counters).
+fn blame_of(text: &str, node: &str) -> f64 {
+    let prefix = format!("custody_session_blame_total{{node=\"{node}\",");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
+        .filter_map(|rest| rest.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn log_path(s: &Shared, name: &str) -> std::path::PathBuf {
+    s.cluster.layout.dir.join(format!("logs/{name}.log"))
+}
+
+/// A process's whole log, as bytes (a line may be half written); a missing log fails the test
+/// (it must exist once the process ran).
+fn log_bytes(s: &Shared, name: &str) -> Vec<u8> {
+    let path = log_path(s, name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Length of a log now: the baseline for [`log_since`] (logs are append-only and shared by
+/// every test, so a test reads only what was written after its baseline).
+fn log_len(s: &Shared, name: &str) -> usize {
+    log_bytes(s, name).len()
+}
+
+/// What a log gained since `from` (a [`log_len`]), without terminal colour codes.
+fn log_since(s: &Shared, name: &str, from: usize) -> String {
+    let all = log_bytes(s, name);
+    let new = all
+        .get(from..)
+        .unwrap_or_else(|| panic!("log {name} shrank below its baseline of {from} bytes"));
+    strip_ansi(&String::from_utf8_lossy(new))
+}
+
+/// The coordinator's audit log (append-only; a missing file fails the test).
+fn coordinator_audit(s: &Shared) -> String {
+    let path = s.cluster.layout.dir.join("coordinator/audit.jsonl");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Removes ANSI escape sequences (`ESC [ … letter`), which the logs' field names carry.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The number in the `field=N` of the first log line containing `message`, if any.
+fn logged_count(log: &str, message: &str, field: &str) -> Option<u64> {
+    let line = log.lines().find(|l| l.contains(message))?;
+    let at = line.find(&format!(" {field}="))? + field.len() + 2;
+    let digits: String = line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 fn index_of(s: &Shared, node: &str) -> usize {
@@ -73,11 +138,16 @@ fn index_of(s: &Shared, node: &str) -> usize {
 fn node_signatures(s: &Shared) -> BTreeMap<String, BTreeSet<(String, String)>> {
     let mut out: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
     for n in &s.cluster.layout.nodes {
-        let text = std::fs::read_to_string(s.cluster.layout.dir.join(n).join("audit.jsonl"))
-            .unwrap_or_default();
-        for line in text.lines() {
+        let path = s.cluster.layout.dir.join(n).join("audit.jsonl");
+        // A missing log would read as "no signatures": fail instead.
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let last = text.lines().count();
+        for (k, line) in text.lines().enumerate() {
             let Ok(rec) = serde_json::from_str::<Value>(line) else {
-                continue; // a line being written right now
+                // Only the last line can be one being written right now.
+                assert_eq!(k + 1, last, "{}: unparsable line {}", path.display(), k + 1);
+                continue;
             };
             if rec["kind"] == "signature" {
                 let d = &rec["data"];
@@ -99,44 +169,53 @@ fn node_signatures(s: &Shared) -> BTreeMap<String, BTreeSet<(String, String)>> {
 #[test]
 fn row_4_node_killed_mid_round_is_blamed_and_another_subset_signs() {
     let mut s = exclusive();
-    let mut attempt = 0;
-    let (id, victim) = loop {
-        attempt += 1;
-        assert!(attempt <= 5, "never caught a request mid-session");
+    // A kill can land after the session's last round (the victim then signed): that attempt
+    // proves nothing, so another request is tried; the test fails if none is caught mid-round.
+    let mut caught = None;
+    for attempt in 1..=6 {
+        // Baselines: the blame counter and the audit log are cumulative and shared.
+        let (metrics_before, audit_before) = (metrics(&s), coordinator_audit(&s).len());
         let body = transfer("midround", KEY, 7000 + attempt);
-        if let Some(signers) = submit_until_signing(&s, &body) {
-            std::thread::sleep(Duration::from_millis(150));
-            let victim = signers[1].clone();
-            let i = index_of(&s, &victim);
-            s.cluster.kill_node(i).unwrap();
-            break (body["request_id"].as_str().unwrap().to_string(), victim);
-        }
-    };
-    let r = s
-        .cluster
-        .wait_request(&id, Duration::from_secs(120))
-        .unwrap();
-    assert_valid_signature(&s, &r);
-    if r.signers.contains(&victim) {
-        // The round finished before the kill landed: nothing to blame, nothing lost.
+        let id = body["request_id"].as_str().unwrap().to_string();
+        let Some(signers) = submit_until_signing(&s, &body) else {
+            continue; // it ended before it was seen signing; nothing was killed
+        };
+        std::thread::sleep(Duration::from_millis(150));
+        let victim = signers[1].clone();
         let i = index_of(&s, &victim);
+        s.cluster.kill_node(i).unwrap();
+        let r = s
+            .cluster
+            .wait_request(&id, Duration::from_secs(120))
+            .unwrap();
+        assert_valid_signature(&s, &r);
         s.cluster.start_node_and_wait(i).unwrap();
-        return;
+        if !r.signers.contains(&victim) {
+            caught = Some((victim, metrics_before, audit_before));
+            break;
+        }
+        eprintln!("attempt {attempt}: {id} finished before the kill of {victim} landed");
     }
-    let m = metrics(&s);
+    let (victim, metrics_before, audit_before) =
+        caught.expect("no kill landed mid-session in 6 attempts");
     let blamed =
         format!("custody_session_blame_total{{node=\"{victim}\",code=\"node.disconnected\"}}");
-    assert!(metric(&m, &blamed).unwrap_or(0.0) >= 1.0, "{m}");
-    let audit =
-        std::fs::read_to_string(s.cluster.layout.dir.join("coordinator/audit.jsonl")).unwrap();
+    let before = metric(&metrics_before, &blamed).unwrap_or(0.0);
+    let m = metrics(&s);
+    let after = metric(&m, &blamed);
     assert!(
-        audit
-            .lines()
-            .any(|l| l.contains("\"session.blame\"") && l.contains(&victim)),
-        "coordinator audit names the blamed node"
+        after.is_some_and(|a| a >= before + 1.0),
+        "{blamed} went from {before} to {after:?}:\n{m}"
     );
-    let i = index_of(&s, &victim);
-    s.cluster.start_node_and_wait(i).unwrap();
+    let audit = coordinator_audit(&s);
+    assert!(
+        audit[audit_before..]
+            .lines()
+            .any(|l| l.contains("\"session.blame\"")
+                && l.contains(&format!("\"{victim}\""))
+                && l.contains("node.disconnected")),
+        "the coordinator audit names the blamed node in a new record"
+    );
 }
 
 fn start_rogue(s: &mut Shared, extra: &[&str]) {
@@ -189,6 +268,11 @@ fn culprits_named_by_cggmp24_are_blamed_and_excluded() {
 fn row_7_tampered_partial_signature_locks_the_key_until_an_operator_unlocks_it() {
     const INC: &str = "inc-key";
     let mut s = exclusive();
+    // Baselines: logs, the audit log and the incident counter are cumulative and shared.
+    let incidents_series = format!("custody_incidents_total{{key=\"{INC}\"}}");
+    let incidents_before = metric(&metrics(&s), &incidents_series).unwrap_or(0.0);
+    let (node3_log, coord_log) = (log_len(&s, "node-3"), log_len(&s, "coordinator"));
+    let audit_before = coordinator_audit(&s).len();
     start_rogue(&mut s, &[]);
     s.cluster.kill_node(1).unwrap();
     let up = vec!["node-1".to_string(), "node-3".to_string()];
@@ -206,15 +290,18 @@ fn row_7_tampered_partial_signature_locks_the_key_until_an_operator_unlocks_it()
         "{r:?}"
     );
     assert!(r.signature.is_none() && r.signed_tx.is_none(), "{r:?}");
-    assert!(log_of(&s, "node-3").contains("tampered a round message"));
+    assert!(
+        log_since(&s, "node-3", node3_log).contains("tampered a round message"),
+        "the rogue node-3 tampered in this test"
+    );
 
     let (_, key) = s.cluster.api.get(&format!("/v1/keys/{INC}")).unwrap();
     assert_eq!(key["locked"]["code"], "signature.invalid", "{key}");
     assert_eq!(key["locked"]["request_id"], id, "{key}");
     let m = metrics(&s);
     assert_eq!(
-        metric(&m, &format!("custody_incidents_total{{key=\"{INC}\"}}")),
-        Some(1.0),
+        metric(&m, &incidents_series),
+        Some(incidents_before + 1.0),
         "{m}"
     );
     assert_eq!(
@@ -222,13 +309,17 @@ fn row_7_tampered_partial_signature_locks_the_key_until_an_operator_unlocks_it()
         Some(1.0),
         "{m}"
     );
-    let incidents = log_of(&s, "coordinator")
+    let incidents = log_since(&s, "coordinator", coord_log)
         .matches("SECURITY INCIDENT")
         .count();
     assert_eq!(incidents, 1, "one alert, no automatic retry");
-    let audit =
-        std::fs::read_to_string(s.cluster.layout.dir.join("coordinator/audit.jsonl")).unwrap();
-    assert!(audit.contains("\"incident.key_locked\""));
+    let audit = coordinator_audit(&s);
+    assert!(
+        audit[audit_before..]
+            .lines()
+            .any(|l| l.contains("\"incident.key_locked\"") && l.contains(id)),
+        "a new incident record names {id}"
+    );
     let (st, v) = s
         .cluster
         .api
@@ -265,16 +356,27 @@ fn row_7_tampered_partial_signature_locks_the_key_until_an_operator_unlocks_it()
     );
     let r = submit(&s, &transfer("unlocked", INC, 3));
     assert_eq!(r.status, RequestStatus::Signed, "{r:?}");
+    let m = metrics(&s);
     assert_eq!(
-        metric(
-            &metrics(&s),
-            &format!("custody_key_locked{{key=\"{INC}\"}}")
-        ),
+        metric(&m, &format!("custody_key_locked{{key=\"{INC}\"}}")),
         Some(0.0)
     );
+    // Still one incident at the end: the failed request was never retried on its own.
+    assert_eq!(
+        metric(&m, &incidents_series),
+        Some(incidents_before + 1.0),
+        "{m}"
+    );
+    assert_eq!(
+        log_since(&s, "coordinator", coord_log)
+            .matches("SECURITY INCIDENT")
+            .count(),
+        1
+    );
+    assert_eq!(view(&s, id).status, RequestStatus::Failed);
 }
 
-/// Tiny deterministic generator for kill points (the seed is printed).
+/// Tiny deterministic generator for kill points (the seed is printed; see [`seed`]).
 struct Lcg(u64);
 impl Lcg {
     fn next_ms(&mut self, lo: u64, hi: u64) -> u64 {
@@ -286,11 +388,43 @@ impl Lcg {
     }
 }
 
-fn seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(7)
+/// Environment variable that fixes the seed of a randomised test, to replay a failure.
+pub(crate) const SEED_ENV: &str = "CUSTODY_TEST_SEED";
+
+/// The seed of the randomised test `test` (its path in this binary, e.g. `faults::name`):
+/// [`SEED_ENV`] when set, else fresh from the clock. Printed with the command that replays it.
+pub(crate) fn seed(test: &str) -> u64 {
+    let seed = match std::env::var(SEED_ENV) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{SEED_ENV} must be a u64, got `{v}`")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(7),
+    };
+    eprintln!(
+        "{test}: seed {seed}; replay with {SEED_ENV}={seed} cargo test --release -p custody-tests --test it -- --exact {test}"
+    );
+    seed
+}
+
+/// Node log lines that say a session was aborted because the coordinator's link dropped: a
+/// coordinator kill that landed mid-session leaves at least one.
+fn link_lost_aborts(s: &Shared, from: &[usize]) -> usize {
+    s.cluster
+        .layout
+        .nodes
+        .iter()
+        .zip(from)
+        .map(|(n, f)| {
+            log_since(s, n, *f)
+                .lines()
+                .filter(|l| l.contains("session aborted") && l.contains("coordinator link lost"))
+                .count()
+        })
+        .sum()
 }
 
 /// Rows 9 and 10 at cluster level: the coordinator is killed (SIGKILL) 20 times at random points
@@ -301,9 +435,9 @@ fn seed() -> u64 {
 #[test]
 fn coordinator_killed_20_times_under_load_loses_nothing_and_signs_each_request_once() {
     let mut s = exclusive();
-    let seed = seed();
-    eprintln!("kill-loop seed {seed}");
-    let mut rng = Lcg(seed);
+    let mut rng = Lcg(seed(
+        "faults::coordinator_killed_20_times_under_load_loses_nothing_and_signs_each_request_once",
+    ));
     let stop = Arc::new(AtomicBool::new(false));
     let accepted: Arc<Mutex<Vec<Value>>> = Arc::default();
     let client = s
@@ -331,11 +465,24 @@ fn coordinator_killed_20_times_under_load_loses_nothing_and_signs_each_request_o
         })
     };
     let kills = 20;
+    let mut mid_session = 0;
     for _ in 0..kills {
         std::thread::sleep(Duration::from_millis(rng.next_ms(200, 2500)));
+        let logs: Vec<usize> = s
+            .cluster
+            .layout
+            .nodes
+            .iter()
+            .map(|n| log_len(&s, n))
+            .collect();
         s.cluster.kill_coordinator();
         std::thread::sleep(Duration::from_millis(rng.next_ms(0, 300)));
         s.cluster.start_coordinator().unwrap();
+        // A node notices the lost link at once (the kill resets its connection) and aborts the
+        // sessions that coordinator relayed; by the time the new one answers, that is logged.
+        if link_lost_aborts(&s, &logs) > 0 {
+            mid_session += 1;
+        }
     }
     stop.store(true, Ordering::SeqCst);
     let last = worker.join().unwrap();
@@ -373,8 +520,12 @@ fn coordinator_killed_20_times_under_load_loses_nothing_and_signs_each_request_o
         );
     }
     eprintln!(
-        "{kills} coordinator kills; {} requests accepted, {signed} signed",
+        "{kills} coordinator kills, {mid_session} of them mid-session; {} requests accepted, {signed} signed",
         accepted.len()
+    );
+    assert!(
+        mid_session > 0,
+        "no kill landed while a session ran: the loop tested only idle restarts"
     );
     assert!(accepted.len() >= 20, "the workload ran: {}", accepted.len());
     assert!(
@@ -386,17 +537,22 @@ fn coordinator_killed_20_times_under_load_loses_nothing_and_signs_each_request_o
     for body in &accepted {
         let id = body["request_id"].as_str().unwrap();
         let r = view(&s, id);
-        let Some(sig) = r.signature else { continue };
         let distinct = by_node.get(id).cloned().unwrap_or_default();
-        let api = (
-            sig.r.trim_start_matches("0x").to_string(),
-            sig.s.trim_start_matches("0x").to_string(),
-        );
-        assert_eq!(
-            distinct,
-            BTreeSet::from([api]),
-            "{id}: exactly one signature exists"
-        );
+        match r.signature {
+            Some(sig) => {
+                let api = (
+                    sig.r.trim_start_matches("0x").to_string(),
+                    sig.s.trim_start_matches("0x").to_string(),
+                );
+                assert_eq!(
+                    distinct,
+                    BTreeSet::from([api]),
+                    "{id}: exactly one signature exists"
+                );
+            }
+            // Failed (checked above): never two different signatures for one request.
+            None => assert!(distinct.len() <= 1, "{id} ({:?}): {distinct:?}", r.status),
+        }
     }
 }
 
@@ -426,9 +582,18 @@ fn check_node(s: &Shared, i: usize) -> Value {
 #[test]
 fn row_28_node_killed_in_a_loop_while_signing_keeps_a_consistent_store() {
     let mut s = exclusive();
-    let seed = seed();
-    eprintln!("node kill-loop seed {seed}");
-    let mut rng = Lcg(seed);
+    let mut rng = Lcg(seed(
+        "faults::row_28_node_killed_in_a_loop_while_signing_keeps_a_consistent_store",
+    ));
+    // Baseline: node-1's ledger already holds the requests of every earlier test.
+    s.cluster.kill_node(0).unwrap();
+    let own_before = check_node(&s, 0)["ledger"]["own_requests"]
+        .as_u64()
+        .expect("`signer-node check` reports own_requests");
+    s.cluster.start_node_and_wait(0).unwrap();
+    // A kill that lands while node-1 is in a session fails that session, and the coordinator
+    // blames node-1 for it: the blame counters tell the mid-session kills apart.
+    let mut mid_session = 0;
     let mut ids = Vec::new();
     let kills = 12;
     for k in 0..kills {
@@ -439,26 +604,45 @@ fn row_28_node_killed_in_a_loop_while_signing_keeps_a_consistent_store() {
             ids.push(body["request_id"].as_str().unwrap().to_string());
         }
         std::thread::sleep(Duration::from_millis(rng.next_ms(100, 2000)));
+        let blamed_before = blame_of(&metrics(&s), "node-1");
         s.cluster.kill_node(0).unwrap();
         let summary = check_node(&s, 0);
         assert_eq!(summary["node_id"], "node-1");
         assert!(summary["policy"]["version"].as_u64().is_some(), "{summary}");
         s.cluster.start_node_and_wait(0).unwrap();
+        if blame_of(&metrics(&s), "node-1") > blamed_before {
+            mid_session += 1;
+        }
     }
+    let mut with_node1 = 0;
     for id in &ids {
         let r = s
             .cluster
             .wait_request(id, Duration::from_secs(180))
             .unwrap();
         assert_valid_signature(&s, &r);
+        with_node1 += usize::from(r.signers.iter().any(|n| n == "node-1"));
     }
     s.cluster.kill_node(0).unwrap();
     let summary = check_node(&s, 0);
     s.cluster.start_node_and_wait(0).unwrap();
-    eprintln!("{kills} node kills; final state: {summary}");
+    eprintln!(
+        "{kills} node kills, {mid_session} of them mid-session; node-1 signed {with_node1} of {} requests; final state: {summary}",
+        ids.len()
+    );
     assert!(
-        summary["ledger"]["own_requests"].as_u64().unwrap_or(0) > 0,
-        "{summary}"
+        mid_session > 0,
+        "no kill landed while node-1 was in a session: the loop tested only idle restarts"
+    );
+    let own_after = summary["ledger"]["own_requests"]
+        .as_u64()
+        .expect("`signer-node check` reports own_requests");
+    // Every request node-1 ended up signing has its own ledger entry (a session it signed and
+    // then lost to a kill may add more).
+    assert!(with_node1 > 0, "node-1 signed none of the requests");
+    assert!(
+        own_after >= own_before + with_node1 as u64,
+        "node-1's ledger went from {own_before} to {own_after} own requests, {with_node1} signed: {summary}"
     );
 }
 
@@ -481,33 +665,90 @@ fn sigterm_stops_nodes_and_coordinator_cleanly_and_readiness_is_honest() {
     let (st, v) = s.cluster.api.get("/readyz").unwrap();
     assert_eq!(st, 200, "{v}");
 
-    let body = transfer("term-node", KEY, 300_000);
-    let id = body["request_id"].as_str().unwrap().to_string();
-    if let Some(signers) = submit_until_signing(&s, &body) {
+    // A SIGTERM can land after the session ended: each part tries again with a new request
+    // (bounded) until the stopped process's own log says a session was running at the stop.
+    let mut caught = false;
+    for attempt in 0..5 {
+        let body = transfer("term-node", KEY, 300_000 + 2 * attempt);
+        let id = body["request_id"].as_str().unwrap().to_string();
+        let Some(signers) = submit_until_signing(&s, &body) else {
+            continue; // it ended before it was seen signing
+        };
         let i = index_of(&s, &signers[0]);
+        let from = log_len(&s, &signers[0]);
         let status = s
             .cluster
             .terminate_node(i, Duration::from_secs(40))
             .unwrap();
         assert!(status.success(), "node exit status {status:?}");
-        assert!(log_of(&s, &signers[0]).contains("signer node stopped"));
+        let stop_log = log_since(&s, &signers[0], from);
+        assert!(stop_log.contains("signer node stopped"), "{stop_log}");
         let r = s
             .cluster
             .wait_request(&id, Duration::from_secs(120))
             .unwrap();
         assert_valid_signature(&s, &r);
         s.cluster.start_node_and_wait(i).unwrap();
+        let running = logged_count(
+            &stop_log,
+            "stopping: letting running sessions finish",
+            "running",
+        );
+        assert!(
+            running.is_some(),
+            "no stop line with `running=`: {stop_log}"
+        );
+        if running > Some(0) {
+            caught = true;
+            break;
+        }
     }
+    assert!(
+        caught,
+        "no node SIGTERM landed while its session ran (5 attempts)"
+    );
 
-    let body = transfer("term-coord", KEY, 300_001);
-    let id = body["request_id"].as_str().unwrap().to_string();
-    submit_until_signing(&s, &body);
-    let status = s
-        .cluster
-        .terminate_coordinator(Duration::from_secs(40))
-        .unwrap();
-    assert!(status.success(), "coordinator exit status {status:?}");
-    assert!(log_of(&s, "coordinator").contains("coordinator stopped"));
+    let mut caught = None;
+    for attempt in 0..5 {
+        let body = transfer("term-coord", KEY, 300_001 + 2 * attempt);
+        let id = body["request_id"].as_str().unwrap().to_string();
+        if submit_until_signing(&s, &body).is_none() {
+            continue; // it ended before it was seen signing
+        }
+        let from = log_len(&s, "coordinator");
+        let status = s
+            .cluster
+            .terminate_coordinator(Duration::from_secs(40))
+            .unwrap();
+        assert!(status.success(), "coordinator exit status {status:?}");
+        let stop_log = log_since(&s, "coordinator", from);
+        assert!(stop_log.contains("coordinator stopped"), "{stop_log}");
+        let sessions = logged_count(
+            &stop_log,
+            "stopping: letting running sessions finish",
+            "sessions",
+        );
+        assert!(
+            sessions.is_some(),
+            "no stop line with `sessions=`: {stop_log}"
+        );
+        if sessions > Some(0) {
+            caught = Some(id);
+            break;
+        }
+        // The session ended first: start again and sign it, then try another request.
+        s.cluster.start_coordinator().unwrap();
+        let all = s.cluster.layout.nodes.clone();
+        s.cluster
+            .wait_connected(&all, Duration::from_secs(30))
+            .unwrap();
+        let r = s
+            .cluster
+            .wait_request(&id, Duration::from_secs(120))
+            .unwrap();
+        assert_valid_signature(&s, &r);
+    }
+    let id = caught.expect("no coordinator SIGTERM landed while a session ran (5 attempts)");
     let deadline = Instant::now() + Duration::from_secs(10);
     let v = loop {
         let (st, v) = ready(&url);

@@ -29,10 +29,14 @@ fn key(s: &Shared, id: &str) -> KeyInfo {
     serde_json::from_value(v).unwrap()
 }
 
-/// A native transfer of `wei` on `chain_id` from `key_id`.
+/// A native transfer of `wei` on `chain_id` from `key_id`, with a nonce of its own: nodes refuse
+/// one transaction under two request ids (`request.tx_reused`).
 fn transfer(key_id: &str, chain_id: u64, wei: u128) -> Value {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NONCE: AtomicU64 = AtomicU64::new(1000);
+    let nonce = NONCE.fetch_add(1, Ordering::SeqCst);
     json!({"request_id": rid(key_id), "key_id": key_id, "chain": "ethereum",
-        "unsigned_tx": sample::eth_tx_on(chain_id, 1, [0x5a; 20], wei, vec![])})
+        "unsigned_tx": sample::eth_tx_on(chain_id, nonce, [0x5a; 20], wei, vec![])})
 }
 
 fn post(s: &Shared, body: &Value) -> String {
@@ -88,6 +92,19 @@ fn intent_of(s: &Shared, body: &Value) -> WithdrawalIntent {
     payload.decode(&pk).unwrap().intent(&body.key_id).unwrap()
 }
 
+/// The hash of the payload the body asks to sign (approvals are bound to it).
+fn payload_of(body: &Value) -> [u8; 32] {
+    let body: SignRequestBody = serde_json::from_value(body.clone()).unwrap();
+    SignPayload::from_body(&body).unwrap().payload_hash()
+}
+
+fn subject<'a>(request_id: &'a str, payload: &'a [u8; 32]) -> policy::ApprovalSubject<'a> {
+    policy::ApprovalSubject {
+        request_id,
+        payload_hash: payload,
+    }
+}
+
 /// The policy hash the nodes report for this request.
 fn policy_hash(v: &SignRequestView) -> policy::PolicyHash {
     let h = v
@@ -112,7 +129,7 @@ fn approval(
     policy::sign_approval(
         &gov(s).key(who).unwrap(),
         &intent_of(s, body),
-        request_id,
+        subject(request_id, &payload_of(body)),
         &policy_hash(v),
         expires,
     )
@@ -172,7 +189,7 @@ fn approval_quorum_missing_defers_forged_duplicate_and_wrong_request_do_not_coun
         signature: {
             let digest = policy::approval_digest(
                 &intent_of(&s, &body),
-                &id,
+                subject(&id, &payload_of(&body)),
                 &policy_hash(&v),
                 duplicate.expires_at,
             );
@@ -183,7 +200,7 @@ fn approval_quorum_missing_defers_forged_duplicate_and_wrong_request_do_not_coun
     let outsider = policy::sign_approval(
         &gov(&s).key(OFFICERS[0]).unwrap(),
         &intent_of(&s, &body),
-        &id,
+        subject(&id, &payload_of(&body)),
         &policy_hash(&v),
         proto_now() + 3600,
     );
@@ -261,6 +278,7 @@ fn veto_during_the_timelock_means_the_request_is_never_signed() {
     let body = transfer("gate-key", GATE_CHAIN, 2000);
     let id = post(&s, &body);
     let v = deferred(&s, &id);
+    let locked_until = v.not_before;
     let a: Vec<Approval> = APPROVERS[1..]
         .iter()
         .map(|who| approval(&s, who, &body, &id, &v))
@@ -279,11 +297,36 @@ fn veto_during_the_timelock_means_the_request_is_never_signed() {
         .post(&cancel, &sign_veto(APPROVERS[0]))
         .unwrap();
     assert_eq!((st, v["code"].as_str()), (403, Some("veto.invalid")), "{v}");
+    // The time-lock's end, as the nodes reported it before the veto: the request must still be
+    // unsigned after it (a fixed sleep could end before it and prove nothing).
+    let not_before = view(&s, &id)
+        .not_before
+        .or(locked_until)
+        .expect("the request is time-locked");
     let (st, v) = s.cluster.api.post(&cancel, &sign_veto(GUARDIAN)).unwrap();
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["status"], "cancelled");
-    std::thread::sleep(Duration::from_secs(22));
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let wait = not_before.saturating_sub(unix_now());
+    assert!(
+        wait <= 60,
+        "the time-lock ends in {wait} s: too far for this test"
+    );
+    // Until a little past the end (time for the coordinator to re-drive deferred requests),
+    // the request stays cancelled at every look.
+    let deadline = Instant::now() + Duration::from_secs(wait + 3);
+    while Instant::now() < deadline || unix_now() <= not_before + 2 {
+        let v = view(&s, &id);
+        assert_eq!(v.status, RequestStatus::Cancelled, "{v:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let v = view(&s, &id);
+    assert!(unix_now() > not_before, "checked after the time-lock ended");
     assert_eq!(v.status, RequestStatus::Cancelled, "{v:?}");
     assert!(v.signature.is_none() && v.signers.is_empty(), "{v:?}");
     assert_eq!(v.error.unwrap().code, "veto");

@@ -17,13 +17,16 @@ use serde_json::Value;
 
 use crate::{common::exclusive, faults::transfer, signing::assert_valid_signature};
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
+/// Resident memory of a process; an unreadable value is an error (0 would pass any bound).
+fn rss_kib(pid: u32) -> Result<u64, String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
+    status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+        .filter(|kib| *kib > 0)
+        .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status"))
 }
 
 #[test]
@@ -39,30 +42,44 @@ fn row_27_200_concurrent_requests_with_slow_clients_all_sign_in_bounded_memory()
         .collect();
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
-    let peak = Arc::new(Mutex::new((0u64, 0u64)));
+    // Peak RSS (coordinator, largest node) and the number of samples taken.
+    let peak = Arc::new(Mutex::new((0u64, 0u64, 0usize)));
     std::thread::scope(|scope| {
-        // Memory sampler.
+        // Memory sampler: every process is sampled every time, or the test fails.
         let pids: Vec<u32> = (0..3).filter_map(|i| s.cluster.node_pid(i)).collect();
+        assert_eq!(pids.len(), 3, "every node runs");
         let coord = s.cluster.coordinator_pid().unwrap();
         let (stop2, peak2) = (stop.clone(), peak.clone());
-        scope.spawn(move || {
+        let sampler = scope.spawn(move || {
             while !stop2.load(Ordering::SeqCst) {
-                let node_max = pids.iter().map(|p| rss_kib(*p)).max().unwrap_or(0);
+                let mut node_max = 0;
+                for p in &pids {
+                    node_max = node_max.max(rss_kib(*p)?);
+                }
+                let coord_kib = rss_kib(coord)?;
                 let mut p = peak2.lock().unwrap();
-                p.0 = p.0.max(rss_kib(coord));
+                p.0 = p.0.max(coord_kib);
                 p.1 = p.1.max(node_max);
+                p.2 += 1;
                 drop(p);
                 std::thread::sleep(Duration::from_millis(250));
             }
+            Ok::<(), String>(())
         });
-        // Slow clients that never finish their headers (each gives up after 20 s).
-        for _ in 0..10 {
-            let ca = ca.clone();
-            scope.spawn(move || {
-                let req = b"GET /v1/nodes HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-                let _ = raw_https_trickle(api_port, &ca, req, 1, Duration::from_millis(400), Duration::from_secs(5));
-            });
-        }
+        // Slow clients that never finish their headers: a byte per 400 ms would take them 36 s;
+        // the coordinator's header timeout (10 s) cuts each off well before, with no answer or a
+        // 4xx, never a 2xx: the connection is closed under it.
+        let dribblers: Vec<_> = (0..10)
+            .map(|_| {
+                let ca = ca.clone();
+                scope.spawn(move || {
+                    let req = b"GET /v1/nodes HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+                    let t0 = Instant::now();
+                    let out = raw_https_trickle(api_port, &ca, req, 1, Duration::from_millis(400), Duration::from_secs(5));
+                    (t0.elapsed(), out)
+                })
+            })
+            .collect();
         // Slow clients that do submit: 10 of the 200 requests arrive 40 bytes per 100 ms.
         for body in bodies.iter().take(10) {
             let (ca, token) = (ca.clone(), token.clone());
@@ -119,7 +136,42 @@ fn row_27_200_concurrent_requests_with_slow_clients_all_sign_in_bounded_memory()
             pending = still;
         }
         stop.store(true, Ordering::SeqCst);
-        let (coord_kib, node_kib) = *peak.lock().unwrap();
+        sampler
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("memory not sampled: {e}"));
+        for d in dribblers {
+            let (took, out) = d.join().unwrap();
+            assert!(
+                took < Duration::from_secs(30),
+                "a header dribbler was kept {took:?}"
+            );
+            match out {
+                Ok(answer) => assert!(
+                    answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+                    "an unfinished request was answered: {answer}"
+                ),
+                // The coordinator closed the connection while the client was still writing.
+                Err(e) => {
+                    let io = e.downcast_ref::<std::io::Error>().map(std::io::Error::kind);
+                    assert!(
+                        matches!(
+                            io,
+                            Some(
+                                std::io::ErrorKind::BrokenPipe
+                                    | std::io::ErrorKind::ConnectionReset
+                                    | std::io::ErrorKind::ConnectionAborted
+                            )
+                        ),
+                        "a header dribbler failed otherwise: {e:#}"
+                    );
+                }
+            }
+        }
+        let (coord_kib, node_kib, samples) = *peak.lock().unwrap();
+        // At least one sample per 10 s of the run (the sampler takes four a second).
+        let want = (started.elapsed().as_secs() / 10).max(1) as usize;
+        assert!(samples >= want, "only {samples} memory samples");
         eprintln!(
             "load: {total} requests signed in {:.1} s ({:.2}/s); peak RSS coordinator {} MiB, node {} MiB",
             latest.as_secs_f64(),

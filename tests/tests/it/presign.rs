@@ -102,6 +102,8 @@ fn pool_refills_every_subset_and_a_request_signs_from_a_presignature() {
         "request_id": rid("pooled"), "key_id": POOL_KEY, "chain": "ethereum",
         "unsigned_tx": sample::eth_transfer(3, [0x42; 20], 777),
     });
+    // `used_total` counts since the coordinator started: compare with this baseline.
+    let used_before = pool(&s, POOL_KEY).used_total;
     let v = submit(&s, &body);
     assert_eq!(v.status, RequestStatus::Signed, "{v:?}");
     assert_eq!(v.presigned, 1, "signed from a presignature: {v:?}");
@@ -119,7 +121,19 @@ fn pool_refills_every_subset_and_a_request_signs_from_a_presignature() {
         key.ethereum_address.unwrap(),
         "{sig:?}"
     );
-    assert!(pool(&s, POOL_KEY).used_total >= 1);
+    // The counter may be updated just after the request is final: await it, bounded.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let used_after = loop {
+        let used = pool(&s, POOL_KEY).used_total;
+        if used > used_before || Instant::now() >= deadline {
+            break used;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        used_after > used_before,
+        "used_total stayed at {used_before} after a presigned signature"
+    );
     // Turned off, the pool is not refilled; a request then signs fully interactively.
     let (st, _) = set_depth(&s, POOL_KEY, 0);
     assert_eq!(st, 200);

@@ -9,8 +9,40 @@ use proto::wire::{Envelope, SessionOutput};
 
 use crate::{
     agreement::{rogue_pair, run_sign_full, start_sign},
-    common::{exclusive, rid},
+    common::{exclusive, rid, Shared},
 };
+
+/// Checks with libsecp256k1, independently of the nodes, that `sig` signs the transfer
+/// [`start_sign`] builds for `nonce` under the shared key: the digest is Keccak-256 of the
+/// unsigned EIP-1559 bytes (`0x02 || rlp(fields)`), s is low, and the recovery id recovers the key.
+fn assert_signs_transfer(s: &Shared, nonce: u64, sig: &proto::sig::VerifiedSignature) {
+    use secp256k1::{
+        ecdsa::{RecoverableSignature, RecoveryId, Signature},
+        Message, PublicKey, SECP256K1,
+    };
+    use sha3::Digest;
+    let unsigned = custody_tests::sample::eth_transfer(nonce, [0x11; 20], 5);
+    let unsigned = hex::decode(unsigned.trim_start_matches("0x")).unwrap();
+    let digest: [u8; 32] = sha3::Keccak256::digest(&unsigned).into();
+    let pk = hex::decode(s.key.public_key.as_deref().unwrap()).unwrap();
+    let pk = PublicKey::from_slice(&pk).unwrap();
+    let msg = Message::from_digest(digest);
+    let compact = [sig.r, sig.s].concat();
+    let parsed = Signature::from_compact(&compact).unwrap();
+    let mut low = parsed;
+    low.normalize_s();
+    assert_eq!(parsed, low, "signature must be low-s");
+    SECP256K1
+        .verify_ecdsa(&msg, &parsed, &pk)
+        .expect("the signature verifies under the key");
+    let recid = RecoveryId::from_i32(i32::from(sig.recovery_id)).unwrap();
+    let rec = RecoverableSignature::from_compact(&compact, recid).unwrap();
+    assert_eq!(
+        SECP256K1.recover_ecdsa(&msg, &rec).unwrap(),
+        pk,
+        "recovery id"
+    );
+}
 
 /// Row 4: the relay drops every message node-2 sends after round 1. Node-1's round deadline
 /// (4 s here) passes and its failure names node-2, and only node-2.
@@ -72,6 +104,8 @@ fn row_5_shuffled_and_duplicated_messages_are_processed_once() {
             sigs[0], sigs[1],
             "both nodes hold one and the same signature"
         );
+        // Equal is not enough (two copies of one wrong value are equal): it must verify.
+        assert_signs_transfer(&s, 50 + k, &sigs[0]);
     }
 }
 

@@ -6,9 +6,55 @@ use std::process::{Command, Stdio};
 
 use crate::common::{scratch, shared, Shared};
 
-/// Runs `openssl s_client` against a local port with `args`; returns its exit status (None when
-/// it was still connected after 4 seconds, i.e. the handshake succeeded) and its output.
-fn s_client(port: u16, ca: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+/// What `openssl s_client` saw, told apart definitely: a stalled or silent server is neither a
+/// refusal nor a success.
+enum Handshake {
+    /// The server ended the handshake: s_client exited with an error before the deadline,
+    /// reporting the alert (or the closed connection) in `out`.
+    Refused(String),
+    /// The handshake completed (TLS 1.3, the server's certificate verified against the cluster
+    /// CA) and the server kept the connection open until the deadline: it accepted the client.
+    Established(String),
+    /// Anything else: a stall before the handshake completed, or an exit without an error.
+    Unclear(Option<i32>, String),
+}
+
+impl Handshake {
+    fn describe(&self) -> String {
+        match self {
+            Handshake::Refused(out) => format!("refused:\n{out}"),
+            Handshake::Established(out) => format!("established:\n{out}"),
+            Handshake::Unclear(code, out) => format!("unclear (exit {code:?}):\n{out}"),
+        }
+    }
+
+    /// Asserts a refusal whose output contains `alert`.
+    #[track_caller]
+    fn assert_refused_with(&self, alert: &str) {
+        match self {
+            Handshake::Refused(out) => assert!(out.contains(alert), "no `{alert}` in:\n{out}"),
+            other => panic!(
+                "expected a refusal with `{alert}`, got {}",
+                other.describe()
+            ),
+        }
+    }
+
+    /// Asserts that the handshake completed and the server kept the connection.
+    #[track_caller]
+    fn assert_established(&self) {
+        match self {
+            Handshake::Established(_) => {}
+            other => panic!(
+                "expected an established connection, got {}",
+                other.describe()
+            ),
+        }
+    }
+}
+
+/// Runs `openssl s_client` against a local port with `args` for at most 4 seconds.
+fn s_client(port: u16, ca: &std::path::Path, args: &[&str]) -> Handshake {
     let out = Command::new("timeout")
         .args(["4", "openssl", "s_client", "-connect"])
         .arg(format!("127.0.0.1:{port}"))
@@ -24,8 +70,18 @@ fn s_client(port: u16, ca: &std::path::Path, args: &[&str]) -> (Option<i32>, Str
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let code = out.status.code().filter(|c| *c != 124);
-    (code, text)
+    let code = out.status.code();
+    // Printed once the handshake completed on the client's side (TLS 1.3 servers check the
+    // client certificate after that, and refuse with an alert that s_client then reads).
+    let completed = text.contains("Verify return code: 0 (ok)")
+        && text.contains("TLSv1.3")
+        && (text.contains("Cipher is") || text.contains("Cipher    :"));
+    match code {
+        // `timeout` killed it: still connected at the deadline.
+        Some(124) if completed && !text.contains("alert") => Handshake::Established(text),
+        Some(c) if c != 0 && c != 124 => Handshake::Refused(text),
+        other => Handshake::Unclear(other, text),
+    }
 }
 
 fn foreign_cert(dir: &std::path::Path) -> (String, String) {
@@ -75,41 +131,26 @@ fn row31_tls_node_link_refuses_tls12_missing_and_foreign_client_certificates() {
     let s = shared();
     let (port, ca) = (s.cluster.layout.node_port, s.cluster.layout.ca());
     let (cert, key) = (pki(&s, "node-1.pem"), pki(&s, "node-1.key"));
-    let (code, out) = s_client(port, &ca, &["-tls1_2", "-cert", &cert, "-key", &key]);
-    assert!(
-        code.is_some() && out.contains("alert protocol version"),
-        "{out}"
-    );
-    let (code, out) = s_client(port, &ca, &["-tls1_3"]);
-    assert!(
-        code.is_some() && out.contains("alert certificate required"),
-        "{out}"
-    );
+    s_client(port, &ca, &["-tls1_2", "-cert", &cert, "-key", &key])
+        .assert_refused_with("alert protocol version");
+    s_client(port, &ca, &["-tls1_3"]).assert_refused_with("alert certificate required");
     let (fc, fk) = foreign_cert(&scratch("foreign-ca"));
-    let (code, out) = s_client(port, &ca, &["-tls1_3", "-cert", &fc, "-key", &fk]);
-    assert!(
-        code.is_some() && out.contains("alert certificate unknown"),
-        "{out}"
-    );
+    s_client(port, &ca, &["-tls1_3", "-cert", &fc, "-key", &fk])
+        .assert_refused_with("alert certificate unknown");
     // The control: the cluster's own node certificate completes the handshake.
-    let (code, out) = s_client(port, &ca, &["-tls1_3", "-cert", &cert, "-key", &key]);
-    assert!(code.is_none(), "{out}");
+    s_client(port, &ca, &["-tls1_3", "-cert", &cert, "-key", &key]).assert_established();
 }
 
 #[test]
 fn row31_tls_api_refuses_tls12_by_default_and_foreign_client_certificates() {
     let s = shared();
     let (port, ca) = (s.cluster.layout.api_port, s.cluster.layout.ca());
-    let (code, out) = s_client(port, &ca, &["-tls1_2"]);
-    assert!(
-        code.is_some() && out.contains("alert protocol version"),
-        "{out}"
-    );
+    s_client(port, &ca, &["-tls1_2"]).assert_refused_with("alert protocol version");
     let (fc, fk) = foreign_cert(&scratch("foreign-ca-api"));
-    let (code, out) = s_client(port, &ca, &["-tls1_3", "-cert", &fc, "-key", &fk]);
-    assert!(code.is_some() && out.contains("alert"), "{out}");
-    let (code, out) = s_client(port, &ca, &["-tls1_3"]);
-    assert!(code.is_none(), "a token client needs no certificate: {out}");
+    s_client(port, &ca, &["-tls1_3", "-cert", &fc, "-key", &fk])
+        .assert_refused_with("alert certificate unknown");
+    // The control: a token client needs no certificate.
+    s_client(port, &ca, &["-tls1_3"]).assert_established();
 }
 
 /// Issues a new certificate from the cluster CA with openssl (a new key pair, a new serial).

@@ -80,6 +80,9 @@ pub enum Command {
         /// The request id approvals are bound to.
         #[arg(long, default_value = "cli-eval")]
         request_id: String,
+        /// The payload hash approvals are bound to (hex; `policy approve` prints it).
+        #[arg(long, value_parser = parse_hash32)]
+        payload_hash: Option<[u8; 32]>,
         /// The request's expiry, unix seconds.
         #[arg(long)]
         expires_at: Option<u64>,
@@ -124,6 +127,10 @@ pub enum Command {
         /// The request id (taken from `--sign-request` when omitted).
         #[arg(long)]
         request_id: Option<String>,
+        /// With `--intent`: the hash of the exact payload to approve (hex, 32 bytes; the
+        /// request's verdict view shows it). With `--sign-request` it is computed here.
+        #[arg(long, value_parser = parse_hash32, conflicts_with = "sign_request")]
+        payload_hash: Option<[u8; 32]>,
         /// For a request naming an `account`: the key's chain code (hex, `GET /v1/keys/{id}`
         /// shows it) and the account's number (`index` in `GET …/accounts/{name}`); the
         /// account's keys are derived here from `--public-key`.
@@ -193,4 +200,12 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// Parses 32 bytes of hex (an optional `0x` prefix allowed).
+fn parse_hash32(s: &str) -> Result<[u8; 32], String> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s.trim_start_matches("0x"), &mut out)
+        .map_err(|_| format!("expected 64 hex digits, found `{s}`"))?;
+    Ok(out)
 }

@@ -64,6 +64,7 @@ pub fn run(cli: Cli) -> Result<Status> {
             now,
             first_seen,
             request_id,
+            payload_hash,
             expires_at,
             frozen,
             json,
@@ -72,6 +73,7 @@ pub fn run(cli: Cli) -> Result<Status> {
             let ctx = EvalContext {
                 now,
                 request_id,
+                payload_hash: payload_hash.unwrap_or([0; 32]),
                 first_seen: first_seen.unwrap_or(now),
                 frozen,
                 request_expires_at: expires_at,
@@ -96,6 +98,7 @@ pub fn run(cli: Cli) -> Result<Status> {
             sign_request,
             public_key,
             request_id,
+            payload_hash,
             chain_code,
             account_index,
             key,
@@ -104,25 +107,22 @@ pub fn run(cli: Cli) -> Result<Status> {
             out,
         } => {
             let account = chain_code.as_deref().zip(account_index);
-            let (intent, request_id) = orders::approval_subject(
+            let (intent, request_id, payload_hash) = orders::approval_subject(
                 intent.as_deref(),
                 sign_request.as_deref(),
                 (public_key.as_deref(), account),
-                request_id,
+                (request_id, payload_hash),
             )?;
             let expires_at = match (expires_at, expires_in) {
                 (Some(at), _) => at,
                 (None, Some(secs)) => unix_now()?.saturating_add(secs),
                 (None, None) => anyhow::bail!("give `--expires-at` or `--expires-in`"),
             };
-            approve(
-                &file,
-                &intent,
-                &request_id,
-                &key,
-                expires_at,
-                out.as_deref(),
-            )
+            let subject = policy::ApprovalSubject {
+                request_id: &request_id,
+                payload_hash: &payload_hash,
+            };
+            approve(&file, &intent, subject, &key, expires_at, out.as_deref())
         }
         Command::ReservesVerify {
             report,
@@ -180,16 +180,14 @@ fn load(path: &Path, json: bool) -> Result<Option<(Policy, String)>> {
 }
 
 fn check(path: &Path, json: bool) -> Result<Status> {
-    let Some((policy, _)) = load(path, json)? else {
+    let Some((policy, text)) = load(path, json)? else {
         return Ok(Status::Invalid);
     };
     let name = path.display().to_string();
     if json {
         print_json(&render::check_json(&name, Some(&policy), &[]))?;
     } else {
-        for w in policy.warnings() {
-            eprintln!("warning: {w}");
-        }
+        eprint!("{}", render::warnings(&name, &text, policy.warnings()));
         println!(
             "ok: `{name}` is a valid policy ({})",
             render::describe(&policy)
@@ -371,7 +369,7 @@ fn keygen(out: &Path, json: bool) -> Result<Status> {
 fn approve(
     file: &Path,
     intent: &WithdrawalIntent,
-    request_id: &str,
+    subject: policy::ApprovalSubject<'_>,
     key: &Path,
     expires_at: u64,
     out: Option<&Path>,
@@ -388,7 +386,7 @@ fn approve(
     let approval = sign_approval(
         key.expose_secret(),
         intent,
-        request_id,
+        subject,
         &policy.hash(),
         expires_at,
     );

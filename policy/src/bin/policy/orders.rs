@@ -16,19 +16,22 @@ use serde_json::json;
 use crate::commands::{print_json, read_json, Status};
 use crate::keys;
 
-/// The intent and request id an approval binds: from an intent file, or decoded here from the
-/// sign-request body with the key's public key.
+/// The intent, request id and payload hash an approval binds: from an intent file, or decoded
+/// here from the sign-request body with the key's public key.
 pub fn approval_subject(
     intent: Option<&Path>,
     sign_request: Option<&Path>,
     (public_key, account): (Option<&str>, Option<(&str, u32)>),
-    request_id: Option<String>,
-) -> Result<(WithdrawalIntent, String)> {
+    (request_id, payload_hash): (Option<String>, Option<[u8; 32]>),
+) -> Result<(WithdrawalIntent, String, [u8; 32])> {
     match (intent, sign_request) {
         (Some(path), None) => {
             let intent: WithdrawalIntent = read_json(path, "withdrawal intent")?;
             let id = request_id.context("`--request-id` is required with `--intent`")?;
-            Ok((intent, id))
+            let hash = payload_hash.context(
+                "`--payload-hash` is required with `--intent`: an approval is bound to one payload",
+            )?;
+            Ok((intent, id, hash))
         }
         (None, Some(path)) => {
             let body: SignRequestBody = read_json(path, "sign-request body")?;
@@ -48,11 +51,13 @@ pub fn approval_subject(
             if request_id.as_ref().is_some_and(|r| *r != body.request_id) {
                 bail!("`--request-id` differs from the request body's `request_id`");
             }
+            let hash = payload.payload_hash();
             eprintln!(
-                "approving: {}",
-                serde_json::to_string(&intent).unwrap_or_default()
+                "approving: {} (payload hash {})",
+                serde_json::to_string(&intent).unwrap_or_default(),
+                hex::encode(hash)
             );
-            Ok((intent, body.request_id))
+            Ok((intent, body.request_id, hash))
         }
         _ => bail!("give exactly one of `--intent` or `--sign-request`"),
     }

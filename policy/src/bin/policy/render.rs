@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use policy::{Decision, Outcome, Policy, PolicyError};
+use policy::{Decision, Outcome, Policy, PolicyError, PolicyWarning};
 use serde_json::{json, Value};
 
 pub fn describe(policy: &Policy) -> String {
@@ -27,6 +27,24 @@ pub fn diagnostics(file: &str, source: &str, errors: &[PolicyError]) -> String {
     out
 }
 
+/// Every warning as a lint with its place, then a count; empty when there is none.
+pub fn warnings(file: &str, source: &str, warnings: &[PolicyWarning]) -> String {
+    let mut out = String::new();
+    for w in warnings {
+        out.push_str(&w.render(source));
+        out.push('\n');
+    }
+    let n = warnings.len();
+    if n > 0 {
+        let plural = if n == 1 { "" } else { "s" };
+        let _ = writeln!(
+            out,
+            "warning: `{file}` is valid, with {n} warning{plural}; docs/policy.md explains each tag"
+        );
+    }
+    out
+}
+
 pub fn check_json(file: &str, policy: Option<&Policy>, errors: &[PolicyError]) -> Value {
     let errors: Vec<Value> = errors
         .iter()
@@ -37,9 +55,13 @@ pub fn check_json(file: &str, policy: Option<&Policy>, errors: &[PolicyError]) -
         "valid": policy.is_some(),
         "version": policy.map(Policy::version),
         "hash": policy.map(|p| p.hash().to_string()),
-        "warnings": policy.map(Policy::warnings).unwrap_or_default(),
+        "warnings": policy.map_or_else(Vec::new, |p| p.warnings().iter().map(warning_json).collect()),
         "errors": errors,
     })
+}
+
+fn warning_json(w: &PolicyWarning) -> Value {
+    json!({ "tag": w.tag, "line": w.line, "column": w.column, "message": w.message })
 }
 
 pub fn decision_table(policy: &Policy, d: &Decision) -> String {

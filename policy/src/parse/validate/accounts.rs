@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use super::super::raw::{Label, RawAccount};
 use super::Validator;
 use crate::model::{AccountRule, AssetRule};
+use crate::tags;
 
 impl Validator<'_> {
     /// Validates the classes; a class may not name a class of its own.
@@ -25,7 +26,8 @@ impl Validator<'_> {
                 );
                 self.err(class.span(), msg);
             }
-            let rule = self.account_rule(&c, assets);
+            let section = format!("account_classes.{}", name.get_ref());
+            let rule = self.account_rule(&c, assets, &section);
             out.insert(name.into_inner(), rule);
         }
         out
@@ -40,7 +42,8 @@ impl Validator<'_> {
     ) -> BTreeMap<String, AccountRule> {
         let mut out = BTreeMap::new();
         for (name, a) in raw {
-            let own = self.account_rule(&a, assets);
+            let section = format!("accounts.{}", name.get_ref());
+            let own = self.account_rule(&a, assets, &section);
             let rule = match &a.class {
                 None => own,
                 Some(label) => match classes.get(label.get_ref()) {
@@ -56,21 +59,45 @@ impl Validator<'_> {
         out
     }
 
-    /// The limits, allowlist and denylist of one section, as written.
+    /// The limits, allowlist and denylist of one section (`accounts.<name>` or
+    /// `account_classes.<class>`), as written.
     fn account_rule(
         &mut self,
         a: &RawAccount,
         assets: &BTreeMap<String, AssetRule>,
+        section: &str,
     ) -> AccountRule {
         let mut limits = BTreeMap::new();
         for (asset, l) in &a.limits {
-            if !assets.contains_key(asset.get_ref()) {
+            let Some(rule) = assets.get(asset.get_ref()) else {
                 self.unknown_asset(asset, assets);
                 continue;
+            };
+            let Some(own) = self.limits(&l.per_tx, &l.velocity) else {
+                continue;
+            };
+            let table = format!("`[{section}.limits.{}]`", asset.get_ref());
+            if own.velocity.is_empty() {
+                let who = if section.starts_with("accounts.") {
+                    "the account"
+                } else {
+                    "each account of the class"
+                };
+                let msg = format!(
+                    "{table} has no velocity window: it replaces the windows of asset `{}`, so only `per_tx` bounds {who}",
+                    asset.get_ref()
+                );
+                self.warn(tags::WARN_VELOCITY_MISSING, Some(asset.span()), msg);
             }
-            if let Some(l) = self.limits(&l.per_tx, &l.velocity) {
-                limits.insert(asset.get_ref().clone(), l);
-            }
+            self.tier_split(&table, &l.velocity, &rule.timelock, &rule.approval);
+            limits.insert(asset.get_ref().clone(), own);
+        }
+        if let Some(list) = a.allow.as_ref().filter(|_| !self.require_allowlist) {
+            let msg = format!(
+                "`[[{section}.allow]]` restricts nothing: `destinations.require_allowlist = false`, so only the denylists apply"
+            );
+            let at = list.first().map(|e| e.chain.span());
+            self.warn(tags::WARN_ALLOWLIST_IGNORED, at, msg);
         }
         AccountRule {
             class: None,
@@ -121,6 +148,7 @@ fn merge(name: &str, class: &AccountRule, own: AccountRule) -> AccountRule {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use crate::tags;
     use crate::testutil::*;
     use crate::Policy;
 
@@ -206,5 +234,80 @@ mod tests {
             !plain.contains("account_classes") && !plain.contains("\"class\""),
             "a policy without classes keeps its old canonical form: {plain}"
         );
+    }
+
+    fn tagged(extra: &str, tag: &str) -> Vec<crate::PolicyWarning> {
+        let p = policy_extra(extra);
+        p.warnings()
+            .iter()
+            .filter(|w| w.tag == tag)
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn warn_velocity_missing_in_an_account_or_class_section() {
+        // The asset has a window, but a limits section replaces it: the account has none.
+        let extra = "[[assets.eth.velocity]]\nwindow = \"1h\"\nmax = 500\n\n[accounts.client-a.limits.eth]\nper_tx = 50\n";
+        let w = tagged(extra, tags::WARN_VELOCITY_MISSING);
+        let msgs: Vec<&str> = w.iter().map(|w| w.message.as_str()).collect();
+        assert_eq!(
+            msgs,
+            [
+                "asset `btc` has no velocity window: only `per_tx` bounds it",
+                "`[accounts.client-a.limits.eth]` has no velocity window: it replaces the windows of asset `eth`, so only `per_tx` bounds the account",
+            ]
+        );
+        let base_lines = BASE.lines().count();
+        assert_eq!((w[1].line, w[1].column), (Some(base_lines + 6), Some(27)));
+        let w = tagged(RETAIL, tags::WARN_VELOCITY_MISSING);
+        assert!(
+            w.iter().any(|w| w.message
+                == "`[account_classes.retail.limits.eth]` has no velocity window: it replaces the windows of asset `eth`, so only `per_tx` bounds each account of the class"),
+            "{w:?}"
+        );
+        let windowed = format!("{RETAIL}\n[[account_classes.retail.limits.eth.velocity]]\nwindow = \"1d\"\nmax = 300\n");
+        assert!(
+            tagged(&windowed, tags::WARN_VELOCITY_MISSING)
+                .iter()
+                .all(|w| w.message.starts_with("asset ")),
+            "the class has a window now"
+        );
+    }
+
+    #[test]
+    fn warn_tier_split_in_an_account_window() {
+        let extra = "[[assets.eth.timelock]]\nat_or_above = 200\ndelay = \"1h\"\n\n[accounts.client-a.limits.eth]\nper_tx = 100\n\n[[accounts.client-a.limits.eth.velocity]]\nwindow = \"1d\"\nmax = 400\nper_destination = true\n";
+        let w = tagged(extra, tags::WARN_TIER_SPLIT);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(
+            w[0].message,
+            "`[accounts.client-a.limits.eth]`: withdrawals below the lowest time-lock tier (`200`) add up to `400` in the 24h window per destination, so a withdrawal split into such pieces avoids every tier"
+        );
+        assert!(tagged(
+            &extra.replace("max = 400", "max = 199"),
+            tags::WARN_TIER_SPLIT
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn warn_allowlist_ignored_when_the_allowlist_is_not_required() {
+        let list = format!("[[accounts.client-a.allow]]\nchain = \"eth\"\naddress = \"{OTHER}\"\nlabel = \"own\"\n");
+        assert!(tagged(&list, tags::WARN_ALLOWLIST_IGNORED).is_empty());
+        let text = format!("{BASE}\n{list}\n")
+            .replace("require_allowlist = true", "require_allowlist = false");
+        let p = policy_of(&text);
+        let w: Vec<_> = p
+            .warnings()
+            .iter()
+            .filter(|w| w.tag == tags::WARN_ALLOWLIST_IGNORED)
+            .collect();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(
+            w[0].message,
+            "`[[accounts.client-a.allow]]` restricts nothing: `destinations.require_allowlist = false`, so only the denylists apply"
+        );
+        assert_eq!(w[0].line, Some(BASE.lines().count() + 3));
     }
 }

@@ -1,0 +1,758 @@
+//! The cluster-wide ledger of signed withdrawals, as this node holds it.
+//!
+//! Every participant of a completed signature records a [`LedgerEntry`]: signed with its identity
+//! key and numbered per origin without gaps. The coordinator relays entries to every node, so a
+//! node's velocity sums include withdrawals that other subsets signed. A node that knows it is
+//! missing an origin's entries (a later sequence number seen, or a peer reporting a higher head
+//! in a session's join message) defers velocity-limited requests until it has caught up.
+//!
+//! A peer's entry never weakens what this node knows itself: its own reservation of a request
+//! decides what that request counts; a peer's time is bounded by this node's clock; entries
+//! that disagree are all counted and the disagreement is reported, never merged away (see
+//! [`history`]). Claims about heads are bounded and expire, so one liar cannot stop velocity-
+//! limited signing for ever (see [`gaps`]).
+//!
+//! State keys: `ledger/<origin>/<seq:020>` entries, `ledger_head/<origin>` highest contiguous
+//! sequence, `ledger_seen/<origin>` highest sequence known to exist, `ledger_gap/<origin>` since
+//! when and on whose word, `ledger_at/<origin>/<seq:020>` this node's clock for an entry dated in
+//! its future, `ledger_req/<request>/<origin>` (one own entry per request),
+//! `ledger_pay/<request>\0/<payload>` the payloads seen signed under a request id, `hist/<request>`
+//! this node's own reservations, `conflict/<request>` a request id bound to two payloads.
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use proto::{
+    authz::{LedgerEntry, LedgerMove},
+    intent::WithdrawalIntent,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    identity::{NodeIdentity, Roster},
+    store::{json_bytes, Store, StoreError},
+};
+
+mod history;
+pub use history::history;
+
+/// A peer's entry dated more than this ahead of this node's clock counts from when it arrived.
+pub const MAX_FUTURE_SECS: u64 = 300;
+
+/// A head claim or sequence number more than this above the held head is impossible (no node
+/// signs that many withdrawals between two syncs): refused and its author reported.
+pub const MAX_AHEAD: u64 = 100_000;
+
+/// A withdrawal this node agreed to sign: it counts against velocity from that moment, whether
+/// or not the signature completes (a node cannot know whether its partial signature was used).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reservation {
+    /// Key.
+    pub key_id: String,
+    /// When this node agreed, its clock.
+    pub at: u64,
+    /// What moves.
+    pub moves: Vec<LedgerMove>,
+    /// Hash of the payload this node decoded (absent in reservations made before binding).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "proto::authz::opt_hex32"
+    )]
+    pub payload_hash: Option<[u8; 32]>,
+}
+
+/// Since when, and on whose word, this node knows an origin has entries it lacks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GapInfo {
+    /// This node's clock when the gap was first noted.
+    pub since: u64,
+    /// The node whose claim or entry revealed it.
+    pub by: String,
+}
+
+/// What a received entry revealed about its origin (each is audited and reported).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// Dated ahead of this node's clock: counted from its arrival instead.
+    FutureTime {
+        /// Who signed it.
+        origin: String,
+        /// Its sequence number.
+        seq: u64,
+        /// The claimed time.
+        signed_at: u64,
+    },
+    /// Same request and payload as this node's own reservation, other movements.
+    Contradicts {
+        /// Who signed it.
+        origin: String,
+        /// The request.
+        request_id: String,
+    },
+    /// The request id was signed for another payload than one already known.
+    PayloadConflict {
+        /// Who signed it.
+        origin: String,
+        /// The request.
+        request_id: String,
+    },
+    /// A sequence number far beyond the held head.
+    ImpossibleSeq {
+        /// Who signed it.
+        origin: String,
+        /// Its sequence number.
+        seq: u64,
+    },
+}
+
+impl Finding {
+    /// The node to report, a stable code and a message.
+    pub fn describe(&self) -> (&str, &'static str, String) {
+        match self {
+            Finding::FutureTime {
+                origin,
+                seq,
+                signed_at,
+            } => (
+                origin,
+                "ledger.future_time",
+                format!("entry {origin}/{seq} is dated {signed_at}, ahead of this node's clock"),
+            ),
+            Finding::Contradicts { origin, request_id } => (
+                origin,
+                "ledger.contradiction",
+                format!("entry for `{request_id}` names other movements than this node decoded"),
+            ),
+            Finding::PayloadConflict { origin, request_id } => (
+                origin,
+                "request.conflict",
+                format!(
+                    "signed `{request_id}` for another payload than this node knows: a coordinator \
+                     showed different transactions under one id, or this peer lies"
+                ),
+            ),
+            Finding::ImpossibleSeq { origin, seq } => (
+                origin,
+                "ledger.impossible_seq",
+                format!("entry {origin}/{seq} is far beyond the held head; refused"),
+            ),
+        }
+    }
+}
+
+/// The movements of an intent (payments only; change stays with the key).
+pub fn moves_of(intent: &WithdrawalIntent) -> Vec<LedgerMove> {
+    intent
+        .payments
+        .iter()
+        .map(|p| LedgerMove {
+            account: intent.account.clone(),
+            chain: intent.chain.clone(),
+            asset: intent.asset.clone(),
+            destination: p.destination.clone(),
+            amount: p.amount,
+        })
+        .collect()
+}
+
+fn entry_key(origin: &str, seq: u64) -> String {
+    format!("ledger/{origin}/{seq:020}")
+}
+
+fn at_key(origin: &str, seq: u64) -> String {
+    format!("ledger_at/{origin}/{seq:020}")
+}
+
+/// State-key prefix of every payload seen signed under `request_id`.
+pub fn pay_prefix(request_id: &str) -> String {
+    format!("ledger_pay/{request_id}\0/")
+}
+
+/// State key recording that `payload` was signed (or reserved) under `request_id`.
+pub fn pay_key(request_id: &str, payload: &[u8; 32]) -> String {
+    format!("{}{}", pay_prefix(request_id), hex::encode(payload))
+}
+
+/// State key marking a request id that was bound to two payloads.
+pub fn conflict_key(request_id: &str) -> String {
+    format!("conflict/{request_id}")
+}
+
+fn read_u64(store: &Store, key: &str) -> Result<u64, StoreError> {
+    Ok(store.state_get::<u64>(key)?.unwrap_or(0))
+}
+
+/// Highest contiguous sequence per origin.
+pub fn heads(store: &Store) -> Result<BTreeMap<String, u64>, StoreError> {
+    Ok(store
+        .state_scan::<u64>("ledger_head/")?
+        .into_iter()
+        .map(|(k, v)| (k["ledger_head/".len()..].to_string(), v))
+        .collect())
+}
+
+/// The origins this node lacks entries of: `open` gaps defer velocity-limited requests;
+/// `expired` ones were not filled within the timeout and no longer do (they are reported:
+/// a node that claims entries nobody can produce must not stop signing for ever).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Gaps {
+    /// Origins with a gap younger than the timeout.
+    pub open: Vec<String>,
+    /// Origins whose gap outlived the timeout, with how it arose.
+    pub expired: Vec<(String, GapInfo)>,
+}
+
+/// Origins for which this node knows entries exist that it does not hold (all of them,
+/// regardless of age: the status view).
+pub fn gaps(store: &Store) -> Result<Vec<String>, StoreError> {
+    let heads = heads(store)?;
+    Ok(store
+        .state_scan::<u64>("ledger_seen/")?
+        .into_iter()
+        .filter_map(|(k, seen)| {
+            let origin = k["ledger_seen/".len()..].to_string();
+            (seen > heads.get(&origin).copied().unwrap_or(0)).then_some(origin)
+        })
+        .collect())
+}
+
+/// [`gaps`], split by age at `now`: a gap older than `timeout` seconds is expired.
+pub fn gaps_at(store: &Store, now: u64, timeout: u64) -> Result<Gaps, StoreError> {
+    let mut out = Gaps::default();
+    for origin in gaps(store)? {
+        let info = store.state_get::<GapInfo>(&format!("ledger_gap/{origin}"))?;
+        match info {
+            Some(i) if now.saturating_sub(i.since) > timeout => out.expired.push((origin, i)),
+            _ => out.open.push(origin),
+        }
+    }
+    Ok(out)
+}
+
+/// What a head claim did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Nothing this node lacks.
+    Known,
+    /// This node lacks entries of the origin.
+    Behind,
+    /// Beyond [`MAX_AHEAD`] of the held head: ignored; its author is to be reported.
+    Impossible,
+}
+
+/// Records, on `by`'s word, that `origin` has entries up to `seq` (a peer's head or a later
+/// entry). Claims beyond [`MAX_AHEAD`] are ignored.
+pub fn note_seen(
+    store: &Store,
+    origin: &str,
+    seq: u64,
+    by: &str,
+    now: u64,
+) -> Result<Claim, StoreError> {
+    let head = read_u64(store, &format!("ledger_head/{origin}"))?;
+    if seq > head.saturating_add(MAX_AHEAD) {
+        return Ok(Claim::Impossible);
+    }
+    if seq <= head {
+        return Ok(Claim::Known);
+    }
+    let key = format!("ledger_seen/{origin}");
+    let gap = format!("ledger_gap/{origin}");
+    let mut items = Vec::new();
+    if seq > read_u64(store, &key)? {
+        items.push((key, Some(json_bytes(&seq)?)));
+    }
+    if store.state_get::<GapInfo>(&gap)?.is_none() {
+        let info = GapInfo {
+            since: now,
+            by: by.to_string(),
+        };
+        items.push((gap, Some(json_bytes(&info)?)));
+    }
+    if !items.is_empty() {
+        store.state_write(&items)?;
+    }
+    Ok(Claim::Behind)
+}
+
+/// Records this node's own entry for a signed request, once per request.
+#[allow(clippy::too_many_arguments)]
+pub fn record_own(
+    store: &Store,
+    identity: &NodeIdentity,
+    request_id: &str,
+    key_id: &str,
+    (moves, payload_hash): (Vec<LedgerMove>, Option<[u8; 32]>),
+    now: u64,
+    also: Vec<(String, Option<Vec<u8>>)>,
+    consume: &[String],
+) -> Result<Option<LedgerEntry>, StoreError> {
+    let me = identity.node_id.as_str();
+    let marker = format!("ledger_req/{request_id}/{me}");
+    if store.state_get::<u64>(&marker)?.is_some() {
+        store.commit_consuming(&also, consume)?;
+        return Ok(None);
+    }
+    let head_key = format!("ledger_head/{me}");
+    let seq = read_u64(store, &head_key)? + 1;
+    let mut entry = LedgerEntry {
+        origin: me.to_string(),
+        seq,
+        request_id: request_id.to_string(),
+        key_id: key_id.to_string(),
+        signed_at: now,
+        moves,
+        payload_hash,
+        signature: [0; 64],
+    };
+    entry.signature = identity.sign(&entry.signed_bytes());
+    let mut items = vec![
+        (entry_key(me, seq), Some(json_bytes(&entry)?)),
+        (head_key, Some(json_bytes(&seq)?)),
+        (format!("ledger_seen/{me}"), Some(json_bytes(&seq)?)),
+        (marker, Some(json_bytes(&seq)?)),
+    ];
+    if let Some(p) = &payload_hash {
+        items.push((pay_key(request_id, p), Some(json_bytes(&me)?)));
+    }
+    items.extend(also);
+    store.commit_consuming(&items, consume)?;
+    Ok(Some(entry))
+}
+
+/// What [`check`] found.
+#[derive(Debug, serde::Serialize)]
+pub struct LedgerCheck {
+    /// Entries held per origin (contiguous from 1).
+    pub heads: BTreeMap<String, u64>,
+    /// Requests this node signed (one ledger entry each).
+    pub own_requests: usize,
+    /// Signed parts stored.
+    pub signed_parts: usize,
+}
+
+/// Checks the ledger's invariants: every origin's entries 1..=head are present, signed by that
+/// origin and numbered as stored; each own request marker points at an own entry for that
+/// request; each stored signature belongs to a request with an own entry (they are written in
+/// one transaction). `Err` names the first violation.
+pub fn check(store: &Store, roster: &Roster, me: &str) -> Result<LedgerCheck, String> {
+    let se = |e: StoreError| e.to_string();
+    let heads = heads(store).map_err(se)?;
+    for (origin, head) in &heads {
+        let peer = roster
+            .get(origin)
+            .ok_or_else(|| format!("ledger origin `{origin}` is not in the roster"))?;
+        let key = VerifyingKey::from_bytes(peer.sign.as_bytes()).map_err(|e| e.to_string())?;
+        for seq in 1..=*head {
+            let e: LedgerEntry = store
+                .state_get(&entry_key(origin, seq))
+                .map_err(se)?
+                .ok_or_else(|| format!("ledger {origin}/{seq} missing below head {head}"))?;
+            let sig = Signature::from_bytes(&e.signature);
+            if e.origin != *origin
+                || e.seq != seq
+                || key.verify_strict(&e.signed_bytes(), &sig).is_err()
+            {
+                return Err(format!("ledger {origin}/{seq} does not verify"));
+            }
+        }
+    }
+    let markers = store.state_scan::<u64>("ledger_req/").map_err(se)?;
+    let mut own = std::collections::BTreeSet::new();
+    for (k, seq) in &markers {
+        let Some(rid) = k["ledger_req/".len()..].strip_suffix(&format!("/{me}")) else {
+            continue;
+        };
+        let e: Option<LedgerEntry> = store.state_get(&entry_key(me, *seq)).map_err(se)?;
+        if e.map(|e| e.request_id) != Some(rid.to_string()) {
+            return Err(format!(
+                "request marker `{rid}` points at a wrong ledger entry"
+            ));
+        }
+        own.insert(rid.to_string());
+    }
+    let signed = store
+        .state_scan::<proto::sig::VerifiedSignature>("signed/")
+        .map_err(se)?;
+    for (k, _) in &signed {
+        let rid = k["signed/".len()..].split('\0').next().unwrap_or_default();
+        if !own.contains(rid) {
+            return Err(format!(
+                "signature of `{rid}` stored without its ledger entry"
+            ));
+        }
+    }
+    Ok(LedgerCheck {
+        heads,
+        own_requests: own.len(),
+        signed_parts: signed.len(),
+    })
+}
+
+/// What happened to a received entry.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received {
+    /// New; stored.
+    Stored,
+    /// Already held.
+    Duplicate,
+    /// Signed by its origin but impossible (see [`Finding::ImpossibleSeq`]); not stored.
+    Refused,
+}
+
+/// Verifies and stores another node's entry, then advances the origin's contiguous head.
+/// Returns what the entry revealed about its origin besides.
+pub fn receive(
+    store: &Store,
+    roster: &Roster,
+    entry: &LedgerEntry,
+    now: u64,
+) -> Result<(Received, Vec<Finding>), String> {
+    let peer = roster.get(&entry.origin).ok_or_else(|| {
+        format!(
+            "ledger entry from `{}`, who is not in the roster",
+            entry.origin
+        )
+    })?;
+    let key = VerifyingKey::from_bytes(peer.sign.as_bytes()).map_err(|e| e.to_string())?;
+    key.verify_strict(
+        &entry.signed_bytes(),
+        &Signature::from_bytes(&entry.signature),
+    )
+    .map_err(|_| {
+        format!(
+            "ledger entry {}/{} has an invalid signature",
+            entry.origin, entry.seq
+        )
+    })?;
+    if entry.seq == 0 {
+        return Err("ledger entry with sequence 0".into());
+    }
+    let se = |e: StoreError| e.to_string();
+    let k = entry_key(&entry.origin, entry.seq);
+    if let Some(held) = store.state_get::<LedgerEntry>(&k).map_err(se)? {
+        if held != *entry {
+            return Err(format!(
+                "node `{}` signed two different ledger entries with sequence {}",
+                entry.origin, entry.seq
+            ));
+        }
+        return Ok((Received::Duplicate, vec![]));
+    }
+    let origin = entry.origin.clone();
+    let head_key = format!("ledger_head/{origin}");
+    let mut head = read_u64(store, &head_key).map_err(se)?;
+    if entry.seq > head.saturating_add(MAX_AHEAD) {
+        let seq = entry.seq;
+        return Ok((
+            Received::Refused,
+            vec![Finding::ImpossibleSeq { origin, seq }],
+        ));
+    }
+    let mut findings = Vec::new();
+    let mut items = vec![(k, Some(json_bytes(entry).map_err(se)?))];
+    if entry.signed_at > now.saturating_add(MAX_FUTURE_SECS) {
+        items.push((
+            at_key(&origin, entry.seq),
+            Some(json_bytes(&now).map_err(se)?),
+        ));
+        findings.push(Finding::FutureTime {
+            origin: origin.clone(),
+            seq: entry.seq,
+            signed_at: entry.signed_at,
+        });
+    }
+    let request_id = entry.request_id.clone();
+    let own = store
+        .state_get::<Reservation>(&format!("hist/{request_id}"))
+        .map_err(se)?;
+    if let Some(own) = own.filter(|o| o.payload_hash == entry.payload_hash) {
+        if canonical(own.moves) != canonical(entry.moves.clone()) {
+            findings.push(Finding::Contradicts {
+                origin: origin.clone(),
+                request_id: request_id.clone(),
+            });
+        }
+    }
+    if let Some(p) = &entry.payload_hash {
+        let pk = pay_key(&request_id, p);
+        let others = store
+            .state_keys(&pay_prefix(&request_id))
+            .map_err(se)?
+            .into_iter()
+            .any(|other| other != pk);
+        if others {
+            items.push((
+                conflict_key(&request_id),
+                Some(json_bytes(&origin).map_err(se)?),
+            ));
+            findings.push(Finding::PayloadConflict {
+                origin: origin.clone(),
+                request_id,
+            });
+        }
+        if store.state_get::<String>(&pk).map_err(se)?.is_none() {
+            items.push((pk, Some(json_bytes(&origin).map_err(se)?)));
+        }
+    }
+    store.state_write(&items).map_err(se)?;
+    note_seen(store, &origin, entry.seq, &origin, now).map_err(se)?;
+    while store
+        .state_get::<LedgerEntry>(&entry_key(&origin, head + 1))
+        .map_err(se)?
+        .is_some()
+    {
+        head += 1;
+    }
+    let mut items = vec![(head_key, Some(json_bytes(&head).map_err(se)?))];
+    if head >= read_u64(store, &format!("ledger_seen/{origin}")).map_err(se)? {
+        items.push((format!("ledger_gap/{origin}"), None));
+    }
+    store.state_write(&items).map_err(se)?;
+    Ok((Received::Stored, findings))
+}
+
+/// Movements in a canonical order, so that two lists of the same movements compare equal.
+fn canonical(mut moves: Vec<LedgerMove>) -> Vec<LedgerMove> {
+    moves.sort();
+    moves
+}
+
+/// Reserves a request's movements (idempotent per request), in one transaction with `also`.
+pub fn reserve(
+    store: &Store,
+    request_id: &str,
+    r: &Reservation,
+    also: Vec<(String, Option<Vec<u8>>)>,
+) -> Result<(), StoreError> {
+    let key = format!("hist/{request_id}");
+    if store.state_get::<Reservation>(&key)?.is_some() {
+        return Ok(());
+    }
+    let mut items = vec![(key, Some(json_bytes(r)?))];
+    if let Some(p) = &r.payload_hash {
+        items.push((pay_key(request_id, p), Some(json_bytes(&"self")?)));
+    }
+    items.extend(also);
+    store.state_write(&items)
+}
+
+/// Entries above `heads` (for a peer catching up).
+pub fn entries_after(
+    store: &Store,
+    heads: &BTreeMap<String, u64>,
+) -> Result<Vec<LedgerEntry>, StoreError> {
+    Ok(store
+        .state_scan::<LedgerEntry>("ledger/")?
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| e.seq > heads.get(&e.origin).copied().unwrap_or(0))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use proto::intent::{Asset, ChainRef};
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn mv(amount: u128) -> LedgerMove {
+        LedgerMove {
+            account: None,
+            chain: ChainRef::Ethereum { chain_id: 1 },
+            asset: Asset::Native,
+            destination: "0xdd".into(),
+            amount,
+        }
+    }
+
+    struct Peers {
+        rogue: NodeIdentity,
+        honest: NodeIdentity,
+        roster: Roster,
+    }
+
+    fn peers() -> Peers {
+        let rogue = NodeIdentity::generate("rogue");
+        let honest = NodeIdentity::generate("honest");
+        let roster = Roster::from_identities(&[rogue.public(), honest.public()]).unwrap();
+        Peers {
+            rogue,
+            honest,
+            roster,
+        }
+    }
+
+    fn entry(
+        by: &NodeIdentity,
+        seq: u64,
+        rid: &str,
+        at: u64,
+        moves: Vec<LedgerMove>,
+        payload: u8,
+    ) -> LedgerEntry {
+        let mut e = LedgerEntry {
+            origin: by.node_id.clone(),
+            seq,
+            request_id: rid.into(),
+            key_id: "k".into(),
+            signed_at: at,
+            moves,
+            payload_hash: Some([payload; 32]),
+            signature: [0; 64],
+        };
+        e.signature = by.sign(&e.signed_bytes());
+        e
+    }
+
+    fn counted(store: &Store) -> Vec<(u128, u64)> {
+        let mut v: Vec<(u128, u64)> = history(store, ("none", None))
+            .unwrap()
+            .into_iter()
+            .map(|h| (h.amount, h.signed_at))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn reservation(at: u64, amount: u128, payload: u8) -> Reservation {
+        Reservation {
+            key_id: "k".into(),
+            at,
+            moves: vec![mv(amount)],
+            payload_hash: Some([payload; 32]),
+        }
+    }
+
+    /// Finding "one rogue node can switch off velocity": a peer's entry dated 0 with no
+    /// movements, for a request this node reserved, changes nothing this node counts, and the
+    /// peer is reported.
+    #[test]
+    fn forged_ledger_entries_never_weaken_own_reservations() {
+        let (store, _dir) = crate::store::test_store("ledger-own");
+        let p = peers();
+        reserve(&store, "r1", &reservation(NOW, 50, 1), vec![]).unwrap();
+        assert_eq!(counted(&store), vec![(50, NOW)]);
+        let forged = entry(&p.rogue, 1, "r1", 0, vec![], 1);
+        let (got, findings) = receive(&store, &p.roster, &forged, NOW).unwrap();
+        assert_eq!(got, Received::Stored);
+        assert_eq!(
+            findings,
+            vec![Finding::Contradicts {
+                origin: "rogue".into(),
+                request_id: "r1".into()
+            }]
+        );
+        assert_eq!(counted(&store), vec![(50, NOW)], "own reservation decides");
+    }
+
+    /// Without an own reservation, a liar's variant is counted beside the honest one, at the
+    /// latest time given: its `signed_at: 0` or empty movements take nothing away.
+    #[test]
+    fn forged_ledger_entries_never_weaken_peer_entries() {
+        let (store, _dir) = crate::store::test_store("ledger-peer");
+        let p = peers();
+        let honest = entry(&p.honest, 1, "r2", NOW - 10, vec![mv(70)], 2);
+        let forged_time = entry(&p.rogue, 1, "r2", 0, vec![mv(70)], 2);
+        let forged_moves = entry(&p.rogue, 2, "r2", NOW - 10, vec![], 2);
+        for e in [&forged_time, &forged_moves, &honest] {
+            receive(&store, &p.roster, e, NOW).unwrap();
+        }
+        assert_eq!(counted(&store), vec![(70, NOW - 10)]);
+    }
+
+    /// An entry dated in the receiver's future counts from its arrival, and is reported.
+    #[test]
+    fn ledger_entry_from_the_future_counts_from_arrival() {
+        let (store, _dir) = crate::store::test_store("ledger-future");
+        let p = peers();
+        let e = entry(&p.rogue, 1, "r3", u64::MAX, vec![mv(5)], 3);
+        let (_, findings) = receive(&store, &p.roster, &e, NOW).unwrap();
+        assert!(
+            matches!(findings[..], [Finding::FutureTime { .. }]),
+            "{findings:?}"
+        );
+        assert_eq!(counted(&store), vec![(5, NOW)]);
+    }
+
+    /// Finding "one approval, many payouts": one request id signed for two payloads counts
+    /// twice and is a conflict this node learns of.
+    #[test]
+    fn one_request_id_two_payloads_counts_twice_and_conflicts() {
+        let (store, _dir) = crate::store::test_store("ledger-payload");
+        let p = peers();
+        reserve(&store, "r4", &reservation(NOW, 40, 4), vec![]).unwrap();
+        let other = entry(&p.honest, 1, "r4", NOW, vec![mv(40)], 5);
+        let (_, findings) = receive(&store, &p.roster, &other, NOW).unwrap();
+        assert_eq!(
+            findings,
+            vec![Finding::PayloadConflict {
+                origin: "honest".into(),
+                request_id: "r4".into()
+            }]
+        );
+        assert_eq!(counted(&store), vec![(40, NOW), (40, NOW)]);
+        assert!(store
+            .state_get::<String>(&conflict_key("r4"))
+            .unwrap()
+            .is_some());
+        // Evaluating r4 itself excludes only its own payload.
+        let h = history(&store, ("r4", Some(&[4; 32]))).unwrap();
+        assert_eq!(h.len(), 1);
+    }
+
+    /// A huge sequence number or head claim is refused, and a gap nobody fills stops
+    /// deferring after the timeout instead of for ever.
+    #[test]
+    fn impossible_heads_are_refused_and_gaps_expire() {
+        let (store, _dir) = crate::store::test_store("ledger-gaps");
+        let p = peers();
+        let huge = entry(&p.rogue, u64::MAX, "r5", NOW, vec![], 6);
+        let (got, findings) = receive(&store, &p.roster, &huge, NOW).unwrap();
+        assert_eq!(got, Received::Refused);
+        assert!(matches!(findings[..], [Finding::ImpossibleSeq { .. }]));
+        assert_eq!(
+            note_seen(&store, "honest", u64::MAX, "rogue", NOW).unwrap(),
+            Claim::Impossible
+        );
+        assert!(gaps(&store).unwrap().is_empty());
+        // A plausible but false claim opens a gap that expires.
+        assert_eq!(
+            note_seen(&store, "honest", 3, "rogue", NOW).unwrap(),
+            Claim::Behind
+        );
+        let open = gaps_at(&store, NOW + 10, 60).unwrap();
+        assert_eq!(open.open, vec!["honest".to_string()]);
+        let later = gaps_at(&store, NOW + 61, 60).unwrap();
+        assert!(later.open.is_empty());
+        assert_eq!(later.expired[0].1.by, "rogue");
+        // Filling the gap closes it.
+        for seq in 1..=3 {
+            let e = entry(&p.honest, seq, &format!("f{seq}"), NOW, vec![], 7);
+            receive(&store, &p.roster, &e, NOW).unwrap();
+        }
+        assert!(gaps(&store).unwrap().is_empty());
+        assert!(store
+            .state_get::<GapInfo>("ledger_gap/honest")
+            .unwrap()
+            .is_none());
+    }
+
+    /// Entries recorded before payload binding (v1) still verify.
+    #[test]
+    fn v1_entries_still_verify() {
+        let (store, _dir) = crate::store::test_store("ledger-v1");
+        let p = peers();
+        let mut e = entry(&p.honest, 1, "old", NOW, vec![mv(1)], 0);
+        e.payload_hash = None;
+        e.signature = p.honest.sign(&e.signed_bytes());
+        assert_eq!(
+            receive(&store, &p.roster, &e, NOW).unwrap().0,
+            Received::Stored
+        );
+        assert!(e.signed_bytes().starts_with(b"custody/ledger/v1\0"));
+    }
+}
