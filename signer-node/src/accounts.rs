@@ -193,8 +193,9 @@ mod tests {
         }
     }
 
+    /// The refusal's code; an `Ok` fails the test outright instead of reading as `""`.
     fn code(r: Result<AccountKeys, SessionFailure>) -> String {
-        r.err().map(|f| f.code).unwrap_or_default()
+        r.err().map(|f| f.code).expect("expected a refusal")
     }
 
     #[test]

@@ -270,16 +270,27 @@ impl Guard {
         let se = |e: StoreError| fail("store.error", e.to_string());
         let intent = &req.intent;
         self.scope.check(intent).map_err(|(c, m)| fail(c, m))?;
-        if self
+        match self
             .store
             .bind_request(request_id, &req.request_ctx)
             .map_err(se)?
-            == RequestBinding::Conflict
         {
-            return Err(fail(
-                "request.conflict",
-                format!("request `{request_id}` was seen before with a different transaction"),
-            ));
+            RequestBinding::Conflict => {
+                return Err(fail(
+                    "request.conflict",
+                    format!("request `{request_id}` was seen before with a different transaction"),
+                ))
+            }
+            // Remembered so that a peer's entry for another payload is recognised as a conflict
+            // even before this node reserves anything.
+            RequestBinding::New => self
+                .store
+                .state_write(&[(
+                    ledger::bound_key(request_id),
+                    Some(json_bytes(&hex::encode(req.payload_hash)).map_err(se)?),
+                )])
+                .map_err(se)?,
+            RequestBinding::Same => {}
         }
         // Vetoes and freezes are read under the decision lock that applying them takes, so an
         // order applied while a request is judged is never missed.
@@ -383,6 +394,22 @@ impl Guard {
             .into_iter()
             .any(|k| k != ledger::pay_key(request_id, &req.payload_hash));
         if signed_other {
+            let marker = ledger::conflict_key(request_id);
+            if self
+                .store
+                .state_get::<String>(&marker)
+                .map_err(se)?
+                .is_none()
+            {
+                self.store
+                    .state_write(&[(marker, Some(json_bytes(&"self").map_err(se)?))])
+                    .map_err(se)?;
+                self.report(
+                    "coordinator",
+                    "request.conflict",
+                    &format!("asked to sign `{request_id}` for another payload than the one already reserved or signed"),
+                );
+            }
             return Err(fail(
                 "request.conflict",
                 format!("`{request_id}` was already signed or reserved for another payload"),
@@ -404,18 +431,19 @@ impl Guard {
         Ok(())
     }
 
-    /// Gaps that still defer velocity-limited requests; expired ones are reported once.
+    /// Gaps that still defer velocity-limited requests; each expired claim is reported once.
     fn open_gaps(&self, now: u64) -> Result<Vec<String>, StoreError> {
         let gaps = ledger::gaps_at(&self.store, now, self.gap_timeout)?;
-        for (origin, info) in &gaps.expired {
-            let key = format!("suspect/{origin}");
-            if self.store.state_get::<String>(&key)?.is_none() {
+        for (origin, by, claim) in &gaps.expired {
+            let key = format!("gap_reported/{origin}/{by}");
+            if self.store.state_get::<u64>(&key)?.is_none() {
+                self.store.state_write(&[(key, Some(json_bytes(&now)?))])?;
                 self.report(
-                    origin,
+                    by,
                     "ledger.gap_expired",
                     &format!(
-                        "entries of `{origin}` claimed by `{}` at {} never arrived; velocity no longer waits for them",
-                        info.by, info.since
+                        "claimed at {} that `{origin}` has {} ledger entries; they never arrived and velocity no longer waits for them",
+                        claim.since, claim.seq
                     ),
                 );
             }

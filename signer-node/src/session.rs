@@ -249,8 +249,11 @@ impl NodeCore {
             }),
             CoordFrame::Ledger(entry) => {
                 self.control_job(move |me| match me.guard.receive_ledger(&entry) {
-                    Ok(crate::ledger::Received::Stored) => me.send_status(),
-                    Ok(crate::ledger::Received::Duplicate | crate::ledger::Received::Refused) => {}
+                    // A refused entry may have reported its origin: show it at once.
+                    Ok(crate::ledger::Received::Stored | crate::ledger::Received::Refused) => {
+                        me.send_status()
+                    }
+                    Ok(crate::ledger::Received::Duplicate) => {}
                     Err(e) => tracing::warn!(error = %e, "ledger entry refused"),
                 })
             }

@@ -13,8 +13,9 @@
 //! limited signing for ever (see [`gaps`]).
 //!
 //! State keys: `ledger/<origin>/<seq:020>` entries, `ledger_head/<origin>` highest contiguous
-//! sequence, `ledger_seen/<origin>` highest sequence known to exist, `ledger_gap/<origin>` since
-//! when and on whose word, `ledger_at/<origin>/<seq:020>` this node's clock for an entry dated in
+//! sequence, `ledger_seen/<origin>` highest sequence known to exist, `ledger_claim/<origin>/<claimant>`
+//! the highest sequence a node claimed for an origin and since when (one record per claimant, so
+//! one liar's expired claim never silences another node's), `ledger_at/<origin>/<seq:020>` this node's clock for an entry dated in
 //! its future, `ledger_req/<request>/<origin>` (one own entry per request),
 //! `ledger_pay/<request>\0/<payload>` the payloads seen signed under a request id, `hist/<request>`
 //! this node's own reservations, `conflict/<request>` a request id bound to two payloads.
@@ -62,13 +63,21 @@ pub struct Reservation {
     pub payload_hash: Option<[u8; 32]>,
 }
 
-/// Since when, and on whose word, this node knows an origin has entries it lacks.
+/// One node's claim that an origin has entries this node lacks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GapInfo {
-    /// This node's clock when the gap was first noted.
+pub struct GapClaim {
+    /// The highest sequence claimed.
+    pub seq: u64,
+    /// This node's clock when the claimant's claim was first noted (later, higher claims by
+    /// the same claimant keep it: a liar cannot restart its clock).
     pub since: u64,
-    /// The node whose claim or entry revealed it.
-    pub by: String,
+}
+
+/// An expired claim: an origin, the claimant and its claim.
+pub type ExpiredClaim = (String, String, GapClaim);
+
+fn claim_prefix(origin: &str) -> String {
+    format!("ledger_claim/{origin}/")
 }
 
 /// What a received entry revealed about its origin (each is audited and reported).
@@ -107,7 +116,7 @@ pub enum Finding {
 }
 
 impl Finding {
-    /// The node to report, a stable code and a message.
+    /// Whom to report (a node, or `coordinator`), a stable code and a message.
     pub fn describe(&self) -> (&str, &'static str, String) {
         match self {
             Finding::FutureTime {
@@ -124,12 +133,14 @@ impl Finding {
                 "ledger.contradiction",
                 format!("entry for `{request_id}` names other movements than this node decoded"),
             ),
+            // Reported against the coordinator: it is the one that shows payloads; the message
+            // names the peer in case the peer is the liar.
             Finding::PayloadConflict { origin, request_id } => (
-                origin,
+                "coordinator",
                 "request.conflict",
                 format!(
-                    "signed `{request_id}` for another payload than this node knows: a coordinator \
-                     showed different transactions under one id, or this peer lies"
+                    "`{origin}` signed `{request_id}` for another payload than this node knows: the \
+                     coordinator showed different transactions under one id, or `{origin}` lies"
                 ),
             ),
             Finding::ImpossibleSeq { origin, seq } => (
@@ -174,6 +185,11 @@ pub fn pay_key(request_id: &str, payload: &[u8; 32]) -> String {
     format!("{}{}", pay_prefix(request_id), hex::encode(payload))
 }
 
+/// State key of the payload hash (hex) this node first evaluated under a request id.
+pub fn bound_key(request_id: &str) -> String {
+    format!("bound_pay/{request_id}")
+}
+
 /// State key marking a request id that was bound to two payloads.
 pub fn conflict_key(request_id: &str) -> String {
     format!("conflict/{request_id}")
@@ -193,14 +209,14 @@ pub fn heads(store: &Store) -> Result<BTreeMap<String, u64>, StoreError> {
 }
 
 /// The origins this node lacks entries of: `open` gaps defer velocity-limited requests;
-/// `expired` ones were not filled within the timeout and no longer do (they are reported:
+/// `expired` claims were not filled within the timeout and no longer do (they are reported:
 /// a node that claims entries nobody can produce must not stop signing for ever).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Gaps {
-    /// Origins with a gap younger than the timeout.
+    /// Origins with a claim younger than the timeout that this node has not caught up with.
     pub open: Vec<String>,
-    /// Origins whose gap outlived the timeout, with how it arose.
-    pub expired: Vec<(String, GapInfo)>,
+    /// Claims that outlived the timeout.
+    pub expired: Vec<ExpiredClaim>,
 }
 
 /// Origins for which this node knows entries exist that it does not hold (all of them,
@@ -217,14 +233,23 @@ pub fn gaps(store: &Store) -> Result<Vec<String>, StoreError> {
         .collect())
 }
 
-/// [`gaps`], split by age at `now`: a gap older than `timeout` seconds is expired.
+/// The claims this node has not caught up with, split by age at `now`: a claim older than
+/// `timeout` seconds is expired.
 pub fn gaps_at(store: &Store, now: u64, timeout: u64) -> Result<Gaps, StoreError> {
+    let heads = heads(store)?;
     let mut out = Gaps::default();
-    for origin in gaps(store)? {
-        let info = store.state_get::<GapInfo>(&format!("ledger_gap/{origin}"))?;
-        match info {
-            Some(i) if now.saturating_sub(i.since) > timeout => out.expired.push((origin, i)),
-            _ => out.open.push(origin),
+    for (k, claim) in store.state_scan::<GapClaim>("ledger_claim/")? {
+        let Some((origin, by)) = k["ledger_claim/".len()..].split_once('/') else {
+            continue;
+        };
+        if claim.seq <= heads.get(origin).copied().unwrap_or(0) {
+            continue;
+        }
+        if now.saturating_sub(claim.since) > timeout {
+            out.expired
+                .push((origin.to_string(), by.to_string(), claim));
+        } else if !out.open.iter().any(|o| o == origin) {
+            out.open.push(origin.to_string());
         }
     }
     Ok(out)
@@ -258,17 +283,21 @@ pub fn note_seen(
         return Ok(Claim::Known);
     }
     let key = format!("ledger_seen/{origin}");
-    let gap = format!("ledger_gap/{origin}");
+    let claim_key = format!("{}{by}", claim_prefix(origin));
     let mut items = Vec::new();
     if seq > read_u64(store, &key)? {
         items.push((key, Some(json_bytes(&seq)?)));
     }
-    if store.state_get::<GapInfo>(&gap)?.is_none() {
-        let info = GapInfo {
-            since: now,
-            by: by.to_string(),
-        };
-        items.push((gap, Some(json_bytes(&info)?)));
+    let claim = match store.state_get::<GapClaim>(&claim_key)? {
+        Some(c) if c.seq >= seq => None,
+        Some(c) => Some(GapClaim {
+            seq,
+            since: c.since,
+        }),
+        None => Some(GapClaim { seq, since: now }),
+    };
+    if let Some(c) = claim {
+        items.push((claim_key, Some(json_bytes(&c)?)));
     }
     if !items.is_empty() {
         store.state_write(&items)?;
@@ -467,7 +496,10 @@ pub fn receive(
     let own = store
         .state_get::<Reservation>(&format!("hist/{request_id}"))
         .map_err(se)?;
-    if let Some(own) = own.filter(|o| o.payload_hash == entry.payload_hash) {
+    // An entry without a payload hash (v1) is compared too: it cannot name another payload.
+    if let Some(own) =
+        own.filter(|o| entry.payload_hash.is_none() || o.payload_hash == entry.payload_hash)
+    {
         if canonical(own.moves) != canonical(entry.moves.clone()) {
             findings.push(Finding::Contradicts {
                 origin: origin.clone(),
@@ -477,11 +509,15 @@ pub fn receive(
     }
     if let Some(p) = &entry.payload_hash {
         let pk = pay_key(&request_id, p);
-        let others = store
-            .state_keys(&pay_prefix(&request_id))
-            .map_err(se)?
-            .into_iter()
-            .any(|other| other != pk);
+        let bound = store
+            .state_get::<String>(&bound_key(&request_id))
+            .map_err(se)?;
+        let others = bound.is_some_and(|b| b != hex::encode(p))
+            || store
+                .state_keys(&pay_prefix(&request_id))
+                .map_err(se)?
+                .into_iter()
+                .any(|other| other != pk);
         if others {
             items.push((
                 conflict_key(&request_id),
@@ -506,8 +542,14 @@ pub fn receive(
         head += 1;
     }
     let mut items = vec![(head_key, Some(json_bytes(&head).map_err(se)?))];
-    if head >= read_u64(store, &format!("ledger_seen/{origin}")).map_err(se)? {
-        items.push((format!("ledger_gap/{origin}"), None));
+    for (k, claim) in store
+        .state_scan::<GapClaim>(&claim_prefix(&origin))
+        .map_err(se)?
+    {
+        if claim.seq <= head {
+            let reported = format!("gap_reported/{}", &k["ledger_claim/".len()..]);
+            items.extend([(k, None), (reported, None)]);
+        }
     }
     store.state_write(&items).map_err(se)?;
     Ok((Received::Stored, findings))
@@ -728,17 +770,23 @@ mod tests {
         assert_eq!(open.open, vec!["honest".to_string()]);
         let later = gaps_at(&store, NOW + 61, 60).unwrap();
         assert!(later.open.is_empty());
-        assert_eq!(later.expired[0].1.by, "rogue");
-        // Filling the gap closes it.
-        for seq in 1..=3 {
+        assert_eq!(later.expired[0].1, "rogue");
+        // The liar cannot restart its clock with a higher claim...
+        note_seen(&store, "honest", 4, "rogue", NOW + 62).unwrap();
+        assert!(gaps_at(&store, NOW + 62, 60).unwrap().open.is_empty());
+        // ...and its expired claim does not silence another node's fresh one.
+        note_seen(&store, "honest", 2, "other", NOW + 62).unwrap();
+        assert_eq!(
+            gaps_at(&store, NOW + 62, 60).unwrap().open,
+            vec!["honest".to_string()]
+        );
+        // Filling the gap closes every claim it satisfies.
+        for seq in 1..=4 {
             let e = entry(&p.honest, seq, &format!("f{seq}"), NOW, vec![], 7);
             receive(&store, &p.roster, &e, NOW).unwrap();
         }
         assert!(gaps(&store).unwrap().is_empty());
-        assert!(store
-            .state_get::<GapInfo>("ledger_gap/honest")
-            .unwrap()
-            .is_none());
+        assert!(store.state_keys("ledger_claim/honest/").unwrap().is_empty());
     }
 
     /// Entries recorded before payload binding (v1) still verify.

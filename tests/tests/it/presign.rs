@@ -100,7 +100,9 @@ fn pool_refills_every_subset_and_a_request_signs_from_a_presignature() {
 
     let body = json!({
         "request_id": rid("pooled"), "key_id": POOL_KEY, "chain": "ethereum",
-        "unsigned_tx": sample::eth_transfer(3, [0x42; 20], 777),
+        // A nonce no other test uses: nodes refuse a transaction another request reserved
+        // (`request.tx_reused`), and `faults::transfer(_, _, 3)` builds this same transfer.
+        "unsigned_tx": sample::eth_transfer(600_003, [0x42; 20], 777),
     });
     // `used_total` counts since the coordinator started: compare with this baseline.
     let used_before = pool(&s, POOL_KEY).used_total;

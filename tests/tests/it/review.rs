@@ -122,7 +122,20 @@ fn status_where(
     what: &str,
     pred: impl Fn(&NodeStatus) -> bool,
 ) -> NodeStatus {
+    wait_status(rogue, node, (what, false), pred)
+}
+
+/// [`status_where`]; with `poke`, for a change that sends no status by itself (a refused
+/// ledger entry), the node is sent an invalid veto every second, which it answers with its
+/// status.
+fn wait_status(
+    rogue: &Rogue,
+    node: &str,
+    (what, poke): (&str, bool),
+    pred: impl Fn(&NodeStatus) -> bool,
+) -> NodeStatus {
     let deadline = Instant::now() + Duration::from_secs(20);
+    let mut next_poke = Instant::now();
     loop {
         if let Some(st) = rogue.status(node).filter(|st| pred(st)) {
             return st;
@@ -132,38 +145,16 @@ fn status_where(
             "{node}: timed out waiting for {what}; last status {:?}",
             rogue.status(node)
         );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Like [`status_where`] for a change that sends no status by itself (a refused ledger entry):
-/// every second the node is sent an invalid veto, which it refuses and answers with its status.
-fn poked_status_where(
-    rogue: &Rogue,
-    node: &str,
-    what: &str,
-    pred: impl Fn(&NodeStatus) -> bool,
-) -> NodeStatus {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let poke = Veto {
-            request_id: "review-status-poke".into(),
-            guardian: [0; 32],
-            signature: [0; 64],
-        };
-        assert!(rogue.send(node, CoordFrame::Order(Order::Veto(poke))));
-        let until = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < until {
-            if let Some(st) = rogue.status(node).filter(|st| pred(st)) {
-                return st;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if poke && Instant::now() >= next_poke {
+            let veto = Veto {
+                request_id: "review-status-poke".into(),
+                guardian: [0; 32],
+                signature: [0; 64],
+            };
+            assert!(rogue.send(node, CoordFrame::Order(Order::Veto(veto))));
+            next_poke += Duration::from_secs(1);
         }
-        assert!(
-            Instant::now() < deadline,
-            "{node}: timed out waiting for {what}; last status {:?}",
-            rogue.status(node)
-        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -266,7 +257,7 @@ fn both_signed(out: &BTreeMap<String, Outcome>, what: &str) {
     let sigs: Vec<_> = out
         .values()
         .map(|r| match r {
-            Ok(SessionOutput::Signature(sig)) => sig.clone(),
+            Ok(SessionOutput::Signature(sig)) => *sig,
             other => panic!("{what}: expected a signature, got {other:?} (all: {out:?})"),
         })
         .collect();
@@ -307,10 +298,10 @@ fn policy_hash(rogue: &Rogue, node: &str) -> policy::PolicyHash {
     policy::PolicyHash(out)
 }
 
-/// Approvals by `who` of `payload` under `request_id` (valid three days).
+/// The `ops` quorum's approvals (two approvers) of `payload` under `request_id`, valid three
+/// days.
 fn approvals(
     gov: &Governance,
-    who: &[&str],
     (key_id, pk): (&str, &[u8; 33]),
     request_id: &str,
     payload: &SignPayload,
@@ -323,7 +314,8 @@ fn approvals(
         payload_hash: &payload_hash,
     };
     let expires = unix_now() + 3 * 86_400;
-    who.iter()
+    APPROVERS[..2]
+        .iter()
         .map(|w| policy::sign_approval(&gov.key(w).unwrap(), &intent, subject, policy, expires))
         .collect()
 }
@@ -363,6 +355,38 @@ fn send_all(rogue: &Rogue, nodes: &[&str], frame: &CoordFrame) {
     }
 }
 
+/// The guardian's freeze of `key_id` in `epoch`, as the rogue relays it.
+fn freeze(gov: &Governance, key_id: &str, epoch: u64) -> CoordFrame {
+    let guardian = gov.key(GUARDIAN).unwrap();
+    let digest = proto::authz::freeze_digest(key_id, epoch);
+    CoordFrame::Order(Order::Freeze(Freeze {
+        key_id: key_id.into(),
+        epoch,
+        guardian: guardian.verifying_key().to_bytes(),
+        signature: guardian.sign(&digest).to_bytes(),
+    }))
+}
+
+/// Two officers' unfreeze of `key_id`, ending `epoch`.
+fn unfreeze(gov: &Governance, key_id: &str, epoch: u64) -> CoordFrame {
+    let digest = proto::authz::unfreeze_digest(key_id, epoch);
+    let signatures = OFFICERS[..2]
+        .iter()
+        .map(|o| {
+            let k = gov.key(o).unwrap();
+            OfficerSignature {
+                officer: k.verifying_key().to_bytes(),
+                signature: k.sign(&digest).to_bytes(),
+            }
+        })
+        .collect();
+    CoordFrame::Order(Order::Unfreeze(Unfreeze {
+        key_id: key_id.into(),
+        epoch,
+        signatures,
+    }))
+}
+
 /// Finding 6, matrix row 50 (time-lock aged while denied). On copies of node-1 and node-2 at a
 /// rogue coordinator, the guardian freezes `gate-key`; a 1000-wei request (time-lock tier:
 /// 20 s; both approvals attached) is refused by both with `policy.freeze`. The rogue waits past
@@ -390,16 +414,7 @@ fn time_lock_is_not_aged_while_denied() {
         .get(GATE_KEY)
         .map_or(0, |f| f.epoch);
 
-    let guardian = gov.key(GUARDIAN).unwrap();
-    let freeze = Freeze {
-        key_id: GATE_KEY.into(),
-        epoch,
-        guardian: guardian.verifying_key().to_bytes(),
-        signature: guardian
-            .sign(&proto::authz::freeze_digest(GATE_KEY, epoch))
-            .to_bytes(),
-    };
-    send_all(rogue, &PAIR, &CoordFrame::Order(Order::Freeze(freeze)));
+    send_all(rogue, &PAIR, &freeze(&gov, GATE_KEY, epoch));
     for n in PAIR {
         status_where(rogue, n, "the freeze", |st| {
             st.freezes.get(GATE_KEY).is_some_and(|f| f.frozen)
@@ -408,14 +423,7 @@ fn time_lock_is_not_aged_while_denied() {
 
     let id = rid("review-tl");
     let payload = transfer(GATE_CHAIN, 1000);
-    let a = approvals(
-        &gov,
-        &APPROVERS[..2],
-        (GATE_KEY, &pk),
-        &id,
-        &payload,
-        &policy,
-    );
+    let a = approvals(&gov, (GATE_KEY, &pk), &id, &payload, &policy);
     let refused_at = unix_now();
     let (sid, out) = sign(rogue, (&PAIR, &PAIR), (GATE_KEY, &id), &payload, &a, None);
     all_refused(rogue, sid, &out, "policy.freeze");
@@ -427,24 +435,7 @@ fn time_lock_is_not_aged_while_denied() {
         || unix_now() > refused_at + GATE_DELAY,
     );
     let unfrozen_at = unix_now();
-    let signatures = OFFICERS[..2]
-        .iter()
-        .map(|o| {
-            let k = gov.key(o).unwrap();
-            OfficerSignature {
-                officer: k.verifying_key().to_bytes(),
-                signature: k
-                    .sign(&proto::authz::unfreeze_digest(GATE_KEY, epoch))
-                    .to_bytes(),
-            }
-        })
-        .collect();
-    let unfreeze = Unfreeze {
-        key_id: GATE_KEY.into(),
-        epoch,
-        signatures,
-    };
-    send_all(rogue, &PAIR, &CoordFrame::Order(Order::Unfreeze(unfreeze)));
+    send_all(rogue, &PAIR, &unfreeze(&gov, GATE_KEY, epoch));
     for n in PAIR {
         status_where(rogue, n, "the unfreeze", |st| {
             st.freezes
@@ -513,7 +504,7 @@ fn one_approval_never_releases_a_second_payload() {
     // The pair signs X with the first payload, approved.
     let x = rid("review-x");
     let (tx1, tx2) = (transfer(GATE_CHAIN, 600), transfer(GATE_CHAIN, 600));
-    let a = approvals(&gov, &APPROVERS[..2], (GATE_KEY, &pk), &x, &tx1, &policy);
+    let a = approvals(&gov, (GATE_KEY, &pk), &x, &tx1, &policy);
     let (_, out) = sign(rogue, (&PAIR, &PAIR), (GATE_KEY, &x), &tx1, &a, None);
     both_signed(&out, "X with its approved payload");
     let mut entries = Vec::new();
@@ -558,13 +549,22 @@ fn one_approval_never_releases_a_second_payload() {
             head(st, &e.origin) >= e.seq || st.ledger_gaps.contains(&e.origin)
         });
     }
-    let fresh = approvals(&gov, &APPROVERS[..2], (GATE_KEY, &pk), &x, &tx2, &policy);
+    let fresh = approvals(&gov, (GATE_KEY, &pk), &x, &tx2, &policy);
     let both: Vec<Approval> = a.iter().chain(&fresh).cloned().collect();
     let v = evaluate(rogue, N3, (GATE_KEY, &x), &tx2, &both, None);
     assert_eq!(v.kind, VerdictKind::Deny, "{v:?}");
     assert_eq!(v.code.as_deref(), Some("request.conflict"), "{v:?}");
     let (sid, out) = sign(rogue, (&[N3, N1], &[N3]), (GATE_KEY, &x), &tx2, &both, None);
     all_refused(rogue, sid, &out, "request.conflict");
+    // Node-3 had only evaluated X (no reservation), yet it recognised the conflict itself.
+    let st = status_where(rogue, N3, "the conflict on X reported", |st| {
+        suspect(st, "coordinator").contains(&x)
+    });
+    assert!(
+        suspect(&st, "coordinator").starts_with("request.conflict"),
+        "{:?}",
+        st.suspects
+    );
 
     // Velocity counts each payload. Node-3 reserves Z for p2 (alone, it then waits for a
     // partner's join in vain) ...
@@ -581,12 +581,13 @@ fn one_approval_never_releases_a_second_payload() {
     // ... while the pair signs Z for p1; the rogue relays their entries to node-3 as well.
     let (_, out) = sign(rogue, (&PAIR, &PAIR), (ACCT_KEY, &z), &p1, &[], acct);
     both_signed(&out, "Z with the other payload");
-    for origin in PAIR {
-        let st = status_where(rogue, N3, "the conflict on Z reported", |st| {
-            suspect(st, origin).starts_with("request.conflict")
-        });
-        assert!(suspect(&st, origin).contains(&z), "{:?}", st.suspects);
-    }
+    // Reported against the coordinator (it shows the payloads), naming the peer that signed.
+    let st = status_where(rogue, N3, "the conflict on Z reported", |st| {
+        let r = suspect(st, "coordinator");
+        r.starts_with("request.conflict") && r.contains(&z)
+    });
+    let r = suspect(&st, "coordinator");
+    assert!(PAIR.iter().any(|p| r.contains(p)), "{:?}", st.suspects);
     let w = rid("review-w");
     let five = transfer(VELOCITY_CHAIN, 5);
     let v = evaluate(rogue, N3, (ACCT_KEY, &w), &five, &[], acct);
@@ -666,14 +667,17 @@ fn forged_ledger_entries_never_weaken_windows_and_never_block_signing() {
     }
     let rogue = &lab.rogue;
     let acct = Some(account.as_str());
-    let ask = |id: &str, wei: u128| (rid(id), transfer(VELOCITY_CHAIN, wei));
+    let request = |tag: &str, wei: u128| (rid(tag), transfer(VELOCITY_CHAIN, wei));
+    let sign_pair = |id: &str, payload: &SignPayload| {
+        sign(rogue, (&PAIR, &PAIR), (ACCT_KEY, id), payload, &[], acct)
+    };
 
-    let (y, y_payload) = ask("review-y", 20);
+    let (y, y_payload) = request("review-y", 20);
     let heads_before: Vec<u64> = PAIR
         .iter()
         .map(|n| rogue.status(n).unwrap().ledger_heads.values().sum())
         .collect();
-    let (_, out) = sign(rogue, (&PAIR, &PAIR), (ACCT_KEY, &y), &y_payload, &[], acct);
+    let (_, out) = sign_pair(&y, &y_payload);
     both_signed(&out, "Y");
     for (n, before) in PAIR.iter().zip(heads_before) {
         // Its own entry and its peer's: two more.
@@ -696,15 +700,8 @@ fn forged_ledger_entries_never_weaken_windows_and_never_block_signing() {
         });
     }
     let opened = unix_now();
-    let (small, small_payload) = ask("review-small", 5);
-    let (sid, out) = sign(
-        rogue,
-        (&PAIR, &PAIR),
-        (ACCT_KEY, &small),
-        &small_payload,
-        &[],
-        acct,
-    );
+    let (small, small_payload) = request("review-small", 5);
+    let (sid, out) = sign_pair(&small, &small_payload);
     assert!(
         unix_now() < opened + GAP_TIMEOUT,
         "too slow to see the gap defer anything"
@@ -713,14 +710,7 @@ fn forged_ledger_entries_never_weaken_windows_and_never_block_signing() {
     wait_until("the gap timeout to pass", Duration::from_secs(30), || {
         unix_now() > opened + GAP_TIMEOUT + 1
     });
-    let (_, out) = sign(
-        rogue,
-        (&PAIR, &PAIR),
-        (ACCT_KEY, &small),
-        &small_payload,
-        &[],
-        acct,
-    );
+    let (_, out) = sign_pair(&small, &small_payload);
     both_signed(&out, "after the gap timeout");
     for n in PAIR {
         let st = status_where(rogue, n, "node-3 reported for the gap", |st| {
@@ -734,7 +724,7 @@ fn forged_ledger_entries_never_weaken_windows_and_never_block_signing() {
 
     // Entries for Y dated 0 with no movements: v1 (no payload hash), then v2 (Y's hash).
     let denied_velocity = |tag: &str| {
-        let (id, payload) = ask(tag, 20);
+        let (id, payload) = request(tag, 20);
         for n in PAIR {
             let v = evaluate(rogue, n, (ACCT_KEY, &id), &payload, &[], acct);
             assert_eq!(
@@ -785,20 +775,14 @@ fn forged_ledger_entries_never_weaken_windows_and_never_block_signing() {
     let huge = forge(&node3, u64::MAX, ("review-huge", unix_now()), Some([8; 32]));
     send_all(rogue, &PAIR, &CoordFrame::Ledger(huge));
     for n in PAIR {
-        let st = poked_status_where(rogue, n, "node-3 reported for the sequence", |st| {
+        let what = ("node-3 reported for the sequence", true);
+        let st = wait_status(rogue, n, what, |st| {
             suspect(st, N3).starts_with("ledger.impossible_seq")
         });
         assert_eq!(head(&st, N3), base[n] + 5, "{n}: refused: {st:?}");
         assert!(st.ledger_gaps.is_empty(), "{n}: no gap: {st:?}");
     }
-    let (last, last_payload) = ask("review-last", 1);
-    let (_, out) = sign(
-        rogue,
-        (&PAIR, &PAIR),
-        (ACCT_KEY, &last),
-        &last_payload,
-        &[],
-        acct,
-    );
+    let (last, last_payload) = request("review-last", 1);
+    let (_, out) = sign_pair(&last, &last_payload);
     both_signed(&out, "after the impossible entry");
 }
