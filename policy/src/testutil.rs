@@ -127,3 +127,13 @@ pub fn signer(n: u8) -> SigningKey {
 pub fn pubhex(n: u8) -> String {
     hex::encode(signer(n).verifying_key().to_bytes())
 }
+
+/// The warnings tagged `tag` of the base policy with `extra` appended.
+pub fn tagged(extra: &str, tag: &str) -> Vec<crate::PolicyWarning> {
+    policy_extra(extra)
+        .warnings()
+        .iter()
+        .filter(|w| w.tag == tag)
+        .cloned()
+        .collect()
+}

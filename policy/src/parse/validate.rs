@@ -645,20 +645,9 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use crate::tags;
     use crate::testutil::*;
-    use crate::PolicyWarning;
 
     const ETH_1H: &str = "[[assets.eth.velocity]]\nwindow = \"1h\"\nmax = 500\n";
     const BTC_1H: &str = "[[assets.btc.velocity]]\nwindow = \"1h\"\nmax = 500\n";
-
-    /// The warnings tagged `tag` of the base policy with `extra` appended.
-    fn tagged(extra: &str, tag: &str) -> Vec<PolicyWarning> {
-        let p = policy_extra(extra);
-        p.warnings()
-            .iter()
-            .filter(|w| w.tag == tag)
-            .cloned()
-            .collect()
-    }
 
     fn line_of(text: &str, needle: &str) -> usize {
         let at = text.find(needle).unwrap();

@@ -737,16 +737,7 @@ fn sigterm_stops_nodes_and_coordinator_cleanly_and_readiness_is_honest() {
             break;
         }
         // The session ended first: start again and sign it, then try another request.
-        s.cluster.start_coordinator().unwrap();
-        let all = s.cluster.layout.nodes.clone();
-        s.cluster
-            .wait_connected(&all, Duration::from_secs(30))
-            .unwrap();
-        let r = s
-            .cluster
-            .wait_request(&id, Duration::from_secs(120))
-            .unwrap();
-        assert_valid_signature(&s, &r);
+        restart_coordinator_and_sign(&mut s, &id);
     }
     let id = caught.expect("no coordinator SIGTERM landed while a session ran (5 attempts)");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -760,6 +751,15 @@ fn sigterm_stops_nodes_and_coordinator_cleanly_and_readiness_is_honest() {
     };
     assert_eq!(v["checks"]["coordinator"], "disconnected", "{v}");
     assert_eq!(v["ready"], false);
+    restart_coordinator_and_sign(&mut s, &id);
+    let (st, v) = ready(&url);
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s.cluster.api.get("/readyz").unwrap();
+    assert_eq!(st, 200, "{v}");
+}
+
+/// Starts the coordinator again, waits for every node, and checks that `id` gets signed.
+fn restart_coordinator_and_sign(s: &mut Shared, id: &str) {
     s.cluster.start_coordinator().unwrap();
     let all = s.cluster.layout.nodes.clone();
     s.cluster
@@ -767,11 +767,7 @@ fn sigterm_stops_nodes_and_coordinator_cleanly_and_readiness_is_honest() {
         .unwrap();
     let r = s
         .cluster
-        .wait_request(&id, Duration::from_secs(120))
+        .wait_request(id, Duration::from_secs(120))
         .unwrap();
-    assert_valid_signature(&s, &r);
-    let (st, v) = ready(&url);
-    assert_eq!(st, 200, "{v}");
-    let (st, v) = s.cluster.api.get("/readyz").unwrap();
-    assert_eq!(st, 200, "{v}");
+    assert_valid_signature(s, &r);
 }

@@ -236,15 +236,6 @@ mod tests {
         );
     }
 
-    fn tagged(extra: &str, tag: &str) -> Vec<crate::PolicyWarning> {
-        let p = policy_extra(extra);
-        p.warnings()
-            .iter()
-            .filter(|w| w.tag == tag)
-            .cloned()
-            .collect()
-    }
-
     #[test]
     fn warn_velocity_missing_in_an_account_or_class_section() {
         // The asset has a window, but a limits section replaces it: the account has none.
