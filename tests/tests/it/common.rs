@@ -73,6 +73,7 @@ pub fn rid(tag: &str) -> String {
 /// is stopped (SIGKILL, which redb survives) while its store is copied, then restarted: copying a
 /// store that is being written gives a torn snapshot that no crash could produce.
 pub fn copy_node(s: &mut Shared, i: usize, dst: &std::path::Path) {
+    settle_ledgers(s);
     let src = s.cluster.layout.dir.join(&s.cluster.layout.nodes[i]);
     s.cluster.kill_node(i).unwrap();
     std::fs::create_dir_all(dst).unwrap();
@@ -108,4 +109,29 @@ pub fn edit_node_config(s: &mut Shared, i: usize, edit: impl FnOnce(String) -> S
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, edit(text)).unwrap();
     s.cluster.restart_node(i).unwrap();
+}
+
+/// Waits (bounded) until every node reports the same ledger heads and no gap, so that a copy
+/// taken now does not miss entries still being relayed by earlier tests (a copy moved to a
+/// rogue coordinator could never fetch them, and its sessions would stop at `ledger.behind`).
+fn settle_ledgers(s: &Shared) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if let Ok((200, v)) = s.cluster.api.get("/v1/nodes") {
+            let statuses: Vec<&serde_json::Value> = v["nodes"]
+                .as_object()
+                .map(|m| m.values().map(|n| &n["status"]).collect())
+                .unwrap_or_default();
+            let same = statuses
+                .windows(2)
+                .all(|w| w[0]["ledger_heads"] == w[1]["ledger_heads"]);
+            let no_gaps = statuses
+                .iter()
+                .all(|st| st["ledger_gaps"].as_array().is_some_and(|g| g.is_empty()));
+            if statuses.len() == s.cluster.layout.nodes.len() && same && no_gaps {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
