@@ -4,33 +4,24 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use axum::{
-    body::Bytes,
-    extract::{rejection::BytesRejection, Path, State},
-    http::StatusCode,
-    Json,
-};
 use proto::{
-    api::{self, AccountAddress, AccountView, CreateAccountBody, KeyStatus},
+    api::{self, AccountAddress, AccountView, KeyStatus},
     hd::{AccountKeys, SpendKeys, Xpub},
     wire::SessionFailure,
 };
 
 use crate::{
-    api::{internal, parse_json, typed, ApiFail, ApiState},
     control::unix_now,
+    error::{DomainError, ErrorKind},
+    orchestrator::Orchestrator,
     store::{AccountRecord, KeyRecord},
 };
 
 /// How long account registration waits for the nodes.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn not_found(code: &str, msg: String) -> ApiFail {
-    ApiFail::new(StatusCode::NOT_FOUND, code, msg)
-}
-
 /// The key's master xpub as the coordinator stored it after the DKG.
-pub fn master_xpub(key: &KeyRecord) -> Result<Xpub, ApiFail> {
+pub fn master_xpub(key: &KeyRecord) -> Result<Xpub, DomainError> {
     let pk = key
         .info
         .public_key
@@ -43,8 +34,8 @@ pub fn master_xpub(key: &KeyRecord) -> Result<Xpub, ApiFail> {
         .and_then(|h| hex::decode(h).ok())
         .unwrap_or_default();
     Xpub::new(&pk, &cc).map_err(|e| {
-        ApiFail::new(
-            StatusCode::CONFLICT,
+        DomainError::new(
+            ErrorKind::Conflict,
             "account.not_hd",
             format!("key `{}` cannot have accounts: {e}", key.info.key_id),
         )
@@ -52,16 +43,15 @@ pub fn master_xpub(key: &KeyRecord) -> Result<Xpub, ApiFail> {
 }
 
 /// The key, if it exists and its ceremony finished (`key.not_found`, `key.not_ready`).
-pub(crate) fn ready_key(st: &ApiState, key_id: &str) -> Result<KeyRecord, ApiFail> {
-    let key = st
-        .orch
+pub fn ready_key(orch: &Orchestrator, key_id: &str) -> Result<KeyRecord, DomainError> {
+    let key = orch
         .store
         .key(key_id)
-        .map_err(internal)?
-        .ok_or_else(|| not_found("key.not_found", format!("no key `{key_id}`")))?;
+        .map_err(DomainError::internal)?
+        .ok_or_else(|| DomainError::no_key(key_id))?;
     if key.info.status != KeyStatus::Ready {
-        return Err(ApiFail::new(
-            StatusCode::CONFLICT,
+        return Err(DomainError::new(
+            ErrorKind::Conflict,
             "key.not_ready",
             format!("key `{key_id}` is not ready"),
         ));
@@ -100,42 +90,48 @@ pub fn view(rec: &AccountRecord) -> AccountView {
     }
 }
 
-/// `POST /v1/keys/{key_id}/accounts`: number the account, have the key's nodes register it and
-/// derive its keys, and keep the keys t nodes agree on. Repeating the call with the same name
-/// returns the account (and retries registration while it is pending).
+/// How [`create`] found or made the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// Registered now.
+    New,
+    /// It existed already (ready).
+    Existing,
+}
+
+/// Numbers the account, has the key's nodes register it and derive its keys, and keeps the keys
+/// t nodes agree on. Repeating it with the same name returns the account (and retries
+/// registration while it is pending).
 pub async fn create(
-    State(st): State<ApiState>,
-    Path(key_id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<AccountView>), ApiFail> {
-    let req: CreateAccountBody = typed(parse_json(body)?)?;
-    if !api::valid_key_id(&req.name) {
-        return Err(ApiFail::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
+    orch: &Orchestrator,
+    key_id: &str,
+    name: &str,
+) -> Result<(Created, AccountView), DomainError> {
+    if !api::valid_key_id(name) {
+        return Err(DomainError::new(
+            ErrorKind::Invalid,
             "account.invalid",
             "`name` must be 1-64 characters of [A-Za-z0-9._-]",
         ));
     }
-    let key = ready_key(&st, &key_id)?;
+    let key = ready_key(orch, key_id)?;
     let master = master_xpub(&key)?;
-    let mut rec = st
-        .orch
+    let mut rec = orch
         .store
-        .reserve_account(&key_id, &req.name, unix_now())
-        .map_err(internal)?;
+        .reserve_account(key_id, name, unix_now())
+        .map_err(DomainError::internal)?;
     if rec.keys.is_some() {
-        return Ok((StatusCode::OK, Json(view(&rec))));
+        return Ok((Created::Existing, view(&rec)));
     }
     let expected = AccountKeys::derive(&master, rec.index)
-        .map_err(|e| ApiFail::new(StatusCode::CONFLICT, "account.not_hd", e.to_string()))?;
-    let answers = st
-        .orch
+        .map_err(|e| DomainError::new(ErrorKind::Conflict, "account.not_hd", e.to_string()))?;
+    let answers = orch
         .control
         .register_account(&rec, &key.info.nodes, REGISTER_TIMEOUT)
         .await;
     let t = key.info.threshold as usize;
     let (agreed, refusal) = agree(&answers, &expected);
-    st.orch.control.record(
+    orch.control.record(
         "account.register",
         serde_json::json!({"key_id": key_id, "account": rec.name, "index": rec.index,
                            "agreed": agreed, "refused": refusal}),
@@ -145,8 +141,10 @@ pub async fn create(
     }
     rec.keys = Some(expected);
     rec.nodes = agreed;
-    st.orch.store.put_account(&rec).map_err(internal)?;
-    Ok((StatusCode::CREATED, Json(view(&rec))))
+    orch.store
+        .put_account(&rec)
+        .map_err(DomainError::internal)?;
+    Ok((Created::New, view(&rec)))
 }
 
 /// Nodes whose keys equal the expected derivation, and the first refusal or disagreement.
@@ -183,14 +181,14 @@ fn register_failure(
     answers: &BTreeMap<String, Result<AccountKeys, SessionFailure>>,
     refusal: Option<SessionFailure>,
     t: usize,
-) -> ApiFail {
+) -> DomainError {
     match refusal {
         Some(f) if f.code == "account.conflict" || f.code == "account.disagreement" => {
-            ApiFail::new(StatusCode::CONFLICT, &f.code, f.message)
+            DomainError::new(ErrorKind::Conflict, &f.code, f.message)
         }
-        Some(f) => ApiFail::new(StatusCode::UNPROCESSABLE_ENTITY, &f.code, f.message),
-        None => ApiFail::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+        Some(f) => DomainError::new(ErrorKind::Invalid, &f.code, f.message),
+        None => DomainError::new(
+            ErrorKind::Unavailable,
             "nodes.unavailable",
             format!(
                 "{} node(s) registered the account; {t} must (the account stays pending: repeat the call)",
@@ -200,36 +198,29 @@ fn register_failure(
     }
 }
 
-/// `GET /v1/keys/{key_id}/accounts/{account}`.
-pub async fn get(
-    State(st): State<ApiState>,
-    Path((key_id, name)): Path<(String, String)>,
-) -> Result<Json<AccountView>, ApiFail> {
-    st.orch
-        .store
-        .account(&key_id, &name)
-        .map_err(internal)?
-        .map(|r| Json(view(&r)))
+/// One account of a key (`account.not_found`).
+pub fn get(orch: &Orchestrator, key_id: &str, name: &str) -> Result<AccountView, DomainError> {
+    orch.store
+        .account(key_id, name)
+        .map_err(DomainError::internal)?
+        .map(|r| view(&r))
         .ok_or_else(|| {
-            not_found(
+            DomainError::new(
+                ErrorKind::NotFound,
                 "account.not_found",
                 format!("no account `{name}` of key `{key_id}`"),
             )
         })
 }
 
-/// `GET /v1/keys/{key_id}/accounts`.
-pub async fn list(
-    State(st): State<ApiState>,
-    Path(key_id): Path<String>,
-) -> Result<Json<Vec<AccountView>>, ApiFail> {
-    let all = st.orch.store.all_accounts().map_err(internal)?;
-    Ok(Json(
-        all.iter()
-            .filter(|r| r.key_id == key_id)
-            .map(view)
-            .collect(),
-    ))
+/// Every account of a key.
+pub fn list(orch: &Orchestrator, key_id: &str) -> Result<Vec<AccountView>, DomainError> {
+    let all = orch.store.all_accounts().map_err(DomainError::internal)?;
+    Ok(all
+        .iter()
+        .filter(|r| r.key_id == key_id)
+        .map(view)
+        .collect())
 }
 
 /// The keys a request may spend from: the master key, or a ready account's address keys.

@@ -25,7 +25,7 @@ enum Cmd {
     /// Verify the hash-chained audit log, or export it as JSON lines.
     Audit {
         #[command(subcommand)]
-        action: proto::process::AuditCmd,
+        action: runtime::audit::AuditCmd,
     },
     /// Print the SHA-256 to put in `api_token_sha256` for a token read from stdin.
     HashToken,
@@ -72,7 +72,7 @@ fn key_command(action: KeyCmd) -> anyhow::Result<()> {
     let Some(lock) = crate::faults::unlock(&store, &key)? else {
         anyhow::bail!("key `{key}` is not locked (or does not exist)");
     };
-    let mut audit = proto::audit::AuditLog::open(&cfg.data_dir.join(crate::AUDIT_FILE))?;
+    let mut audit = runtime::audit::AuditLog::open(&cfg.data_dir.join(crate::AUDIT_FILE))?;
     audit.append(
         crate::control::unix_now(),
         "key.unlocked",
@@ -167,7 +167,7 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
                 Ok::<(), anyhow::Error>(())
             })
         }
-        Cmd::Audit { action } => Ok(proto::process::audit_command(action)?),
+        Cmd::Audit { action } => Ok(runtime::audit::audit_command(action)?),
         Cmd::Credential { action } => credential_command(action),
         Cmd::Key { action } => key_command(action),
         Cmd::HashToken => {
@@ -185,4 +185,4 @@ pub fn token_sha256(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
-pub use proto::process::{init_tracing, shutdown_signal};
+pub use runtime::{logging::init_tracing, signals::shutdown_signal};

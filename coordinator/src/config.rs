@@ -108,12 +108,12 @@ impl Default for Limits {
     }
 }
 
-pub use proto::process::ConfigError;
+pub use runtime::config::ConfigError;
 
 impl CoordConfig {
     /// Reads a config file; relative paths are taken from the file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let cfg = proto::process::load_toml(path, |c: &mut CoordConfig| {
+        let cfg = runtime::config::load_toml(path, |c: &mut CoordConfig| {
             vec![&mut c.data_dir, &mut c.ca_cert, &mut c.cert, &mut c.key]
                 .into_iter()
                 .chain(c.credentials_file.as_mut())

@@ -10,10 +10,10 @@ use std::{
 };
 
 use proto::{
-    audit::SharedAudit,
     authz::{NodeStatus, NodeVerdict, Order},
     wire::{CoordFrame, EvaluateRequest, NodeFrame, SessionFailure},
 };
+use runtime::audit::SharedAudit;
 use serde_json::json;
 use tokio::sync::{mpsc, Notify};
 
@@ -36,6 +36,8 @@ pub struct Control {
     acks: Waiters<Result<(), SessionFailure>>,
     accounts: Waiters<Result<proto::hd::AccountKeys, SessionFailure>>,
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Per connected node: wakes its order feed (a new order was stored).
+    feeds: Mutex<HashMap<String, Arc<Notify>>>,
     /// The coordinator's audit log.
     pub audit: SharedAudit,
 }
@@ -91,6 +93,7 @@ impl Control {
             acks: Mutex::new(HashMap::new()),
             accounts: Mutex::new(HashMap::new()),
             wakers: Mutex::new(HashMap::new()),
+            feeds: Mutex::new(HashMap::new()),
             audit,
         }
     }
@@ -104,25 +107,110 @@ impl Control {
     }
 
     /// Handles node events until the registry goes away.
-    pub async fn run(self: Arc<Self>, mut events: mpsc::UnboundedReceiver<NodeEvent>) {
+    pub async fn run(self: Arc<Self>, mut events: mpsc::Receiver<NodeEvent>) {
         while let Some(e) = events.recv().await {
             match e {
-                NodeEvent::Connected(node) => self.on_connected(&node),
+                NodeEvent::Connected(node, conn) => {
+                    tokio::spawn(self.clone().feed(node, conn));
+                }
                 NodeEvent::Frame(node, frame) => self.on_frame(&node, *frame),
             }
         }
     }
 
-    /// A node (re)connected: replay the latest policy bundle and every order.
-    fn on_connected(&self, node: &str) {
-        if let Ok(Some(bundle_json)) = self.store.meta::<String>(POLICY_BUNDLE) {
-            self.registry.send(node, CoordFrame::Policy { bundle_json });
+    /// A node's link `conn` is up: replay the latest policy bundle, every order in the order
+    /// log's order and every account of its keys, then a [`proto::wire::SyncMark`]; afterwards relay each
+    /// new order as it is stored. Every frame waits for room in the node's queue, so a long
+    /// replay never overflows it, and the node sees the order log exactly once, in order.
+    async fn feed(self: Arc<Self>, node: String, conn: u64) {
+        let notify = Arc::new(Notify::new());
+        if let Some(old) = lock(&self.feeds).insert(node.clone(), notify.clone()) {
+            old.notify_one();
         }
-        for order in self.store.orders().unwrap_or_default() {
-            self.registry.send(node, CoordFrame::Order(order));
+        if let Some(cursor) = self.replay(&node, conn).await {
+            let mut cursor = cursor;
+            self.wake_all();
+            loop {
+                notify.notified().await;
+                if self.registry.conn_id(&node) != Some(conn) {
+                    break;
+                }
+                match self.feed_orders(&node, conn, cursor).await {
+                    Some(c) => cursor = c,
+                    None => break,
+                }
+            }
         }
-        // Accounts of its keys the node may have missed: it registers each (or refuses a
-        // conflict), in a few frames.
+        let mut feeds = lock(&self.feeds);
+        if feeds.get(&node).is_some_and(|n| Arc::ptr_eq(n, &notify)) {
+            feeds.remove(&node);
+        }
+    }
+
+    /// Sends the orders from position `from` on; returns the new cursor, or `None` if the link
+    /// is gone or the store failed (the node then stays syncing until it reconnects).
+    async fn feed_orders(&self, node: &str, conn: u64, from: u64) -> Option<u64> {
+        let orders = match self.store.orders_from(from) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, node, "cannot read the order log");
+                return None;
+            }
+        };
+        let mut cursor = from;
+        for order in orders {
+            if !self
+                .registry
+                .send_paced(node, conn, CoordFrame::Order(order))
+                .await
+            {
+                return None;
+            }
+            cursor += 1;
+        }
+        Some(cursor)
+    }
+
+    /// The replay after a connection; returns the order cursor once the mark went out.
+    async fn replay(&self, node: &str, conn: u64) -> Option<u64> {
+        let send = |f| self.registry.send_paced(node, conn, f);
+        match self.store.meta::<String>(POLICY_BUNDLE) {
+            Ok(Some(bundle_json)) => {
+                if !send(CoordFrame::Policy { bundle_json }).await {
+                    return None;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the policy bundle; replay stopped");
+                return None;
+            }
+        }
+        let cursor = self.feed_orders(node, conn, 0).await?;
+        for batch in self
+            .account_batches(node)
+            .chunks(proto::wire::ACCOUNT_BATCH)
+        {
+            if !send(CoordFrame::Accounts(batch.to_vec())).await {
+                return None;
+            }
+        }
+        let ledger_heads = match self.store.ledger_heads() {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the ledger heads; replay stopped");
+                return None;
+            }
+        };
+        let mark = proto::wire::SyncMark {
+            ledger_heads,
+            orders: cursor,
+        };
+        send(CoordFrame::Synced(mark)).await.then_some(cursor)
+    }
+
+    /// Every account of the keys `node` holds, to register (or refuse as a conflict).
+    fn account_batches(&self, node: &str) -> Vec<proto::wire::AccountRegistration> {
         let held: std::collections::BTreeSet<String> = self
             .store
             .keys()
@@ -131,19 +219,13 @@ impl Control {
             .filter(|k| k.info.nodes.iter().any(|n| n == node))
             .map(|k| k.info.key_id)
             .collect();
-        let regs: Vec<_> = self
-            .store
+        self.store
             .all_accounts()
             .unwrap_or_default()
             .iter()
             .filter(|a| held.contains(&a.key_id))
             .map(account_registration)
-            .collect();
-        for batch in regs.chunks(proto::wire::ACCOUNT_BATCH) {
-            self.registry
-                .send(node, CoordFrame::Accounts(batch.to_vec()));
-        }
-        self.wake_all();
+            .collect()
     }
 
     fn on_frame(&self, node: &str, frame: NodeFrame) {
@@ -185,7 +267,11 @@ impl Control {
                 Err(e) => tracing::error!(error = %e, "cannot store a ledger entry"),
             },
             NodeFrame::LedgerWant(heads) => {
-                for entry in self.store.ledger_after(&heads).unwrap_or_default() {
+                let page = self
+                    .store
+                    .ledger_after(&heads, proto::wire::LEDGER_PAGE)
+                    .unwrap_or_default();
+                for entry in page {
                     self.registry.send(node, CoordFrame::Ledger(entry));
                 }
             }
@@ -213,23 +299,36 @@ impl Control {
         out
     }
 
-    /// Stores an order, relays it to every connected node, and collects their answers.
+    /// Appends an order to the order log, has every connected node's feed relay it (in log
+    /// order, after anything before it), and collects their answers. An order that cannot be
+    /// stored is relayed to nobody (no node acknowledges it).
     pub async fn push_order(
         &self,
         order: &Order,
         timeout: Duration,
     ) -> BTreeMap<String, Result<(), SessionFailure>> {
         let id = order.id();
-        if let Err(e) = self.store.append_order(order) {
-            tracing::error!(error = %e, "cannot store an order");
-        }
         let (tx, rx) = mpsc::unbounded_channel();
         lock(&self.acks).insert(id.clone(), tx);
         let nodes = self.registry.connected();
-        let asked: Vec<&String> = nodes
-            .iter()
-            .filter(|n| self.registry.send(n, CoordFrame::Order(order.clone())))
-            .collect();
+        let asked: Vec<&String> = match self.store.append_order(order) {
+            Ok(true) => {
+                for n in lock(&self.feeds).values() {
+                    n.notify_one();
+                }
+                nodes.iter().collect()
+            }
+            // Stored before: the feeds relayed it already; send it again to show its outcome
+            // (applying an order twice changes nothing, and freeze epochs refuse stale ones).
+            Ok(false) => nodes
+                .iter()
+                .filter(|n| self.registry.send(n, CoordFrame::Order(order.clone())))
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store an order; it is not relayed");
+                vec![]
+            }
+        };
         let out = gather(rx, &asked, timeout).await;
         lock(&self.acks).remove(&id);
         self.record("order", json!({"order": order, "results": &out}));

@@ -4,12 +4,14 @@
 
 pub mod accounts;
 pub mod api;
-pub mod api_control;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod error;
 pub mod faults;
+pub mod intake;
+pub mod metrics;
 pub mod orchestrator;
 pub mod pool;
 pub mod registry;
@@ -31,7 +33,7 @@ pub enum CoordError {
     Store(#[from] store::StoreError),
     /// TLS files.
     #[error(transparent)]
-    Tls(#[from] proto::tls::TlsError),
+    Tls(#[from] runtime::tls::TlsError),
     /// The audit log cannot be opened or is broken.
     #[error(transparent)]
     Audit(#[from] proto::audit::AuditError),
@@ -50,23 +52,23 @@ pub async fn run(
     let store = Arc::new(store::Store::open(&cfg.data_dir)?);
     let registry = Arc::new(registry::Registry::default());
     let events = registry.subscribe();
-    let audit = proto::audit::AuditLog::open(&cfg.data_dir.join(AUDIT_FILE))?;
+    let audit = runtime::audit::AuditLog::open(&cfg.data_dir.join(AUDIT_FILE))?;
     let control = Arc::new(control::Control::new(
         store.clone(),
         registry.clone(),
-        proto::audit::SharedAudit::new(audit),
+        runtime::audit::SharedAudit::new(audit),
     ));
     tokio::spawn(control.clone().run(events));
     let orch = Arc::new(
         orchestrator::Orchestrator::new(store, registry.clone(), cfg.limits, control)
             .with_presign(cfg.presign),
     );
-    let node_tls = Arc::new(proto::tls::node_server_config(
+    let node_tls = Arc::new(runtime::tls::node_server_config(
         &cfg.ca_cert,
         &cfg.cert,
         &cfg.key,
     )?);
-    let api_tls = Arc::new(proto::tls::api_server_config(
+    let api_tls = Arc::new(runtime::tls::api_server_config(
         &cfg.ca_cert,
         &cfg.cert,
         &cfg.key,
@@ -162,7 +164,7 @@ async fn serve_api(
                 .and_then(|c| {
                     cert_names
                         .iter()
-                        .find(|n| proto::tls::cert_has_dns_name(c, n))
+                        .find(|n| runtime::tls::cert_has_dns_name(c, n))
                         .cloned()
                 });
             let svc = router.layer(axum::Extension(api::ClientCert(client)));

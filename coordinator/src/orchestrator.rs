@@ -63,6 +63,7 @@ pub(crate) const RETRYABLE: &[&str] = &[
     "session.aborted",
     "nodes.unavailable",
     "ledger.behind",
+    "node.syncing",
     "node.stopping",
     "node.busy",
     "request.in_progress",
@@ -243,6 +244,12 @@ impl Orchestrator {
             self.pool.touch_online();
         }
         record.ended_at = Some(crate::control::unix_now());
+        let mut result = result;
+        if let Err(f) = &mut result {
+            // A node names whom it blames: keep only parties (bounded, and never an invented
+            // name in the audit log or a metric label).
+            f.blame.retain(|b| parties.contains(b));
+        }
         match &result {
             Ok(_) => record.outcome = Some("ok".into()),
             Err(f) => {
@@ -272,7 +279,7 @@ impl Orchestrator {
     async fn collect(
         &self,
         start: &SessionStart,
-        reports: &mut tokio::sync::mpsc::UnboundedReceiver<crate::registry::Report>,
+        reports: &mut tokio::sync::mpsc::Receiver<crate::registry::Report>,
         timeout: Duration,
     ) -> Result<Vec<(String, SessionOutput)>, SessionFailure> {
         for p in &start.parties {

@@ -24,6 +24,7 @@ use proto::{
 };
 
 use crate::{
+    metrics::{clean, Family},
     orchestrator::{subsets, Orchestrator},
     store::{KeyRecord, PoolEntry},
 };
@@ -113,41 +114,59 @@ pub fn view(orch: &Orchestrator, key: &KeyRecord) -> PresigPoolView {
     }
 }
 
-/// Prometheus lines for every key's pool.
-pub fn metrics(orch: &Orchestrator) -> String {
-    let mut out = String::new();
-    out.push_str("# TYPE custody_presig_available gauge\n");
-    let mut ages = String::from("# TYPE custody_presig_oldest_age_seconds gauge\n");
+/// Every key's pool as metric families. Keys and subsets come from the store (key ids and
+/// roster node ids).
+pub fn families(orch: &Orchestrator) -> Vec<Family> {
+    let mut available = Family::gauge(
+        "custody_presig_available",
+        "Unused presignatures per key and signer subset.",
+    );
+    let mut ages = Family::gauge(
+        "custody_presig_oldest_age_seconds",
+        "Age of the key's oldest unused presignature.",
+    );
     for key in orch.store.keys().unwrap_or_default() {
         let v = view(orch, &key);
         for s in &v.subsets {
-            out.push_str(&format!(
-                "custody_presig_available{{key=\"{}\",subset=\"{}\"}} {}\n",
-                v.key_id,
-                s.parties.join(","),
-                s.available
-            ));
+            available.push(
+                vec![
+                    ("key", clean(&v.key_id)),
+                    ("subset", clean(&s.parties.join(","))),
+                ],
+                s.available,
+            );
         }
-        ages.push_str(&format!(
-            "custody_presig_oldest_age_seconds{{key=\"{}\"}} {}\n",
-            v.key_id,
-            v.oldest_age_secs.unwrap_or(0)
-        ));
+        ages.push(
+            vec![("key", clean(&v.key_id))],
+            v.oldest_age_secs.unwrap_or(0),
+        );
     }
     let p = &orch.pool;
     let now = crate::control::unix_now();
-    out.push_str(&ages);
-    out.push_str(&format!(
-        "# TYPE custody_presig_refilled_last_minute gauge\ncustody_presig_refilled_last_minute {}\n\
-         # TYPE custody_presig_made_total counter\ncustody_presig_made_total {}\n\
-         # TYPE custody_presig_used_total counter\ncustody_presig_used_total {}\n\
-         # TYPE custody_presig_failed_total counter\ncustody_presig_failed_total {}\n",
-        p.made_last_minute(now),
-        p.made.load(Ordering::Relaxed),
-        p.used.load(Ordering::Relaxed),
-        p.failed.load(Ordering::Relaxed),
-    ));
-    out
+    vec![
+        available,
+        ages,
+        Family::gauge(
+            "custody_presig_refilled_last_minute",
+            "Presignatures made in the last 60 seconds (the refill rate).",
+        )
+        .with(p.made_last_minute(now)),
+        Family::counter(
+            "custody_presig_made_total",
+            "Presignatures made since the coordinator started.",
+        )
+        .with(p.made.load(Ordering::Relaxed)),
+        Family::counter(
+            "custody_presig_used_total",
+            "Presignatures used for signatures since the coordinator started.",
+        )
+        .with(p.used.load(Ordering::Relaxed)),
+        Family::counter(
+            "custody_presig_failed_total",
+            "Presignature refill sessions failed since the coordinator started.",
+        )
+        .with(p.failed.load(Ordering::Relaxed)),
+    ]
 }
 
 /// Keeps every ready key's pool at its depth until the coordinator stops.
@@ -267,7 +286,7 @@ fn agreed_public(outs: &[(String, SessionOutput)]) -> Result<PresigPublic, Sessi
 
 /// Combines the partial signatures of a presigned session and verifies the result with
 /// libsecp256k1. A partial that fails its commitment check names its node
-/// (`signature.invalid`, an incident).
+/// (`signature.invalid`, an incident found by the coordinator's own check: it locks the key).
 pub fn combined_signature(
     outs: &[(String, SessionOutput)],
     entry: &PoolEntry,
@@ -301,8 +320,14 @@ pub fn combined_signature(
                 .collect(),
             _ => vec![],
         };
-        invalid(format!("partial signatures do not combine: {e}"), blame)
+        let own = crate::faults::OWN_CHECK;
+        invalid(
+            format!("{own}partial signatures do not combine: {e}"),
+            blame,
+        )
     })?;
-    proto::sig::verify(pk, digest, &r, &s)
-        .map_err(|e| invalid(format!("combined signature rejected: {e}"), vec![]))
+    proto::sig::verify(pk, digest, &r, &s).map_err(|e| {
+        let own = crate::faults::OWN_CHECK;
+        invalid(format!("{own}combined signature rejected: {e}"), vec![])
+    })
 }

@@ -11,8 +11,7 @@ use std::{
 };
 
 use proto::wire::{
-    self, CoordFrame, Envelope, NodeFrame, SessionFailure, SessionId, SessionOutput,
-    PROTOCOL_VERSION,
+    CoordFrame, Envelope, NodeFrame, SessionFailure, SessionId, SessionOutput, PROTOCOL_VERSION,
 };
 use tokio::{net::TcpListener, sync::mpsc};
 use tokio_rustls::TlsAcceptor;
@@ -20,21 +19,35 @@ use tokio_rustls::TlsAcceptor;
 /// A node's report about a session: `(node id, result)`.
 pub type Report = (String, Result<SessionOutput, SessionFailure>);
 
+/// Frames queued for one node at most. A node that falls this far behind is disconnected
+/// (loudly) rather than have frames dropped or the coordinator's memory grow: it reconnects and
+/// the coordinator replays orders, policy and ledger to it.
+pub const NODE_QUEUE: usize = 8192;
+
+/// Node events (verdicts, statuses, ledger entries, ...) queued for the control plane at most;
+/// beyond it the links stop reading (back-pressure to the nodes).
+pub const EVENT_QUEUE: usize = 4096;
+
+/// Reports queued per session route at most (each party sends one).
+const ROUTE_REPORTS: usize = 64;
+
 struct NodeConn {
-    tx: mpsc::UnboundedSender<CoordFrame>,
+    tx: mpsc::Sender<CoordFrame>,
     conn_id: u64,
+    /// Ends the link (its queue overflowed).
+    kill: Arc<tokio::sync::Notify>,
 }
 
 struct Route {
     parties: Vec<String>,
-    reports: mpsc::UnboundedSender<Report>,
+    reports: mpsc::Sender<Report>,
 }
 
 /// Something a node said outside a session, or a node (re)connecting.
 #[derive(Debug)]
 pub enum NodeEvent {
-    /// A node's link is up (after `Hello`).
-    Connected(String),
+    /// A node's link is up (after `Hello`), with the link's id.
+    Connected(String, u64),
     /// A frame that is not session traffic: verdicts, status, order results, ledger.
     Frame(String, Box<NodeFrame>),
 }
@@ -45,7 +58,7 @@ pub struct Registry {
     nodes: Mutex<HashMap<String, NodeConn>>,
     routes: Mutex<HashMap<SessionId, Route>>,
     next_conn: AtomicU64,
-    events: Mutex<Option<mpsc::UnboundedSender<NodeEvent>>>,
+    events: Mutex<Option<mpsc::Sender<NodeEvent>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -54,23 +67,60 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Registry {
     /// Where non-session frames go; returns the receiving end.
-    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<NodeEvent> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub fn subscribe(&self) -> mpsc::Receiver<NodeEvent> {
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         *lock(&self.events) = Some(tx);
         rx
     }
 
-    fn event(&self, e: NodeEvent) {
-        if let Some(tx) = lock(&self.events).as_ref() {
-            let _ = tx.send(e);
+    /// Queues a node event, waiting for room (the node's link stops reading meanwhile).
+    async fn event(&self, e: NodeEvent) {
+        let tx = lock(&self.events).clone();
+        if let Some(tx) = tx {
+            let _ = tx.send(e).await;
         }
+    }
+
+    /// Queues a frame for a node's link; a full queue ends the link (never a silent drop).
+    fn push(&self, id: &str, c: &NodeConn, frame: CoordFrame) -> bool {
+        match c.tx.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::error!(
+                    node = id,
+                    limit = NODE_QUEUE,
+                    "node's frame queue is full; dropping its link (it reconnects and is replayed)"
+                );
+                c.kill.notify_one();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Sends a frame to a node, waiting while its queue is full: for replays, which must not
+    /// overflow the queue themselves. `false` once the node's link `conn_id` is gone.
+    pub async fn send_paced(&self, node: &str, conn_id: u64, frame: CoordFrame) -> bool {
+        let tx = lock(&self.nodes)
+            .get(node)
+            .filter(|c| c.conn_id == conn_id)
+            .map(|c| c.tx.clone());
+        match tx {
+            Some(tx) => tx.send(frame).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// The id of a node's current link, if it is connected.
+    pub fn conn_id(&self, node: &str) -> Option<u64> {
+        lock(&self.nodes).get(node).map(|c| c.conn_id)
     }
 
     /// Sends a frame to every connected node except `except`.
     pub fn broadcast(&self, frame: &CoordFrame, except: Option<&str>) {
         for (id, c) in lock(&self.nodes).iter() {
             if Some(id.as_str()) != except {
-                let _ = c.tx.send(frame.clone());
+                self.push(id, c, frame.clone());
             }
         }
     }
@@ -91,17 +141,13 @@ impl Registry {
     pub fn send(&self, node: &str, frame: CoordFrame) -> bool {
         lock(&self.nodes)
             .get(node)
-            .map(|c| c.tx.send(frame).is_ok())
+            .map(|c| self.push(node, c, frame))
             .unwrap_or(false)
     }
 
     /// Opens a route for a session; reports arrive on the returned channel.
-    pub fn open_route(
-        &self,
-        sid: SessionId,
-        parties: Vec<String>,
-    ) -> mpsc::UnboundedReceiver<Report> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub fn open_route(&self, sid: SessionId, parties: Vec<String>) -> mpsc::Receiver<Report> {
+        let (tx, rx) = mpsc::channel(ROUTE_REPORTS);
         lock(&self.routes).insert(
             sid,
             Route {
@@ -175,7 +221,8 @@ impl Registry {
         let routes = lock(&self.routes);
         if let Some(route) = routes.get(&sid) {
             if route.parties.iter().any(|p| p == sender) {
-                let _ = route.reports.send((sender.to_string(), result));
+                // A party reports once; a flood beyond the route's capacity is dropped.
+                let _ = route.reports.try_send((sender.to_string(), result));
             }
         }
     }
@@ -191,7 +238,7 @@ impl Registry {
         tracing::warn!(node, "node disconnected");
         for route in lock(&self.routes).values() {
             if route.parties.iter().any(|p| p == node) {
-                let _ = route.reports.send((
+                let _ = route.reports.try_send((
                     node.to_string(),
                     Err(SessionFailure {
                         code: "node.disconnected".into(),
@@ -245,43 +292,63 @@ async fn handle_node(
         .ok_or_else(|| anyhow::anyhow!("no client certificate"))?;
     let (mut rd, mut wr) = tokio::io::split(tls);
     let hello: NodeFrame =
-        tokio::time::timeout(Duration::from_secs(10), wire::read_frame(&mut rd)).await??;
+        tokio::time::timeout(Duration::from_secs(10), runtime::frame::read_frame(&mut rd))
+            .await??;
     let NodeFrame::Hello { node_id, version } = hello else {
         anyhow::bail!("first frame was not hello");
     };
     if version != PROTOCOL_VERSION {
         anyhow::bail!("node `{node_id}` speaks protocol {version}, expected {PROTOCOL_VERSION}");
     }
-    if !proto::tls::cert_is_for_node(&cert, &node_id) {
+    if !runtime::tls::cert_is_for_node(&cert, &node_id) {
         anyhow::bail!("client certificate is not issued for node `{node_id}`");
     }
-    wire::write_frame(&mut wr, &CoordFrame::Welcome).await?;
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    runtime::frame::write_frame(&mut wr, &CoordFrame::Welcome).await?;
+    let (tx, mut rx) = mpsc::channel(NODE_QUEUE);
     let conn_id = registry.next_conn.fetch_add(1, Ordering::SeqCst);
-    if let Some(old) = lock(&registry.nodes).insert(node_id.clone(), NodeConn { tx, conn_id }) {
-        drop(old);
+    let kill = Arc::new(tokio::sync::Notify::new());
+    let conn = NodeConn {
+        tx,
+        conn_id,
+        kill: kill.clone(),
+    };
+    if let Some(old) = lock(&registry.nodes).insert(node_id.clone(), conn) {
+        // A node has one link: the older one ends.
+        old.kill.notify_one();
     }
     tracing::info!(node = %node_id, "node connected");
-    registry.event(NodeEvent::Connected(node_id.clone()));
+    registry
+        .event(NodeEvent::Connected(node_id.clone(), conn_id))
+        .await;
     let writer = async {
         while let Some(f) = rx.recv().await {
-            wire::write_frame(&mut wr, &f).await?;
+            runtime::frame::write_frame(&mut wr, &f).await?;
         }
         Ok::<(), anyhow::Error>(())
     };
     let reader = async {
         loop {
-            match wire::read_frame::<_, NodeFrame>(&mut rd).await? {
+            match runtime::frame::read_frame::<_, NodeFrame>(&mut rd).await? {
                 NodeFrame::Envelope(env) => registry.route_envelope(&node_id, env),
                 NodeFrame::SessionResult { session_id, result } => {
                     registry.report(&node_id, session_id, result)
                 }
                 NodeFrame::Hello { .. } => anyhow::bail!("unexpected second hello"),
-                other => registry.event(NodeEvent::Frame(node_id.clone(), Box::new(other))),
+                other => {
+                    registry
+                        .event(NodeEvent::Frame(node_id.clone(), Box::new(other)))
+                        .await
+                }
             }
         }
     };
-    let r = tokio::select! { r = reader => r, r = writer => r };
+    let killed = async {
+        kill.notified().await;
+        Err(anyhow::anyhow!(
+            "link dropped: the node's frame queue overflowed or it connected again"
+        ))
+    };
+    let r = tokio::select! { r = reader => r, r = writer => r, r = killed => r };
     registry.disconnected(&node_id, conn_id);
     r
 }

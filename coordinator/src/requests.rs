@@ -44,6 +44,7 @@ const TRANSIENT: &[&str] = &[
     "request.in_progress",
     "request.already_signed",
     "ledger.behind",
+    "node.syncing",
     "node.busy",
     "node.stopping",
 ];
@@ -56,6 +57,10 @@ enum Round {
         not_before: Option<u64>,
         missing: BTreeMap<String, u32>,
     },
+    /// Fewer than t nodes allow and no policy defers: some nodes are still catching up with
+    /// the coordinator (`node.syncing`, `ledger.behind`). The request keeps its status
+    /// (`pending`, waiting for signers) and is asked again shortly.
+    CatchingUp,
 }
 
 /// The verdict round's outcome: sign with the allowing nodes, deny if t allows can no longer
@@ -88,7 +93,13 @@ fn tally(key: &KeyRecord, verdicts: &BTreeMap<String, NodeVerdict>) -> Round {
             blame: vec![],
         });
     }
-    let defers: Vec<&NodeVerdict> = of(VerdictKind::Defer).map(|(_, v)| v).collect();
+    // A node that is catching up has not judged the request yet: its defer is no policy's.
+    let (catching_up, defers): (Vec<&NodeVerdict>, Vec<&NodeVerdict>) = of(VerdictKind::Defer)
+        .map(|(_, v)| v)
+        .partition(|v| matches!(v.code.as_deref(), Some("ledger.behind" | "node.syncing")));
+    if defers.is_empty() && !catching_up.is_empty() {
+        return Round::CatchingUp;
+    }
     let not_before = defers.iter().filter_map(|v| v.not_before).min();
     let mut missing = BTreeMap::new();
     for v in &defers {
@@ -281,7 +292,9 @@ impl Orchestrator {
                     match transient {
                         // A peer's ledger entry is usually a few milliseconds behind its join
                         // (signings that finished concurrently): try again soon, then slower.
-                        true if f.code == "ledger.behind" && waits <= 10 => {
+                        true if matches!(f.code.as_str(), "ledger.behind" | "node.syncing")
+                            && waits <= 10 =>
+                        {
                             Duration::from_millis(50)
                         }
                         true => Duration::from_secs(1),
@@ -294,6 +307,19 @@ impl Orchestrator {
                     return End::Stopped(RequestStatus::Cancelled, f)
                 }
                 Round::Deny(f) => return End::Stopped(RequestStatus::Denied, f),
+                // Within the wait for signers the request stays `pending`; after it, it shows
+                // `deferred` with the nodes' `node.syncing` verdicts, so nobody waits blind.
+                Round::CatchingUp if tokio::time::Instant::now() < wait_until => {
+                    Duration::from_millis(250)
+                }
+                Round::CatchingUp => {
+                    self.set_view(request_id, |r| {
+                        if !r.view.status.is_final() {
+                            r.view.status = RequestStatus::Deferred;
+                        }
+                    });
+                    Duration::from_secs(1)
+                }
                 Round::Wait { .. } if connected.len() < key.info.threshold as usize => {
                     if tokio::time::Instant::now() >= wait_until {
                         let f = plain_failure(
@@ -322,10 +348,9 @@ impl Orchestrator {
                     let secs = not_before
                         .map(|nb| nb.saturating_sub(unix_now()).clamp(1, 30))
                         .unwrap_or(
-                            if verdicts
-                                .values()
-                                .any(|v| v.code.as_deref() == Some("ledger.behind"))
-                            {
+                            if verdicts.values().any(|v| {
+                                matches!(v.code.as_deref(), Some("ledger.behind" | "node.syncing"))
+                            }) {
                                 1
                             } else {
                                 30
@@ -498,7 +523,10 @@ impl Orchestrator {
             if let Some(f) = &last {
                 if matches!(
                     f.code.as_str(),
-                    "ledger.behind" | "request.already_signed" | "request.in_progress"
+                    "ledger.behind"
+                        | "node.syncing"
+                        | "request.already_signed"
+                        | "request.in_progress"
                 ) {
                     return Err(f.clone());
                 }

@@ -3,12 +3,8 @@
 //! under the address's derived key and gated by every node's message scope, then assembled
 //! into a report an auditor verifies offline (`policy reserves-verify`).
 
-use axum::{
-    body::Bytes,
-    extract::{rejection::BytesRejection, Path, State},
-    http::StatusCode,
-    Json,
-};
+use std::sync::Arc;
+
 use proto::{
     api::{self, RequestStatus, ReservesBody, ReservesView, SignRequestBody},
     hd::ADDRESS_WINDOW,
@@ -17,8 +13,10 @@ use proto::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    api::{internal, parse_json, typed, ApiFail, ApiState},
     control::unix_now,
+    error::{DomainError, ErrorKind},
+    intake::submit,
+    orchestrator::Orchestrator,
 };
 
 /// Accounts in one report at most.
@@ -40,11 +38,11 @@ fn meta_key(key_id: &str, report_id: &str) -> String {
     format!("reserves/{key_id}/{report_id}")
 }
 
-fn invalid(code: &str, msg: impl Into<String>) -> ApiFail {
-    ApiFail::new(StatusCode::UNPROCESSABLE_ENTITY, code, msg)
+fn invalid(code: &str, msg: impl Into<String>) -> DomainError {
+    DomainError::new(ErrorKind::Invalid, code, msg)
 }
 
-fn check_body(b: &ReservesBody) -> Result<(proto::btc::Network, u32), ApiFail> {
+fn check_body(b: &ReservesBody) -> Result<(proto::btc::Network, u32), DomainError> {
     if !api::valid_key_id(&b.report_id) {
         return Err(invalid(
             "reserves.invalid",
@@ -81,10 +79,10 @@ fn check_body(b: &ReservesBody) -> Result<(proto::btc::Network, u32), ApiFail> {
 
 /// The entries (unsigned) and the sign request of each.
 fn plan(
-    st: &ApiState,
+    orch: &Orchestrator,
     key_id: &str,
     b: &ReservesBody,
-) -> Result<Vec<(ReserveEntry, SignRequestBody)>, ApiFail> {
+) -> Result<Vec<(ReserveEntry, SignRequestBody)>, DomainError> {
     let (network, count) = check_body(b)?;
     // The longest request id must be a valid one.
     let last = b.accounts.len() * (1 + count as usize);
@@ -96,22 +94,21 @@ fn plan(
     }
     let mut out = Vec::new();
     for name in &b.accounts {
-        let rec = st
-            .orch
+        let rec = orch
             .store
             .account(key_id, name)
-            .map_err(internal)?
+            .map_err(DomainError::internal)?
             .ok_or_else(|| {
-                ApiFail::new(
-                    StatusCode::NOT_FOUND,
+                DomainError::new(
+                    ErrorKind::NotFound,
                     "account.not_found",
                     format!("no account `{name}` of key `{key_id}`"),
                 )
             })?;
         let view = crate::accounts::view(&rec);
         if view.status != "ready" {
-            return Err(ApiFail::new(
-                StatusCode::CONFLICT,
+            return Err(DomainError::new(
+                ErrorKind::Conflict,
                 "account.not_ready",
                 format!("account `{name}` is not registered on enough nodes yet"),
             ));
@@ -158,87 +155,91 @@ fn plan(
     Ok(out)
 }
 
-/// `POST /v1/keys/{key_id}/reserves`: starts (or, with the same body, shows) a report.
-pub async fn create(
-    State(st): State<ApiState>,
-    Path(key_id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<ReservesView>), ApiFail> {
-    let b: ReservesBody = typed(parse_json(body)?)?;
-    let store = &st.orch.store;
+/// Starts a report (`true`), or with the same body shows it (`false`), first submitting any of
+/// its requests that a crash kept from being submitted.
+pub fn start(
+    orch: &Arc<Orchestrator>,
+    key_id: &str,
+    b: ReservesBody,
+) -> Result<(bool, ReservesView), DomainError> {
+    let store = &orch.store;
     if let Some(rec) = store
-        .meta::<ReportRecord>(&meta_key(&key_id, &b.report_id))
-        .map_err(internal)?
+        .meta::<ReportRecord>(&meta_key(key_id, &b.report_id))
+        .map_err(DomainError::internal)?
     {
         if rec.body != b {
-            return Err(ApiFail::new(
-                StatusCode::CONFLICT,
+            return Err(DomainError::new(
+                ErrorKind::Conflict,
                 "reserves.id_conflict",
                 format!("report `{}` was started with other parameters", b.report_id),
             ));
         }
         // Submitting is idempotent: requests a crash kept from being submitted are now.
         for (_, body) in &rec.entries {
-            crate::api::submit(&st, body.clone())?;
+            submit(orch, body.clone())?;
         }
-        return Ok((StatusCode::OK, Json(view(&st, &rec)?)));
+        return Ok((false, view(orch, &rec)?));
     }
-    let key = crate::accounts::ready_key(&st, &key_id)?;
+    let key = crate::accounts::ready_key(orch, key_id)?;
     let master = crate::accounts::master_xpub(&key)?;
-    let planned = plan(&st, &key_id, &b)?;
+    let planned = plan(orch, key_id, &b)?;
     // Every request must be acceptable before the report exists.
     for (_, body) in &planned {
-        crate::api::validate_sign_body(&st, body)?;
+        crate::intake::validate(orch, body)?;
     }
     let rec = ReportRecord {
         body: b,
-        key_id: key_id.clone(),
+        key_id: key_id.to_string(),
         master_public_key: hex::encode(master.public_key),
         master_chain_code: hex::encode(master.chain_code),
         generated_at: unix_now(),
         entries: planned,
     };
     store
-        .set_meta(&meta_key(&key_id, &rec.body.report_id), &rec)
-        .map_err(internal)?;
+        .set_meta(&meta_key(key_id, &rec.body.report_id), &rec)
+        .map_err(DomainError::internal)?;
     for (_, body) in &rec.entries {
-        crate::api::submit(&st, body.clone())?;
+        submit(orch, body.clone())?;
     }
-    st.orch.control.record(
+    orch.control.record(
         "reserves.started",
         serde_json::json!({"key_id": key_id, "report_id": rec.body.report_id,
                            "accounts": rec.body.accounts, "entries": rec.entries.len()}),
     );
-    Ok((StatusCode::ACCEPTED, Json(view(&st, &rec)?)))
+    Ok((true, view(orch, &rec)?))
 }
 
-/// `GET /v1/keys/{key_id}/reserves/{report_id}`.
-pub async fn get(
-    State(st): State<ApiState>,
-    Path((key_id, report_id)): Path<(String, String)>,
-) -> Result<Json<ReservesView>, ApiFail> {
-    let rec = st
-        .orch
+/// A report's state (`reserves.not_found`).
+pub fn get(
+    orch: &Orchestrator,
+    key_id: &str,
+    report_id: &str,
+) -> Result<ReservesView, DomainError> {
+    let rec = orch
         .store
-        .meta::<ReportRecord>(&meta_key(&key_id, &report_id))
-        .map_err(internal)?
+        .meta::<ReportRecord>(&meta_key(key_id, report_id))
+        .map_err(DomainError::internal)?
         .ok_or_else(|| {
-            ApiFail::new(
-                StatusCode::NOT_FOUND,
+            DomainError::new(
+                ErrorKind::NotFound,
                 "reserves.not_found",
                 format!("no report `{report_id}` of key `{key_id}`"),
             )
         })?;
-    Ok(Json(view(&st, &rec)?))
+    view(orch, &rec)
 }
 
 /// The report's state from its sign requests; the report itself once all are signed.
-fn view(st: &ApiState, rec: &ReportRecord) -> Result<ReservesView, ApiFail> {
+fn view(orch: &Orchestrator, rec: &ReportRecord) -> Result<ReservesView, DomainError> {
     let mut entries = Vec::new();
     let mut error = None;
     for (entry, body) in &rec.entries {
         let request_id = &body.request_id;
-        let Some(r) = st.orch.store.request(request_id).map_err(internal)? else {
+        let Some(r) = orch
+            .store
+            .request(request_id)
+            .map_err(DomainError::internal)?
+        else {
             continue;
         };
         match r.view.status {

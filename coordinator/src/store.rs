@@ -342,15 +342,30 @@ impl Store {
         Ok(fresh)
     }
 
-    /// Appends an order unless the same order is stored; returns `true` if new.
+    /// Appends an order to the order log unless the same order is stored; returns `true` if
+    /// new. The duplicate check, the position and the write are one transaction, so concurrent
+    /// appends each get their own position.
     pub fn append_order(&self, order: &proto::authz::Order) -> Result<bool, StoreError> {
         let id = order.id();
-        let existing: Vec<proto::authz::Order> = self.all(ORDERS)?;
-        if existing.iter().any(|o| o.id() == id) {
-            return Ok(false);
-        }
-        self.put(ORDERS, &format!("{:020}", existing.len()), order)?;
-        Ok(true)
+        let bytes = serde_json::to_vec(order)?;
+        let tx = self.db.begin_write()?;
+        let fresh = {
+            let mut t = tx.open_table(ORDERS)?;
+            let mut next = 0u64;
+            let mut dup = false;
+            for item in t.iter()? {
+                let (_, v) = item?;
+                let held: proto::authz::Order = serde_json::from_slice(v.value())?;
+                dup |= held.id() == id;
+                next += 1;
+            }
+            if !dup {
+                t.insert(format!("{next:020}").as_str(), bytes.as_slice())?;
+            }
+            !dup
+        };
+        tx.commit()?;
+        Ok(fresh)
     }
 
     /// Every order, in arrival order.
@@ -358,21 +373,71 @@ impl Store {
         self.all(ORDERS)
     }
 
+    /// The orders from position `from` on, in arrival order (a node's replay cursor).
+    pub fn orders_from(&self, from: u64) -> Result<Vec<proto::authz::Order>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(ORDERS)?;
+        let start = format!("{from:020}");
+        let mut out = Vec::new();
+        for item in t.range(start.as_str()..)? {
+            let (_, v) = item?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The highest contiguous ledger sequence held per origin.
+    pub fn ledger_heads(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let mut heads = BTreeMap::<String, u64>::new();
+        // Keys sort by origin, then by zero-padded sequence: one pass finds each run from 1.
+        for e in self.all::<proto::authz::LedgerEntry>(LEDGER)? {
+            let head = heads.entry(e.origin.clone()).or_insert(0);
+            if e.seq == *head + 1 {
+                *head = e.seq;
+            }
+        }
+        heads.retain(|_, h| *h > 0);
+        Ok(heads)
+    }
+
     /// Stores a ledger entry; `false` if that origin and sequence is already held.
     pub fn put_ledger(&self, e: &proto::authz::LedgerEntry) -> Result<bool, StoreError> {
         self.insert_new(LEDGER, &format!("{}/{:020}", e.origin, e.seq), e)
     }
 
-    /// Ledger entries above per-origin heads.
+    /// Ledger entries above per-origin heads, at most `limit`, lowest sequences of each origin
+    /// first.
     pub fn ledger_after(
         &self,
-        heads: &std::collections::BTreeMap<String, u64>,
+        heads: &BTreeMap<String, u64>,
+        limit: usize,
     ) -> Result<Vec<proto::authz::LedgerEntry>, StoreError> {
-        Ok(self
-            .all::<proto::authz::LedgerEntry>(LEDGER)?
-            .into_iter()
-            .filter(|e| e.seq > heads.get(&e.origin).copied().unwrap_or(0))
-            .collect())
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(LEDGER)?;
+        let mut out = Vec::new();
+        // Keys are `origin/seq` (zero-padded): at an origin's first entry at or below its
+        // head, jump straight past the head, so the scan never walks what the node holds.
+        let mut from = String::new();
+        loop {
+            let mut jump = None;
+            for item in t.range(from.as_str()..)? {
+                let (_, v) = item?;
+                let e: proto::authz::LedgerEntry = serde_json::from_slice(v.value())?;
+                let head = heads.get(&e.origin).copied().unwrap_or(0);
+                if e.seq <= head {
+                    jump = Some(format!("{}/{:020}", e.origin, head.saturating_add(1)));
+                    break;
+                }
+                out.push(e);
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+            match jump {
+                Some(next) if next > from => from = next,
+                _ => return Ok(out),
+            }
+        }
     }
 
     /// Adds a presignature to the pool.
@@ -526,5 +591,78 @@ pub fn api_error(code: &str, message: impl Into<String>) -> ApiError {
     ApiError {
         code: code.to_string(),
         message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn veto(n: u32) -> proto::authz::Order {
+        proto::authz::Order::Veto(proto::authz::Veto {
+            request_id: format!("req-{n}"),
+            guardian: [n as u8; 32],
+            signature: [7; 64],
+        })
+    }
+
+    /// Two threads appending orders at once: every order is kept, each once, in one sequence.
+    #[test]
+    fn concurrent_order_appends_are_all_kept() {
+        let dir = std::env::temp_dir().join(format!("coord-orders-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = std::sync::Arc::new(Store::open(&dir).unwrap());
+        let per = 150u32;
+        let threads: Vec<_> = (0..2u32)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for i in 0..per {
+                        assert!(store.append_order(&veto(t * 1000 + i)).unwrap());
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let held = store.orders().unwrap();
+        assert_eq!(held.len(), 2 * per as usize, "an order was overwritten");
+        let ids: std::collections::BTreeSet<String> = held.iter().map(|o| o.id()).collect();
+        assert_eq!(ids.len(), held.len());
+        // A duplicate is not appended again; the cursor reads the tail.
+        assert!(!store.append_order(&veto(0)).unwrap());
+        assert_eq!(store.orders_from(2 * per as u64 - 1).unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Pages of ledger entries start past the asker's heads and hold at most the page size.
+    #[test]
+    fn ledger_pages_skip_what_the_node_holds() {
+        let dir = std::env::temp_dir().join(format!("coord-ledger-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        for origin in ["node-1", "node-10", "node-2"] {
+            for seq in 1..=5 {
+                let e: proto::authz::LedgerEntry = serde_json::from_value(serde_json::json!({
+                    "origin": origin, "seq": seq, "request_id": format!("r{seq}"),
+                    "key_id": "k", "signed_at": 1, "moves": [],
+                    "signature": hex::encode([0u8; 64]),
+                }))
+                .unwrap();
+                store.put_ledger(&e).unwrap();
+            }
+        }
+        let heads: BTreeMap<String, u64> =
+            [("node-1".to_string(), 3), ("node-2".to_string(), 5)].into();
+        let page = store.ledger_after(&heads, 100).unwrap();
+        let got: Vec<(String, u64)> = page.iter().map(|e| (e.origin.clone(), e.seq)).collect();
+        let mut want = vec![("node-1".to_string(), 4), ("node-1".to_string(), 5)];
+        want.extend((1..=5).map(|s| ("node-10".to_string(), s)));
+        assert_eq!(got, want);
+        assert_eq!(store.ledger_after(&heads, 3).unwrap().len(), 3);
+        assert_eq!(store.ledger_heads().unwrap()["node-10"], 5);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -32,7 +32,7 @@ pub use decision::{Decision, Outcome, RuleResult, Verdict};
 pub use error::{PolicyError, PolicyWarning};
 pub use eval::evaluate;
 pub use input::{Approval, EvalContext, HistoryEntry};
-pub use model::{Policy, PolicyHash, POLICY_DOMAIN};
+pub use model::{Horizons, Policy, PolicyHash, POLICY_DOMAIN};
 
 #[cfg(test)]
 mod testutil;

@@ -106,11 +106,47 @@ impl Policy {
         self.doc.name.as_deref()
     }
 
+    /// How far back this policy looks: a node may forget what lies beyond these (see the
+    /// node's pruning), never what lies within.
+    pub fn horizons(&self) -> Horizons {
+        let d = &self.doc;
+        let limits = d
+            .assets
+            .values()
+            .map(|a| &a.limits)
+            .chain(d.accounts.values().flat_map(|a| a.limits.values()))
+            .chain(d.account_classes.values().flat_map(|a| a.limits.values()));
+        Horizons {
+            longest_window: limits
+                .flat_map(|l| l.velocity.iter().map(|w| w.window))
+                .max()
+                .unwrap_or(0),
+            longest_delay: d
+                .assets
+                .values()
+                .flat_map(|a| a.timelock.iter().map(|t| t.delay))
+                .max()
+                .unwrap_or(0),
+            request_max_age: d.request_max_age.unwrap_or(0),
+        }
+    }
+
     /// Advice for a policy that is valid but probably not what its authors meant, file-wide
     /// warnings first, then by position in the file.
     pub fn warnings(&self) -> &[PolicyWarning] {
         &self.warnings
     }
+}
+
+/// How far back a policy looks, in seconds (0 where the policy has no such rule).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Horizons {
+    /// The longest velocity window (`limit.velocity`).
+    pub longest_window: u64,
+    /// The longest time-lock delay (`timelock.tier`), counted from a request's first sight.
+    pub longest_delay: u64,
+    /// `request.max_age`, counted from a request's first sight.
+    pub request_max_age: u64,
 }
 
 fn canonical(doc: &PolicyDoc) -> Vec<u8> {

@@ -4,11 +4,14 @@ use serde::{Deserialize, Serialize};
 
 /// `POST /v1/keys`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     /// Caller-chosen key id: 1–64 characters of `[A-Za-z0-9._-]`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._-]{1,64}$"))]
     pub key_id: String,
     /// Signers needed (t), 2 ≤ t ≤ n.
+    #[cfg_attr(feature = "openapi", schema(minimum = 2))]
     pub threshold: u16,
     /// Registered node ids that will hold shares (n of them).
     pub nodes: Vec<String>,
@@ -16,6 +19,7 @@ pub struct CreateKeyRequest {
 
 /// Lifecycle of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum KeyStatus {
     /// DKG or aux-info is running.
@@ -28,6 +32,7 @@ pub enum KeyStatus {
 
 /// `GET /v1/keys/{key_id}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyInfo {
     /// Key id.
     pub key_id: String,
@@ -64,6 +69,7 @@ pub struct KeyInfo {
 
 /// Why a key is locked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyLock {
     /// Stable code of the incident, e.g. `signature.invalid`.
     pub code: String,
@@ -81,13 +87,16 @@ pub struct KeyLock {
 
 /// `POST /v1/sign-requests`. Exactly one of `unsigned_tx`, `psbt` or `message` is present.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignRequestBody {
     /// Client's idempotency key: 1–128 characters of `[A-Za-z0-9._:-]`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._:-]{1,128}$"))]
     pub request_id: String,
     /// Which key signs.
     pub key_id: String,
     /// `ethereum` or `bitcoin`.
+    #[cfg_attr(feature = "openapi", schema(example = "ethereum"))]
     pub chain: String,
     /// Bitcoin network: `mainnet`, `testnet`, `signet` or `regtest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -107,11 +116,13 @@ pub struct SignRequestBody {
     pub account: Option<String>,
     /// Bitcoin message of an account: which of its addresses (`m/a/i`) signs (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 7))]
     pub address_index: Option<u32>,
 }
 
 /// Status of a sign request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RequestStatus {
     /// Accepted, waiting for signers.
@@ -146,6 +157,7 @@ impl RequestStatus {
 
 /// An Ethereum-style signature.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignatureView {
     /// 0x-hex, 32 bytes.
     pub r: String,
@@ -159,6 +171,7 @@ pub struct SignatureView {
 
 /// `GET /v1/sign-requests/{request_id}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignRequestView {
     /// Client's id.
     pub request_id: String,
@@ -205,6 +218,7 @@ pub struct SignRequestView {
 
 /// Error body: a stable machine `code` and a message for humans.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiError {
     /// Stable code, e.g. `request.bare_digest`.
     pub code: String,
@@ -219,9 +233,17 @@ pub fn valid_key_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
+/// Approvals one request carries, at the coordinator's API and on every node: more are refused
+/// (`approvals.too_many`). Each costs every node a signature check per evaluation and a line of
+/// its audit log.
+pub const MAX_APPROVALS_PER_REQUEST: usize = 32;
+
+/// Longest request id (bytes); see [`valid_request_id`].
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
 /// Checks a request id: 1–128 characters of `[A-Za-z0-9._:-]`.
 pub fn valid_request_id(s: &str) -> bool {
-    (1..=128).contains(&s.len())
+    (1..=MAX_REQUEST_ID_LEN).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
 }
@@ -260,6 +282,7 @@ fn is_zero(v: &u32) -> bool {
 
 /// `GET /v1/keys/{key_id}/presignatures`: the key's presignature pool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PresigPoolView {
     /// Key.
     pub key_id: String,
@@ -284,6 +307,7 @@ pub struct PresigPoolView {
 
 /// The pool of one signer subset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubsetPoolView {
     /// The t nodes whose presignatures these are.
     pub parties: Vec<String>,
@@ -296,22 +320,27 @@ pub struct SubsetPoolView {
 
 /// Body of `PUT /v1/keys/{key_id}/presignatures`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PresigDepthBody {
     /// Target unused presignatures per signer subset; 0 turns the pool off.
+    #[cfg_attr(feature = "openapi", schema(maximum = 64))]
     pub depth: u32,
 }
 
 /// `POST /v1/keys/{key_id}/accounts`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccountBody {
     /// Account name: 1–64 characters of `[A-Za-z0-9._-]`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._-]{1,64}$"))]
     pub name: String,
 }
 
 /// One address of an account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountAddress {
     /// Address index `i`.
     pub index: u32,
@@ -327,6 +356,7 @@ pub struct AccountAddress {
 
 /// `GET /v1/keys/{key_id}/accounts/{account}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountView {
     /// Key.
     pub key_id: String,
@@ -359,9 +389,11 @@ pub struct AccountView {
 
 /// `POST /v1/keys/{key_id}/reserves`: start a proof-of-reserves report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReservesBody {
     /// Report id (idempotency key): 1–64 characters of `[A-Za-z0-9._-]`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._-]{1,64}$"))]
     pub report_id: String,
     /// Accounts to cover.
     pub accounts: Vec<String>,
@@ -372,11 +404,13 @@ pub struct ReservesBody {
     pub bitcoin_network: Option<String>,
     /// Bitcoin addresses per account, `m/a/0 ..` (default and maximum: the account's 8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 8))]
     pub bitcoin_addresses: Option<u32>,
 }
 
 /// `GET /v1/keys/{key_id}/reserves/{report_id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReservesView {
     /// Report id.
     pub report_id: String,

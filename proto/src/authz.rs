@@ -59,12 +59,15 @@ pub mod opt_hex32 {
 
 /// An approver's Ed25519 signature over the policy crate's approval digest.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Approval {
     /// The approver's Ed25519 public key.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(with = "hex32")]
     pub approver: [u8; 32],
     /// Signature over the approval digest.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(with = "hex64")]
     pub signature: [u8; 64],
     /// The approval is void at and after this time (unix seconds).
@@ -73,12 +76,15 @@ pub struct Approval {
 
 /// One officer's Ed25519 signature (policy bundles, unfreeze orders).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OfficerSignature {
     /// The officer's Ed25519 public key.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(with = "hex32")]
     pub officer: [u8; 32],
     /// The signature.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(with = "hex64")]
     pub signature: [u8; 64],
 }
@@ -182,6 +188,7 @@ pub fn unfreeze_digest(key_id: &str, epoch: u64) -> [u8; 32] {
 
 /// A node's answer to "would you sign this request now?".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum VerdictKind {
     /// The node's policy allows it now.
@@ -194,6 +201,7 @@ pub enum VerdictKind {
 
 /// One rule's verdict as a node reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RuleView {
     /// Stable tag, e.g. `limit.per_tx`.
     pub tag: String,
@@ -205,6 +213,7 @@ pub struct RuleView {
 
 /// A node's verdict on one request, with the rule tags behind it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeVerdict {
     /// Allow, defer or deny.
     pub kind: VerdictKind,
@@ -238,6 +247,7 @@ pub struct NodeVerdict {
     /// lost a session's result (crash, dropped report) finishes with these instead of signing
     /// again, so a request gets exactly one signature.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub signed: BTreeMap<u32, crate::sig::VerifiedSignature>,
     /// Hash of the payload this node decoded (hex): what approvals must be bound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -266,6 +276,7 @@ impl NodeVerdict {
 
 /// The policy a node runs, or is about to run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyInfo {
     /// Policy version.
     pub version: u64,
@@ -277,6 +288,7 @@ pub struct PolicyInfo {
 
 /// A key's freeze state on one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FreezeState {
     /// Signing with the key is stopped.
     pub frozen: bool,
@@ -286,6 +298,7 @@ pub struct FreezeState {
 
 /// What a node reports about itself after connecting and after every change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeStatus {
     /// The active policy, if any (a node without one signs nothing).
     pub policy: Option<PolicyInfo>,
@@ -306,6 +319,14 @@ pub struct NodeStatus {
     /// heads, a request id bound to two payloads), with the latest reason: for operators.
     #[serde(default)]
     pub suspects: BTreeMap<String, String>,
+    /// The node has not yet caught up with what the coordinator replayed on its current link
+    /// (orders, policy, ledger heads): it signs nothing until it has.
+    #[serde(default)]
+    pub syncing: bool,
+    /// This node's audit-log head (records and last hash), also anchored in its own store:
+    /// compare it over time to catch a log cut behind the node's back.
+    #[serde(default)]
+    pub audit_head: Option<AuditHead>,
 }
 
 /// One withdrawal movement recorded in the ledger.
@@ -346,14 +367,40 @@ pub struct LedgerEntry {
     /// entries recorded before payload binding (signed as `custody/ledger/v1`).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_hex32")]
     pub payload_hash: Option<[u8; 32]>,
+    /// The presignature this entry consumed ([`crate::presig::PresigId`]): one entry per
+    /// consumption, kept by every peer and the coordinator, so a node whose store was rolled
+    /// back learns of the consumption before it could issue a second partial.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_hex32")]
+    pub presig: Option<[u8; 32]>,
+    /// The request part signed from [`LedgerEntry::presig`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<u32>,
+    /// The origin's audit-log head when it recorded the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditHead>,
     /// Origin's Ed25519 signature over [`LedgerEntry::signed_bytes`].
     #[serde(with = "hex64")]
     pub signature: [u8; 64],
 }
 
+/// The head of an audit log: how many records it holds and the hash of the last one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditHead {
+    /// Records in the log.
+    pub count: u64,
+    /// Lowercase hex hash of the last record (64 zeros for an empty log).
+    pub hash: String,
+}
+
 impl LedgerEntry {
-    /// Domain-separated bytes the origin signs: everything but the signature.
+    /// Domain-separated bytes the origin signs: everything but the signature. Entries with a
+    /// presignature, part or audit head are `custody/ledger/v3`; the others keep the exact v1 or
+    /// v2 bytes they were signed with.
     pub fn signed_bytes(&self) -> Vec<u8> {
+        if self.presig.is_some() || self.part.is_some() || self.audit.is_some() {
+            return self.signed_bytes_v3();
+        }
         let body = (
             &self.origin,
             self.seq,
@@ -373,6 +420,21 @@ impl LedgerEntry {
         }
         out
     }
+
+    fn signed_bytes_v3(&self) -> Vec<u8> {
+        let body = (
+            (&self.origin, self.seq, &self.request_id, &self.key_id),
+            (
+                self.signed_at,
+                &self.moves,
+                self.payload_hash.map(hex::encode),
+            ),
+            (self.presig.map(hex::encode), self.part, &self.audit),
+        );
+        let mut out = b"custody/ledger/v3\0".to_vec();
+        out.extend(serde_json::to_vec(&body).unwrap_or_default());
+        out
+    }
 }
 
 #[cfg(test)]
@@ -387,6 +449,77 @@ mod tests {
         assert_ne!(freeze_digest("k", 0), unfreeze_digest("k", 0));
         // Length prefixes: ("ab", 0) and ("a", …) cannot collide by shifting bytes.
         assert_ne!(freeze_digest("ab", 0), freeze_digest("a", 0));
+    }
+
+    fn entry() -> LedgerEntry {
+        LedgerEntry {
+            origin: "o".into(),
+            seq: 1,
+            request_id: "r".into(),
+            key_id: "k".into(),
+            signed_at: 5,
+            moves: vec![],
+            payload_hash: Some([0xab; 32]),
+            presig: None,
+            part: None,
+            audit: None,
+            signature: [0; 64],
+        }
+    }
+
+    /// v1 and v2 entries keep the exact bytes they were signed with (pinned here, not
+    /// recomputed), and any new field moves an entry to the v3 domain, binding every field.
+    #[test]
+    fn ledger_bytes_keep_v1_v2_and_v3_binds_the_new_fields() {
+        let v2 = entry();
+        let mut want = b"custody/ledger/v2\0[\"o\",1,\"r\",\"k\",5,[]]\0".to_vec();
+        want.extend("ab".repeat(32).as_bytes());
+        assert_eq!(v2.signed_bytes(), want);
+        let v1 = LedgerEntry {
+            payload_hash: None,
+            ..entry()
+        };
+        assert_eq!(
+            v1.signed_bytes(),
+            b"custody/ledger/v1\0[\"o\",1,\"r\",\"k\",5,[]]".to_vec()
+        );
+        let v3 = LedgerEntry {
+            presig: Some([1; 32]),
+            part: Some(0),
+            ..entry()
+        };
+        assert!(v3.signed_bytes().starts_with(b"custody/ledger/v3\0"));
+        let variants = [
+            LedgerEntry {
+                part: Some(1),
+                ..v3.clone()
+            },
+            LedgerEntry {
+                presig: Some([2; 32]),
+                ..v3.clone()
+            },
+            LedgerEntry {
+                audit: Some(AuditHead {
+                    count: 1,
+                    hash: "00".into(),
+                }),
+                ..v3.clone()
+            },
+            LedgerEntry {
+                payload_hash: None,
+                ..v3.clone()
+            },
+        ];
+        for v in &variants {
+            assert_ne!(v.signed_bytes(), v3.signed_bytes(), "{v:?}");
+        }
+        let json = serde_json::to_string(&v2).unwrap();
+        assert!(
+            !json.contains("presig") && !json.contains("audit"),
+            "{json}"
+        );
+        let back: LedgerEntry = serde_json::from_str(&serde_json::to_string(&v3).unwrap()).unwrap();
+        assert_eq!(back, v3);
     }
 
     #[test]

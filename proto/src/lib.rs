@@ -1,7 +1,9 @@
 //! Wire formats shared by every component of the custody signer.
 //!
 //! `proto` holds what crosses a wire: REST API bodies, node↔coordinator frames and envelopes,
-//! and the decoders for settlement transactions. It holds no secrets.
+//! and the decoders for settlement transactions. It holds no secrets and does no I/O beyond
+//! reading an audit log to verify it: sockets, TLS, config files, logging and the audit-log
+//! writer are in the `runtime` crate.
 
 pub mod api;
 pub mod audit;
@@ -13,10 +15,8 @@ pub mod intent;
 pub mod message;
 pub mod payload;
 pub mod presig;
-pub mod process;
 pub mod reserves;
 pub mod sig;
-pub mod tls;
 pub mod wire;
 
 /// Chains a sign request may name.

@@ -107,6 +107,7 @@ pub fn parse_attestation(text: &str) -> Result<Attestation, String> {
 
 /// A whole report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReservesReport {
     /// [`REPORT_VERSION`].
@@ -127,6 +128,7 @@ pub struct ReservesReport {
 
 /// One address and its attestation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReserveEntry {
     /// Account name.

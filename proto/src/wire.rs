@@ -1,11 +1,12 @@
 //! Node ↔ coordinator frames and the signed, end-to-end envelopes that carry MPC messages.
 //!
 //! Frames are CBOR, each prefixed with a big-endian `u32` length, and bounded by [`MAX_FRAME`].
+//! This module holds the pure parts ([`encode`], [`decode`], [`frame_len`]); reading and writing
+//! frames on a socket is `runtime::frame`.
 //! The coordinator only routes [`Envelope`]s: it can drop or delay them but cannot read a
 //! point-to-point payload (encrypted to the recipient) or forge one (signed by the sender).
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::sig::VerifiedSignature;
 
@@ -215,7 +216,7 @@ pub enum NodeFrame {
     },
     /// A ledger entry this node recorded, to be relayed to every other node.
     Ledger(crate::authz::LedgerEntry),
-    /// Answer to [`CoordFrame::Account`].
+    /// Answer to [`CoordFrame::Accounts`].
     AccountResult {
         /// Key.
         key_id: String,
@@ -224,8 +225,24 @@ pub enum NodeFrame {
         /// The keys this node derived, or why it refused.
         result: Result<crate::hd::AccountKeys, SessionFailure>,
     },
-    /// Asks for every ledger entry above these per-origin heads.
+    /// Asks for the ledger entries above these per-origin heads (answered in pages of at most
+    /// [`LEDGER_PAGE`] entries; the node asks again while it is behind).
     LedgerWant(std::collections::BTreeMap<String, u64>),
+}
+
+/// Most ledger entries the coordinator sends for one [`NodeFrame::LedgerWant`].
+pub const LEDGER_PAGE: usize = 512;
+
+/// What the coordinator held when it finished replaying its state to a node that connected:
+/// every order and policy bundle it stored went out before this mark, in order. A node signs
+/// nothing until it has processed the mark of its current link and holds at least these
+/// ledger heads (see the node's `sync` module).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SyncMark {
+    /// The coordinator's highest contiguous ledger sequence per origin node.
+    pub ledger_heads: std::collections::BTreeMap<String, u64>,
+    /// Orders replayed before this mark (the coordinator's whole order log).
+    pub orders: u64,
 }
 
 /// Frames the coordinator sends.
@@ -253,6 +270,8 @@ pub enum CoordFrame {
     /// keys (in batches of [`ACCOUNT_BATCH`]) when a node connects. One frame is one job on
     /// the node, so a replay of many accounts cannot crowd out other control frames.
     Accounts(Vec<AccountRegistration>),
+    /// End of the replay that follows a node's connection (see [`SyncMark`]).
+    Synced(SyncMark),
     /// Abandon a session (deadline passed or another party failed).
     Abort {
         /// Which session.
@@ -291,32 +310,14 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FrameError> {
     ciborium::from_reader(bytes).map_err(|e| FrameError::Malformed(e.to_string()))
 }
 
-/// Reads one length-prefixed frame, refusing oversized lengths before allocating.
-pub async fn read_frame<R, T>(r: &mut R) -> Result<T, FrameError>
-where
-    R: tokio::io::AsyncRead + Unpin,
-    T: DeserializeOwned,
-{
-    let len = r.read_u32().await? as usize;
+/// The length announced by a frame's big-endian `u32` prefix, refused over [`MAX_FRAME`] so a
+/// reader allocates nothing for an oversized frame.
+pub fn frame_len(prefix: u32) -> Result<usize, FrameError> {
+    let len = usize::try_from(prefix).map_err(|_| FrameError::TooLarge(usize::MAX))?;
     if len > MAX_FRAME {
         return Err(FrameError::TooLarge(len));
     }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
-    decode(&buf)
-}
-
-/// Writes one length-prefixed frame.
-pub async fn write_frame<W, T>(w: &mut W, frame: &T) -> Result<(), FrameError>
-where
-    W: tokio::io::AsyncWrite + Unpin,
-    T: Serialize,
-{
-    let bytes = encode(frame)?;
-    w.write_u32(bytes.len() as u32).await?;
-    w.write_all(&bytes).await?;
-    w.flush().await?;
-    Ok(())
+    Ok(len)
 }
 
 /// Serde helper: `Vec<u8>` as a CBOR byte string (not an array of integers).
@@ -383,17 +384,10 @@ mod tests {
         let back: CoordFrame =
             decode(&encode(&CoordFrame::Envelope(big.clone())).unwrap()).unwrap();
         assert_eq!(back, CoordFrame::Envelope(big));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let mut huge: &[u8] = &[0xff, 0xff, 0xff, 0xff];
-            let err = read_frame::<_, CoordFrame>(&mut huge).await.unwrap_err();
-            assert!(matches!(err, FrameError::TooLarge(_)));
-            let mut garbage: &[u8] = &[0, 0, 0, 2, 0xff, 0x00];
-            let err = read_frame::<_, CoordFrame>(&mut garbage).await.unwrap_err();
-            assert!(matches!(err, FrameError::Malformed(_)));
-        });
+        assert!(matches!(frame_len(u32::MAX), Err(FrameError::TooLarge(_))));
+        assert_eq!(frame_len(MAX_FRAME as u32).unwrap(), MAX_FRAME);
+        let garbage: Result<CoordFrame, _> = decode(&[0xff, 0x00]);
+        assert!(matches!(garbage, Err(FrameError::Malformed(_))));
     }
 
     #[test]

@@ -68,14 +68,73 @@ pub fn recovery_keygen(out: &Path) -> Result<String, BackupError> {
     Ok(id.to_public().to_string())
 }
 
+/// Counts the bytes a serialiser writes, to size a buffer that then never reallocates (a
+/// reallocation would leave an unwiped copy of the plaintext behind on the heap).
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 = self.0.saturating_add(buf.len());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The backup's plaintext (format tag, then the CBOR snapshot) in one wiped-on-drop buffer
+/// allocated once at its final size.
+fn plaintext<T: serde::Serialize>(snap: &T, out: &Path) -> Result<Zeroizing<Vec<u8>>, BackupError> {
+    let mut count = Counter(0);
+    ciborium::into_writer(snap, &mut count).map_err(|e| io(out, e))?;
+    let size = MAGIC.len().saturating_add(count.0);
+    let mut plain = Zeroizing::new(Vec::with_capacity(size));
+    plain.extend_from_slice(MAGIC);
+    ciborium::into_writer(snap, &mut *plain).map_err(|e| io(out, e))?;
+    if plain.len() != size {
+        return Err(io(out, "the snapshot changed size while it was encoded"));
+    }
+    Ok(plain)
+}
+
+/// Reads a secret file into a wiped-on-drop buffer sized from its length (no reallocation).
+fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, BackupError> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| io(path, e))?;
+    let len = f.metadata().map_err(|e| io(path, e))?.len();
+    let cap = usize::try_from(len).map_err(|e| io(path, e))?;
+    let mut buf = Zeroizing::new(Vec::with_capacity(cap.saturating_add(1)));
+    f.take(len).read_to_end(&mut buf).map_err(|e| io(path, e))?;
+    Ok(buf)
+}
+
+/// Decrypts `sealed` into a wiped-on-drop buffer allocated once: the plaintext is shorter than
+/// the ciphertext, so reading never grows it (`age::decrypt` grows a plain `Vec`).
+fn decrypt(
+    identity: &age::x25519::Identity,
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, BackupError> {
+    use std::io::Read;
+    let decryptor = age::Decryptor::new_buffered(sealed).map_err(|_| BackupError::Decrypt)?;
+    let mut reader = decryptor
+        .decrypt(std::iter::once(identity as &dyn age::Identity))
+        .map_err(|_| BackupError::Decrypt)?;
+    let mut plain = Zeroizing::new(Vec::with_capacity(sealed.len()));
+    reader
+        .read_to_end(&mut plain)
+        .map_err(|_| BackupError::Decrypt)?;
+    Ok(plain)
+}
+
 /// Writes an encrypted backup of the store to `out` (mode 0600, never overwritten).
 pub fn backup(store: &Store, recipient: &str, out: &Path) -> Result<Vec<String>, BackupError> {
     let recipient = age::x25519::Recipient::from_str(recipient.trim())
         .map_err(|e| BackupError::Key(format!("invalid age recipient: {e}")))?;
     let snap = store.snapshot()?;
     let names = snap.secret_names();
-    let mut plain = Zeroizing::new(MAGIC.to_vec());
-    ciborium::into_writer(&snap, &mut *plain).map_err(|e| io(out, e))?;
+    let plain = plaintext(&snap, out)?;
+    drop(snap);
     let sealed = age::encrypt(&recipient, &plain).map_err(|e| io(out, e))?;
     write_private(out, &sealed)?;
     Ok(names)
@@ -88,8 +147,10 @@ pub fn restore(
     dir: &Path,
     passphrase: &Passphrase,
 ) -> Result<String, BackupError> {
-    let text =
-        Zeroizing::new(std::fs::read_to_string(identity_file).map_err(|e| io(identity_file, e))?);
+    let bytes = read_secret(identity_file)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        BackupError::Key(format!("`{}` is not a text file", identity_file.display()))
+    })?;
     let line = text
         .lines()
         .find(|l| l.starts_with("AGE-SECRET-KEY-"))
@@ -102,10 +163,13 @@ pub fn restore(
     let identity = age::x25519::Identity::from_str(line.trim())
         .map_err(|e| BackupError::Key(format!("invalid age identity: {e}")))?;
     let sealed = std::fs::read(file).map_err(|e| io(file, e))?;
-    let plain = Zeroizing::new(age::decrypt(&identity, &sealed).map_err(|_| BackupError::Decrypt)?);
+    let plain = decrypt(&identity, &sealed)?;
     let body = plain.strip_prefix(MAGIC).ok_or(BackupError::Format)?;
     let snap: Snapshot = ciborium::from_reader(body).map_err(|_| BackupError::Format)?;
     let store = Store::restore(dir, &snap, passphrase, KdfParams::default())?;
+    // The backup holds no audit log: the restored node anchors the log it finds at its first
+    // start, instead of refusing it as truncated against the head anchored at backup time.
+    store.state_write(&[(crate::AUDIT_ANCHOR.to_string(), None)])?;
     let id_bytes = store
         .get_secret(IDENTITY_RECORD)?
         .ok_or_else(|| StoreError::Missing(IDENTITY_RECORD.into()))?;
@@ -115,4 +179,37 @@ pub fn restore(
     let path = dir.join(IDENTITY_FILE);
     std::fs::write(&path, public + "\n").map_err(|e| io(&path, e))?;
     Ok(snap.node_id.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    /// Buffers are allocated once at their final size: a reallocation would have left an
+    /// unwiped copy of the plaintext on the heap (and would show as a larger capacity).
+    #[test]
+    fn plaintext_buffers_never_reallocate() {
+        let value: Vec<(String, Vec<u8>)> = (0..64u8)
+            .map(|i| (format!("share/{i}"), vec![i; 4096]))
+            .collect();
+        let plain = plaintext(&value, Path::new("out")).unwrap();
+        assert_eq!(plain.capacity(), plain.len());
+        assert!(plain.starts_with(MAGIC));
+
+        let id = age::x25519::Identity::generate();
+        let sealed = age::encrypt(&id.to_public(), &plain).unwrap();
+        let opened = decrypt(&id, &sealed).unwrap();
+        assert_eq!(*opened, *plain);
+        assert_eq!(
+            opened.capacity(),
+            sealed.len(),
+            "sized once from the ciphertext"
+        );
+        let other = age::x25519::Identity::generate();
+        assert!(matches!(
+            decrypt(&other, &sealed),
+            Err(BackupError::Decrypt)
+        ));
+    }
 }

@@ -38,7 +38,7 @@ enum Cmd {
     /// Verify the hash-chained audit log, or export it as JSON lines.
     Audit {
         #[command(subcommand)]
-        action: proto::process::AuditCmd,
+        action: runtime::audit::AuditCmd,
     },
     /// Create an offline recovery identity (age X25519) and print its recipient.
     RecoveryKeygen {
@@ -103,10 +103,12 @@ fn check(config: &std::path::Path, pass: Passphrase) -> anyhow::Result<()> {
     drop(pass);
     let roster = crate::identity::Roster::load(&cfg.roster)?;
     let audit_path = cfg.data_dir.join(crate::AUDIT_FILE);
-    // Opening drops a torn final record left by a crash, exactly as the node does at start.
-    let (audit, torn) = match audit_path.exists() {
+    let anchored = store.state_get::<proto::audit::Anchor>(crate::AUDIT_ANCHOR)?;
+    // Opening drops a torn final record left by a crash and checks the anchored head, exactly
+    // as the node does at start.
+    let (audit, torn) = match audit_path.exists() || anchored.is_some() {
         true => {
-            let torn = proto::audit::AuditLog::open(&audit_path)?.torn_bytes();
+            let torn = crate::open_audit(&cfg, &store)?.torn_bytes();
             (Some(proto::audit::verify(&audit_path)?.records), torn)
         }
         false => (None, 0),
@@ -124,6 +126,7 @@ fn check(config: &std::path::Path, pass: Passphrase) -> anyhow::Result<()> {
         "secret_records": store.secret_names()?.len(),
         "audit_records": audit,
         "audit_torn_bytes_dropped": torn,
+        "audit_anchor": anchored,
         "policy": book.active_info(),
         "ledger": ledger,
     });
@@ -131,19 +134,22 @@ fn check(config: &std::path::Path, pass: Passphrase) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The passphrase from `--passphrase-file`, else `$SIGNER_NODE_PASSPHRASE`, else a prompt. An
-/// empty or whitespace-only passphrase is refused whatever its source.
-fn passphrase(file: Option<&PathBuf>, confirm: bool) -> anyhow::Result<Passphrase> {
+/// The passphrase from `--passphrase-file`, else `$SIGNER_NODE_PASSPHRASE` (taken out of the
+/// environment by [`main_with`] before anything else ran), else a prompt. An empty or
+/// whitespace-only passphrase is refused whatever its source.
+fn passphrase(
+    file: Option<&PathBuf>,
+    env: Option<anyhow::Result<Passphrase>>,
+    confirm: bool,
+) -> anyhow::Result<Passphrase> {
     if let Some(f) = file {
-        let s = std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read passphrase file `{}`", f.display()))?;
         return non_empty(
-            Passphrase::new(s),
+            read_passphrase_file(f)?,
             &format!("passphrase file `{}`", f.display()),
         );
     }
-    if let Some(p) = take_env(PASSPHRASE_ENV)? {
-        return Ok(p);
+    if let Some(p) = env {
+        return p;
     }
     if !std::io::stdin().is_terminal() {
         anyhow::bail!(
@@ -175,6 +181,33 @@ fn take_env(name: &str) -> anyhow::Result<Option<Passphrase>> {
     non_empty(Passphrase::new(text.to_owned()), &format!("${name}")).map(Some)
 }
 
+/// Reads a passphrase file into a buffer sized from the file's length and wiped on drop, so
+/// that no reallocation leaves a copy behind.
+fn read_passphrase_file(f: &std::path::Path) -> anyhow::Result<Passphrase> {
+    use std::io::Read;
+    let what = || format!("cannot read passphrase file `{}`", f.display());
+    let file = std::fs::File::open(f).with_context(what)?;
+    let len = file.metadata().with_context(what)?.len();
+    let mut buf =
+        zeroize::Zeroizing::new(Vec::with_capacity(usize::try_from(len)?.saturating_add(1)));
+    file.take(len).read_to_end(&mut buf).with_context(what)?;
+    let text = std::str::from_utf8(&buf)
+        .map_err(|_| anyhow::anyhow!("passphrase file `{}` is not valid UTF-8", f.display()))?;
+    Ok(Passphrase::new(text.to_owned()))
+}
+
+/// What every subcommand does first, while the process has one thread: takes the passphrase
+/// out of the environment (whether or not this subcommand reads it, so that no child process
+/// or later code finds it there), and applies the process hardening of [`crate::run`] to every
+/// subcommand that handles secrets (all but `audit`).
+fn secure_start(cmd: &Cmd) -> anyhow::Result<Option<anyhow::Result<Passphrase>>> {
+    let env = take_env(PASSPHRASE_ENV).transpose();
+    if !matches!(cmd, Cmd::Audit { .. }) {
+        crate::hygiene::harden_process().map_err(|e| anyhow::anyhow!("process hardening: {e}"))?;
+    }
+    Ok(env)
+}
+
 /// Refuses an empty or whitespace-only passphrase, naming where it came from.
 fn non_empty(p: Passphrase, source: &str) -> anyhow::Result<Passphrase> {
     if p.expose_secret().trim().is_empty() {
@@ -188,6 +221,7 @@ fn non_empty(p: Passphrase, source: &str) -> anyhow::Result<Passphrase> {
 /// Entry point shared by the `signer-node` binary and the devnet launcher.
 pub fn main_with(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
     let cli = Cli::parse_from(args);
+    let env = secure_start(&cli.cmd)?;
     match cli.cmd {
         Cmd::Init {
             data_dir,
@@ -195,7 +229,7 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
             passphrase_file,
             json,
         } => {
-            let pass = passphrase(passphrase_file.as_ref(), true)?;
+            let pass = passphrase(passphrase_file.as_ref(), env, true)?;
             let public = crate::init::init_node(
                 &data_dir,
                 &node_id,
@@ -224,7 +258,7 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
             out,
         } => {
             let cfg = NodeConfig::load(&config)?;
-            let pass = passphrase(passphrase_file.as_ref(), false)?;
+            let pass = passphrase(passphrase_file.as_ref(), env, false)?;
             let (store, _) = crate::open_and_validate(&cfg, &pass).map_err(|e| {
                 anyhow::anyhow!("{e} (a running node holds its store: stop it before a backup)")
             })?;
@@ -244,23 +278,23 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
             data_dir,
             passphrase_file,
         } => {
-            let pass = passphrase(passphrase_file.as_ref(), true)?;
+            let pass = passphrase(passphrase_file.as_ref(), env, true)?;
             let node = crate::backup::restore(&backup, &identity, &data_dir, &pass)?;
             eprintln!("restored node `{node}` into `{}`", data_dir.display());
             Ok(())
         }
-        Cmd::Audit { action } => Ok(proto::process::audit_command(action)?),
+        Cmd::Audit { action } => Ok(runtime::audit::audit_command(action)?),
         Cmd::Check {
             config,
             passphrase_file,
-        } => check(&config, passphrase(passphrase_file.as_ref(), false)?),
+        } => check(&config, passphrase(passphrase_file.as_ref(), env, false)?),
         Cmd::Run {
             config,
             passphrase_file,
         } => {
             crate::cli::init_tracing();
             let cfg = NodeConfig::load(&config)?;
-            let pass = passphrase(passphrase_file.as_ref(), false)?;
+            let pass = passphrase(passphrase_file.as_ref(), env, false)?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {
                 let health = match &cfg.health_listen {
@@ -279,7 +313,7 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
     }
 }
 
-pub use proto::process::{init_tracing, shutdown_signal};
+pub use runtime::{logging::init_tracing, signals::shutdown_signal};
 
 #[cfg(test)]
 mod tests {
@@ -296,7 +330,9 @@ mod tests {
     fn an_empty_passphrase_file_is_refused_and_named() {
         for (name, text) in [("pp-empty", ""), ("pp-blank", " \t\n")] {
             let path = temp_file(name, text);
-            let err = passphrase(Some(&path), false).unwrap_err().to_string();
+            let err = passphrase(Some(&path), None, false)
+                .unwrap_err()
+                .to_string();
             std::fs::remove_file(&path).unwrap();
             assert!(
                 err.starts_with(&format!(
@@ -307,7 +343,7 @@ mod tests {
             );
         }
         let path = temp_file("pp-ok", "correct horse\n");
-        let p = passphrase(Some(&path), true).unwrap();
+        let p = passphrase(Some(&path), None, true).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(p.expose_secret(), "correct horse");
     }
@@ -328,6 +364,53 @@ mod tests {
             let child = std::process::Command::new("env").output().unwrap();
             let env = String::from_utf8_lossy(&child.stdout);
             assert!(!env.contains(VAR), "a child process does not inherit it");
+        }
+    }
+
+    /// The only test that sets the real variable (tests share the process environment).
+    #[test]
+    fn every_subcommand_takes_the_passphrase_out_of_the_environment_first() {
+        let missing = std::env::temp_dir().join(format!("no-such-dir-{}", std::process::id()));
+        let m = |f: &str| missing.join(f).display().to_string();
+        let commands: [Vec<String>; 4] = [
+            vec![
+                "check".into(),
+                "--config".into(),
+                m("node.toml"),
+                "--passphrase-file".into(),
+                m("pp"),
+            ],
+            vec![
+                "backup".into(),
+                "--config".into(),
+                m("node.toml"),
+                "--recipient".into(),
+                "age1x".into(),
+                "--out".into(),
+                m("b"),
+            ],
+            vec![
+                "run".into(),
+                "--config".into(),
+                m("node.toml"),
+                "--passphrase-file".into(),
+                m("pp"),
+            ],
+            vec![
+                "audit".into(),
+                "verify".into(),
+                "--file".into(),
+                m("audit.jsonl"),
+            ],
+        ];
+        for args in commands {
+            std::env::set_var(PASSPHRASE_ENV, "correct horse");
+            let argv = std::iter::once("signer-node".to_string()).chain(args.iter().cloned());
+            assert!(main_with(argv).is_err(), "{args:?} fails on missing files");
+            assert!(
+                std::env::var_os(PASSPHRASE_ENV).is_none(),
+                "{args:?} left the passphrase in the environment"
+            );
         }
     }
 

@@ -161,6 +161,10 @@ pub struct Limits {
     /// Seconds a ledger gap (entries a peer claims exist that never arrive) defers velocity-
     /// limited requests; after it the gap is reported and no longer waited for.
     pub ledger_gap_timeout_secs: u64,
+    /// Seconds this node remembers requests and ledger entries that no policy window reaches
+    /// any more (raised to at least 8 days, and to what the policy's windows, time-locks and
+    /// approval lifetimes need; see `docs/limits/bounds.md`).
+    pub retention_secs: u64,
 }
 
 impl Default for Limits {
@@ -175,6 +179,7 @@ impl Default for Limits {
             max_presignatures: 64,
             max_presign_sessions: 1,
             ledger_gap_timeout_secs: 3600,
+            retention_secs: crate::prune::DEFAULT_RETENTION_SECS,
         }
     }
 }
@@ -183,12 +188,12 @@ fn default_server_name() -> String {
     "localhost".to_string()
 }
 
-pub use proto::process::ConfigError;
+pub use runtime::config::ConfigError;
 
 impl NodeConfig {
     /// Reads and parses a config file; relative paths are taken from the file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        proto::process::load_toml(path, |c: &mut NodeConfig| {
+        runtime::config::load_toml(path, |c: &mut NodeConfig| {
             vec![
                 &mut c.data_dir,
                 &mut c.ca_cert,

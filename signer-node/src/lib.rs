@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod envelope;
 pub mod guard;
 pub mod health;
@@ -20,10 +21,12 @@ pub mod mpc;
 pub mod plan;
 pub mod policy_book;
 pub mod presig;
+pub mod prune;
 pub mod seal;
 pub mod secret;
 pub mod session;
 pub mod store;
+pub mod sync;
 
 use std::{
     future::Future,
@@ -48,7 +51,7 @@ pub enum NodeError {
     Identity(#[from] identity::IdentityError),
     /// TLS files.
     #[error(transparent)]
-    Tls(#[from] proto::tls::TlsError),
+    Tls(#[from] runtime::tls::TlsError),
     /// Inconsistent setup.
     #[error("{0}")]
     Setup(String),
@@ -134,7 +137,7 @@ pub async fn run_with_hook(
             "the roster's key for this node differs from the node's own identity".into(),
         ));
     }
-    let tls = proto::tls::node_client_config(&cfg.ca_cert, &cfg.cert, &cfg.key)?;
+    let tls = runtime::tls::node_client_config(&cfg.ca_cert, &cfg.cert, &cfg.key)?;
     let server_name = rustls::pki_types::ServerName::try_from(cfg.coordinator_name.clone())
         .map_err(|_| {
             NodeError::Setup(format!(
@@ -175,6 +178,7 @@ pub async fn run_with_hook(
     tracing::info!(node = %cfg.node_id, "signer node started");
     let connected = Arc::new(AtomicBool::new(false));
     let link = tokio::spawn(link::maintain(core.clone(), link, rx, connected.clone()));
+    let pruner = tokio::spawn(prune::run(core.clone(), cfg.limits.retention_secs));
     if let Some(listener) = health {
         let addr = listener
             .local_addr()
@@ -198,12 +202,31 @@ pub async fn run_with_hook(
     // Let the link send the last reports before it closes.
     tokio::time::sleep(Duration::from_millis(300)).await;
     link.abort();
+    pruner.abort();
     tracing::info!(aborted, "signer node stopped");
     Ok(())
 }
 
 /// File name of the node's audit log inside its data directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
+
+/// State key of the audit log's head, rewritten after every append: a log cut at a line
+/// boundary (whose chain still verifies) is then caught at the next start.
+pub const AUDIT_ANCHOR: &str = "audit_head";
+
+/// Opens the node's audit log, checked against the head anchored in its store: a log shorter
+/// than the anchor (`audit.truncated`) or rewritten (`audit.diverged`) stops the node here.
+pub fn open_audit(
+    cfg: &config::NodeConfig,
+    store: &Store,
+) -> Result<runtime::audit::AuditLog, NodeError> {
+    let anchor = store.state_get::<proto::audit::Anchor>(AUDIT_ANCHOR)?;
+    let path = cfg.data_dir.join(AUDIT_FILE);
+    Ok(runtime::audit::AuditLog::open_anchored(
+        &path,
+        anchor.as_ref(),
+    )?)
+}
 
 /// The policy guard: pinned keys from the configuration, the stored policy, the audit log, and
 /// the configured bundle offered once at start.
@@ -229,13 +252,30 @@ fn build_guard(
         activation_delay: cfg.policy.activation_delay_secs,
     };
     let book = policy_book::PolicyBook::load(store, pinned)?;
-    let log = proto::audit::AuditLog::open(&cfg.data_dir.join(AUDIT_FILE))?;
+    let log = open_audit(cfg, store)?;
     if log.torn_bytes() > 0 {
         tracing::warn!(
             bytes = log.torn_bytes(),
             "dropped a torn final audit record left by a crash"
         );
     }
+    let anchor_store = store.clone();
+    let sink: proto::audit::AnchorSink = Box::new(move |a: &proto::audit::Anchor| {
+        let value = store::json_bytes(a).map_err(|e| e.to_string())?;
+        anchor_store
+            .state_write(&[(AUDIT_ANCHOR.to_string(), Some(value))])
+            .map_err(|e| e.to_string())
+    });
+    // Anchor the head found now (a log from before anchors existed, or one record ahead after
+    // a crash), so that cutting it before the next append is caught too.
+    let opened = proto::audit::Anchor {
+        count: log.len(),
+        hash: log.head().to_owned(),
+    };
+    sink(&opened).map_err(|reason| proto::audit::AuditError::Anchor {
+        path: log.path().display().to_string(),
+        reason,
+    })?;
     let guard = guard::Guard::new(
         store.clone(),
         identity.clone(),
@@ -248,7 +288,7 @@ fn build_guard(
         },
         cfg.clock_offset_secs,
         book,
-        proto::audit::SharedAudit::new(log),
+        runtime::audit::SharedAudit::with_anchor(log, sink),
     )
     .with_gap_timeout(cfg.limits.ledger_gap_timeout_secs);
     if let Some(path) = &cfg.policy.bundle {

@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use proto::wire::{self, CoordFrame, NodeFrame, PROTOCOL_VERSION};
+use proto::wire::{CoordFrame, NodeFrame, PROTOCOL_VERSION};
 use rustls::pki_types::ServerName;
 use tokio::{net::TcpStream, sync::mpsc};
 use tokio_rustls::TlsConnector;
@@ -61,7 +61,7 @@ async fn connect_once(
         .connect(cfg.server_name.clone(), tcp)
         .await?;
     let (mut rd, mut wr) = tokio::io::split(tls);
-    wire::write_frame(
+    runtime::frame::write_frame(
         &mut wr,
         &NodeFrame::Hello {
             node_id: core.identity.node_id.clone(),
@@ -69,7 +69,7 @@ async fn connect_once(
         },
     )
     .await?;
-    match wire::read_frame::<_, CoordFrame>(&mut rd).await? {
+    match runtime::frame::read_frame::<_, CoordFrame>(&mut rd).await? {
         CoordFrame::Welcome => {}
         other => anyhow::bail!("expected welcome, got {other:?}"),
     }
@@ -78,13 +78,13 @@ async fn connect_once(
     core.on_connected();
     let reader = async {
         loop {
-            let frame: CoordFrame = wire::read_frame(&mut rd).await?;
-            core.on_frame(frame);
+            let frame: CoordFrame = runtime::frame::read_frame(&mut rd).await?;
+            core.on_frame(frame).await;
         }
     };
     let writer = async {
         while let Some(f) = frames.recv().await {
-            wire::write_frame(&mut wr, &f).await?;
+            runtime::frame::write_frame(&mut wr, &f).await?;
         }
         Ok::<(), anyhow::Error>(())
     };

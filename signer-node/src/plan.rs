@@ -302,11 +302,15 @@ impl Plan {
             ));
         }
         let claim = guard.claim_part(request_id, part)?;
-        check_presig(
-            store,
-            &start.key_id,
+        let binding = crate::presig::Binding {
             request_id,
+            payload_hash: &req.payload_hash,
             part,
+        };
+        crate::presig::check_part(
+            (store, guard),
+            &start.key_id,
+            binding,
             presig,
             &start.parties,
         )?;
@@ -478,15 +482,17 @@ impl Plan {
                         format!("combined signature rejected: {e}"),
                     )
                 })?;
-                if let Some(entry) =
-                    guard.record_signed(&s.request_id, s.part, (&s.intent, &s.payload_hash), &sig)
-                {
+                let (entry, audited) =
+                    guard.record_signed(&s.request_id, s.part, (&s.intent, &s.payload_hash), &sig);
+                if let Some(entry) = entry {
                     let _ = ledger_out.send(NodeFrame::Ledger(entry));
                     // Its own head moved: report it, as for a received entry.
                     if let Ok(st) = guard.status() {
                         let _ = ledger_out.send(NodeFrame::Status(st));
                     }
                 }
+                // No signature leaves this node unaudited (the ledger entry is recorded anyway).
+                audited?;
                 Ok(SessionOutput::Signature(sig))
             }
         }
@@ -504,9 +510,11 @@ impl SignPlan {
     }
 
     /// Issues this node's partial signature from the named presignature. The presignature is
-    /// deleted, marked used and the partial stored with the ledger entry in one durable
-    /// transaction before the partial is returned; a repeat of the same part with the same
-    /// presignature returns the stored partial.
+    /// deleted, marked used and the partial stored with the ledger entry (which names the
+    /// presignature) in one durable transaction, and the issue audited, before the partial is
+    /// returned; a repeat of the same part with the same presignature returns the stored
+    /// partial (audited as resent). A presignature the ledger records as spent on another
+    /// message is refused even if this store has forgotten it.
     fn issue_partial(
         self,
         store: &Store,
@@ -516,10 +524,24 @@ impl SignPlan {
         let Some(id) = self.presig else {
             return Err(fail("session.internal", "no presignature named"));
         };
+        let record = |kind: &str| {
+            guard.audit(
+                kind,
+                serde_json::json!({"request_id": self.request_id, "key_id": self.key_id,
+                                   "part": self.part, "presignature": hex::encode(id)}),
+            )
+        };
         if let Some(prev) = crate::presig::issued(store, &self.request_id, self.part)? {
             let sigma = crate::presig::parse_sigma(&prev)?;
+            record("partial_signature.resent")?;
             return Ok(SessionOutput::Partial { sigma });
         }
+        let binding = crate::presig::Binding {
+            request_id: &self.request_id,
+            payload_hash: &self.payload_hash,
+            part: self.part,
+        };
+        crate::presig::refuse_spent(store, guard, &id, binding)?;
         let presignature = crate::presig::open(store, &self.key_id, &id)?;
         let partial = presignature.issue_partial_signature(self.data());
         let sigma = crate::presig::sigma_bytes(&partial);
@@ -541,6 +563,7 @@ impl SignPlan {
             .record_spend(
                 &self.request_id,
                 (&self.intent, &self.payload_hash),
+                Some((id, self.part)),
                 also,
                 &unseal,
             )
@@ -548,17 +571,15 @@ impl SignPlan {
                 crate::store::StoreError::Missing(_) => crate::presig::used_failure(&id),
                 e => store_err(e),
             })?;
-        let _ = guard.audit(
-            "partial_signature",
-            serde_json::json!({"request_id": self.request_id, "key_id": self.key_id,
-                               "part": self.part, "presignature": issued.presig}),
-        );
         if let Some(entry) = entry {
             let _ = ledger_out.send(NodeFrame::Ledger(entry));
             if let Ok(st) = guard.status() {
                 let _ = ledger_out.send(NodeFrame::Status(st));
             }
         }
+        // The partial leaves only once audited; unaudited, it stays stored and a retry of this
+        // part resends it (audited then).
+        record("partial_signature")?;
         Ok(SessionOutput::Partial { sigma })
     }
 }
@@ -586,31 +607,6 @@ fn keygen_indexes(meta: &KeyMeta, parties: &[String]) -> Result<Vec<u16>, Sessio
                 })
         })
         .collect()
-}
-
-/// A part signs at most once on this node: with the presignature it was first issued from, or
-/// (never issued) fully or with a usable presignature of these parties.
-fn check_presig(
-    store: &Store,
-    key_id: &str,
-    request_id: &str,
-    part: u32,
-    presig: Option<proto::presig::PresigId>,
-    parties: &[String],
-) -> Result<(), SessionFailure> {
-    let prev = crate::presig::issued(store, request_id, part)?;
-    match (prev, presig) {
-        (Some(prev), Some(id)) if prev.presig == hex::encode(id) => Ok(()),
-        (Some(prev), _) => Err(fail(
-            "request.already_signed",
-            format!(
-                "part {part} of request `{request_id}` was issued from presignature {}",
-                prev.presig
-            ),
-        )),
-        (None, Some(id)) => crate::presig::check_usable(store, key_id, &id, parties),
-        (None, None) => Ok(()),
-    }
 }
 
 /// A failed protocol run as a stable code with the parties to blame: the round deadline's

@@ -11,6 +11,13 @@
 //! 3. asked again for the same request part with the same presignature (the coordinator
 //!    restarted), the node resends the stored partial: it never issues a second one.
 //!
+//! The used marker is this node's own state, and a store can be rolled back (a VM snapshot
+//! reverted, an old store file put back). Every consumption is therefore also recorded in a
+//! signed ledger entry carrying the presignature id, kept by the peers and the coordinator;
+//! replayed to this node they are indexed in `presig_spent/` ([`crate::ledger::spent`]), which
+//! is checked before joining and before issuing ([`check_spent`]): a presignature the ledger
+//! records as spent signs nothing else, whatever this node's own markers say.
+//!
 //! Presignatures are never backed up: a restored backup would bring back used ones.
 
 use std::collections::BTreeMap;
@@ -150,6 +157,60 @@ pub fn used_failure(id: &PresigId) -> SessionFailure {
     )
 }
 
+/// What one request part would sign with a presignature.
+#[derive(Debug, Clone, Copy)]
+pub struct Binding<'a> {
+    /// The request.
+    pub request_id: &'a str,
+    /// Hash of its payload, as this node decoded it.
+    pub payload_hash: &'a [u8; 32],
+    /// The part.
+    pub part: u32,
+}
+
+/// Why [`check_spent`] refused.
+#[derive(Debug)]
+pub struct Spent {
+    /// `presig.used`, naming what the ledger recorded.
+    pub failure: SessionFailure,
+    /// The ledger recorded the consumption but this store has no used marker for it: the store
+    /// was rolled back (or lost state), and whoever asks is asking for a nonce reuse.
+    pub rollback: bool,
+    /// Whose entry recorded the consumption.
+    pub origin: String,
+}
+
+/// Refuses a presignature that the ledger records as spent on another request, payload or part
+/// (a repeat of exactly the recorded part passes: its partial is the same value).
+pub fn check_spent(store: &Store, id: &PresigId, b: Binding<'_>) -> Result<(), Box<Spent>> {
+    let internal = |f: SessionFailure| {
+        Box::new(Spent {
+            failure: f,
+            rollback: false,
+            origin: String::new(),
+        })
+    };
+    let held = crate::ledger::spent::spent(store, id).map_err(|e| internal(store_err(e)))?;
+    let Some(held) = held.filter(|s| !s.is_for(b.request_id, b.payload_hash, b.part)) else {
+        return Ok(());
+    };
+    let rollback = !is_used(store, id).map_err(internal)?;
+    Err(Box::new(Spent {
+        failure: fail(
+            "presig.used",
+            format!(
+                "presignature {} was already used: the ledger (entry of `{}`) records it on part {} of `{}`",
+                hex::encode(id),
+                held.origin,
+                held.part,
+                held.request_id
+            ),
+        ),
+        rollback,
+        origin: held.origin,
+    }))
+}
+
 /// Checks, before joining a session, that the presignature can sign for these parties.
 pub fn check_usable(
     store: &Store,
@@ -183,6 +244,63 @@ pub fn check_usable(
         ));
     }
     Ok(())
+}
+
+/// [`check_spent`]; a refusal that shows this store was rolled back is reported
+/// against the coordinator (`presig.reuse`): an honest one never asks for a spent presignature.
+pub(crate) fn refuse_spent(
+    store: &Store,
+    guard: &crate::guard::Guard,
+    id: &PresigId,
+    b: Binding<'_>,
+) -> Result<(), SessionFailure> {
+    check_spent(store, id, b).map_err(|s| {
+        if s.rollback {
+            guard.report(
+                "coordinator",
+                "presig.reuse",
+                &format!(
+                    "asked to sign part {} of `{}` with presignature {}, which the ledger (entry of \
+                     `{}`) records as spent on another message while this store has no record of \
+                     it: the store was rolled back",
+                    b.part,
+                    b.request_id,
+                    hex::encode(id),
+                    s.origin
+                ),
+            );
+        }
+        s.failure
+    })
+}
+
+/// A part signs at most once on this node: with the presignature it was first issued from, or
+/// (never issued) fully or with a usable presignature of these parties that the ledger does not
+/// record as spent on another message.
+pub(crate) fn check_part(
+    (store, guard): (&Store, &crate::guard::Guard),
+    key_id: &str,
+    b: Binding<'_>,
+    presig: Option<PresigId>,
+    parties: &[String],
+) -> Result<(), SessionFailure> {
+    let (request_id, part) = (b.request_id, b.part);
+    let prev = issued(store, request_id, part)?;
+    match (prev, presig) {
+        (Some(prev), Some(id)) if prev.presig == hex::encode(id) => Ok(()),
+        (Some(prev), _) => Err(fail(
+            "request.already_signed",
+            format!(
+                "part {part} of request `{request_id}` was issued from presignature {}",
+                prev.presig
+            ),
+        )),
+        (None, Some(id)) => {
+            refuse_spent(store, guard, &id, b)?;
+            check_usable(store, key_id, &id, parties)
+        }
+        (None, None) => Ok(()),
+    }
 }
 
 /// Opens a stored presignature (it stays stored until [`consume_items`] commit).
@@ -270,4 +388,133 @@ pub fn parse_sigma(issued: &IssuedPartial) -> Result<[u8; 32], SessionFailure> {
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .ok_or_else(|| fail("store.corrupt", "a stored partial signature is malformed"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{
+        guard::{Authorities, Guard},
+        identity::{NodeIdentity, Roster},
+        ledger::{self, OwnEntry},
+        policy_book::{Pinned, PolicyBook},
+    };
+
+    const NOW: u64 = 1_800_000_000;
+    const P: PresigId = [9; 32];
+
+    fn guard(
+        store: &Arc<Store>,
+        me: &Arc<NodeIdentity>,
+        roster: &Roster,
+        dir: &std::path::Path,
+    ) -> Guard {
+        let pinned = Pinned {
+            officers: vec![],
+            threshold: 1,
+            activation_delay: 0,
+        };
+        let book = PolicyBook::load(store, pinned).unwrap();
+        let log = runtime::audit::AuditLog::open(&dir.join("audit.jsonl")).unwrap();
+        let audit = runtime::audit::SharedAudit::new(log);
+        let auth = Authorities::default();
+        let scope = crate::config::Scope::default();
+        Guard::new(
+            store.clone(),
+            me.clone(),
+            roster.clone(),
+            scope,
+            auth,
+            0,
+            book,
+            audit,
+        )
+    }
+
+    fn binding<'a>(request_id: &'a str, payload_hash: &'a [u8; 32]) -> Binding<'a> {
+        Binding {
+            request_id,
+            payload_hash,
+            part: 0,
+        }
+    }
+
+    /// Finding 3 (a rolled-back store reuses presignatures), on two stores of one node: `now`
+    /// consumed presignature P for request r1 (used marker, partial and ledger entry in one
+    /// transaction); `old` is the store as it was before (P unused, as after a snapshot
+    /// revert). Without the ledger, `old` would let P sign r2 (the old behaviour); once its own
+    /// entry is replayed to it, P is refused `presig.used` for r2 and the coordinator reported
+    /// `presig.reuse`, while r1's own part still passes (its partial is the same value). `now`
+    /// refuses r2 too, without a rollback report.
+    #[test]
+    fn a_rolled_back_store_refuses_a_presignature_the_ledger_records_spent() {
+        let (now_store, now_dir) = crate::store::test_store("presig-now");
+        let (old_store, old_dir) = crate::store::test_store("presig-old");
+        let (now_store, old_store) = (Arc::new(now_store), Arc::new(old_store));
+        let me = Arc::new(NodeIdentity::generate("n1"));
+        let peer = NodeIdentity::generate("peer");
+        let roster = Roster::from_identities(&[me.public(), peer.public()]).unwrap();
+        let parties = vec!["n1".to_string(), "peer".to_string()];
+        let meta = PresigMeta {
+            parties: parties.clone(),
+            created_at: NOW,
+        };
+        for s in [&now_store, &old_store] {
+            let item = (meta_name("k", &P), Some(json_bytes(&meta).unwrap()));
+            s.state_write(&[item]).unwrap();
+        }
+        let issued = IssuedPartial {
+            presig: hex::encode(P),
+            sigma: "11".repeat(32),
+        };
+        let (items, _) = consume_items("k", &P, "r1", 0, &issued, NOW).unwrap();
+        let own = OwnEntry {
+            request_id: "r1",
+            key_id: "k",
+            moves: vec![],
+            payload_hash: Some([1; 32]),
+            presig: Some((P, 0)),
+            audit: None,
+        };
+        let entry = ledger::record_own(&now_store, &me, own, NOW, items, &[])
+            .unwrap()
+            .unwrap();
+        assert_eq!((entry.presig, entry.part), (Some(P), Some(0)));
+
+        let old_guard = guard(&old_store, &me, &roster, &old_dir);
+        let (r1, r2) = (binding("r1", &[1; 32]), binding("r2", &[2; 32]));
+        let check = |store: &Store, g: &Guard, b: Binding<'_>| {
+            check_part((store, g), "k", b, Some(P), &parties).map_err(|f| f.code)
+        };
+        assert_eq!(
+            check(&old_store, &old_guard, r2),
+            Ok(()),
+            "the old behaviour"
+        );
+        ledger::receive(&old_store, &roster, "n1", &entry, NOW).unwrap();
+        assert_eq!(
+            check(&old_store, &old_guard, r2),
+            Err("presig.used".to_string())
+        );
+        let reported = old_store
+            .state_get::<String>("suspect/coordinator")
+            .unwrap()
+            .unwrap_or_default();
+        assert!(reported.starts_with("presig.reuse"), "{reported}");
+        assert_eq!(check(&old_store, &old_guard, r1), Ok(()), "the same part");
+
+        let now_guard = guard(&now_store, &me, &roster, &now_dir);
+        assert_eq!(
+            check(&now_store, &now_guard, r2),
+            Err("presig.used".to_string())
+        );
+        assert_eq!(check(&now_store, &now_guard, r1), Ok(()), "resent");
+        let none = now_store
+            .state_get::<String>("suspect/coordinator")
+            .unwrap();
+        assert_eq!(none, None, "no rollback on the store that remembers");
+    }
 }

@@ -13,12 +13,8 @@ use std::{
     time::Duration,
 };
 
-use proto::{
-    authz::{NodeVerdict, VerdictKind},
-    wire::{
-        CoordFrame, Envelope, EvaluateRequest, NodeFrame, SessionFailure, SessionId, SessionOutput,
-        SessionStart,
-    },
+use proto::wire::{
+    CoordFrame, Envelope, NodeFrame, SessionFailure, SessionId, SessionOutput, SessionStart,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Semaphore};
@@ -33,13 +29,23 @@ use crate::{
 };
 
 /// Queue depth of undelivered messages per session; beyond it messages are dropped.
-const SESSION_QUEUE: usize = 256;
+pub const SESSION_QUEUE: usize = 256;
+
+/// Protocol messages that arrive before every join and are kept for the protocol, per session;
+/// beyond it they are dropped. Honest parties send a few each before the protocol starts.
+pub const MAX_EARLY: usize = 64;
+
+/// Highest envelope sequence number a session accepts from one party. The longest protocol
+/// here (key generation) sends a few dozen messages per party; the cap bounds the per-session
+/// record of delivered `(party, seq)` pairs, which a peer could otherwise grow without end.
+pub const MAX_SEQ: u32 = 4096;
 
 /// Sessions registered on this node at once; a coordinator asking for more gets `node.busy`.
 pub const MAX_LIVE_SESSIONS: usize = 64;
 
-/// Evaluations, orders, policy offers and ledger entries handled at once; beyond it a frame is
-/// dropped (the coordinator asks again, and replays orders and ledger entries on reconnect).
+/// Evaluations handled at once; beyond it an evaluation is dropped (the coordinator asks again).
+/// Frames that carry state (orders, policy, ledger, accounts) go through the ordered lane
+/// instead and are never dropped (see [`crate::control`]).
 pub const MAX_CONTROL_JOBS: usize = 32;
 
 /// Largest envelope payload a session of this kind accepts, checked before the signature: it
@@ -80,7 +86,7 @@ pub struct NodeCore {
     pub(crate) store: Arc<Store>,
     pub(crate) identity: Arc<NodeIdentity>,
     pub(crate) roster: Roster,
-    frames: mpsc::UnboundedSender<NodeFrame>,
+    pub(crate) frames: mpsc::UnboundedSender<NodeFrame>,
     sessions: Mutex<HashMap<SessionId, Live>>,
     timeouts: Timeouts,
     slots: Arc<Semaphore>,
@@ -88,7 +94,11 @@ pub struct NodeCore {
     refill_slots: Arc<Semaphore>,
     /// Cap of stored presignatures per key and subset.
     presig_cap: usize,
-    control: Arc<Semaphore>,
+    pub(crate) control: Arc<Semaphore>,
+    /// The ordered lane: state-carrying control frames, applied one at a time in arrival order.
+    pub(crate) lane: std::sync::OnceLock<mpsc::Sender<(u64, CoordFrame)>>,
+    /// Catch-up with the coordinator's replay on the current link.
+    pub(crate) sync: crate::sync::Sync,
     pub(crate) guard: Arc<Guard>,
     /// Set on SIGTERM: no new session starts.
     stopping: std::sync::atomic::AtomicBool,
@@ -129,6 +139,8 @@ impl NodeCore {
             refill_slots: Arc::new(Semaphore::new(1)),
             presig_cap: 64,
             control: Arc::new(Semaphore::new(MAX_CONTROL_JOBS)),
+            lane: std::sync::OnceLock::new(),
+            sync: Default::default(),
             guard,
             stopping: Default::default(),
             running: Default::default(),
@@ -190,10 +202,11 @@ impl NodeCore {
         }
     }
 
-    /// Handles one frame from the coordinator.
-    pub fn on_frame(self: &Arc<Self>, frame: CoordFrame) {
+    /// Handles one frame from the coordinator. Session traffic is handled here at once;
+    /// control frames go to the node's control module, which may wait for room in the ordered
+    /// lane (the link then stops reading: back-pressure instead of a dropped order).
+    pub async fn on_frame(self: &Arc<Self>, frame: CoordFrame) {
         match frame {
-            CoordFrame::Welcome => {}
             CoordFrame::Start(start) => {
                 // Register synchronously: peers' envelopes for this session may be the very next
                 // frames, and must queue rather than be dropped as "no live session".
@@ -212,112 +225,13 @@ impl NodeCore {
                 }
             }
             CoordFrame::Envelope(env) => self.deliver(env),
-            CoordFrame::Evaluate(req) => self.control_job(move |me| me.evaluate(req)),
-            CoordFrame::Policy { bundle_json } => self.control_job(move |me| {
-                me.guard.offer_policy(&bundle_json, "coordinator");
-                me.send_status();
-            }),
-            CoordFrame::Order(order) => self.control_job(move |me| {
-                let result = me.guard.apply_order(&order);
-                // Status first: once the coordinator has every acknowledgement, the state it
-                // shows already includes the order.
-                me.send_status();
-                let _ = me.frames.send(NodeFrame::OrderResult {
-                    order_id: order.id(),
-                    result,
-                });
-            }),
-            CoordFrame::Accounts(regs) => self.control_job(move |me| {
-                if regs.len() > proto::wire::ACCOUNT_BATCH {
-                    tracing::warn!(
-                        count = regs.len(),
-                        "account batch over the limit: only the first {} are registered",
-                        proto::wire::ACCOUNT_BATCH
-                    );
-                }
-                for reg in regs.into_iter().take(proto::wire::ACCOUNT_BATCH) {
-                    let result = crate::accounts::register(&me.store, &reg);
-                    if let Err(f) = &result {
-                        tracing::warn!(key = %reg.key_id, account = %reg.name, code = %f.code, "account registration refused");
-                    }
-                    let _ = me.frames.send(NodeFrame::AccountResult {
-                        key_id: reg.key_id,
-                        name: reg.name,
-                        result,
-                    });
-                }
-            }),
-            CoordFrame::Ledger(entry) => {
-                self.control_job(move |me| match me.guard.receive_ledger(&entry) {
-                    // A refused entry may have reported its origin: show it at once.
-                    Ok(crate::ledger::Received::Stored | crate::ledger::Received::Refused) => {
-                        me.send_status()
-                    }
-                    Ok(crate::ledger::Received::Duplicate) => {}
-                    Err(e) => tracing::warn!(error = %e, "ledger entry refused"),
-                })
-            }
             CoordFrame::Abort { session_id, reason } => {
                 if self.lock().remove(&session_id).is_some() {
                     tracing::warn!(session = %hex::encode(session_id), %reason, "session aborted by coordinator");
                 }
             }
+            other => self.control_frame(other).await,
         }
-    }
-
-    /// Runs a blocking control job if fewer than [`MAX_CONTROL_JOBS`] run; otherwise drops it.
-    fn control_job(self: &Arc<Self>, job: impl FnOnce(&NodeCore) + Send + 'static) {
-        let Ok(permit) = self.control.clone().try_acquire_owned() else {
-            tracing::warn!("too many control frames at once; one was dropped");
-            return;
-        };
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || {
-            job(&me);
-            drop(permit);
-        });
-    }
-
-    /// Called once the link to the coordinator is up: report state and catch up the ledger.
-    pub fn on_connected(self: &Arc<Self>) {
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || {
-            me.send_status();
-            let _ = me
-                .frames
-                .send(NodeFrame::LedgerWant(me.guard.ledger_heads()));
-        });
-    }
-
-    /// Sends the node's policy, freeze and ledger state to the coordinator.
-    pub fn send_status(&self) {
-        match self.guard.status() {
-            Ok(st) => {
-                let _ = self.frames.send(NodeFrame::Status(st));
-            }
-            Err(e) => tracing::error!(error = %e, "cannot read the node status"),
-        }
-    }
-
-    /// Answers an evaluation request. Blocking (decodes the transaction, reads the store).
-    fn evaluate(&self, req: EvaluateRequest) {
-        let decoded = plan::decode_request(
-            &self.store,
-            &req.key_id,
-            &req.request_id,
-            &req.payload,
-            req.account.as_deref(),
-        );
-        let verdict = match decoded {
-            Ok(decoded) => self
-                .guard
-                .judge(&req.request_id, &decoded, &req.approvals, false),
-            Err(f) => NodeVerdict::plain(VerdictKind::Deny, &f.code, f.message, self.guard.now()),
-        };
-        let _ = self.frames.send(NodeFrame::Verdict {
-            request_id: req.request_id,
-            verdict,
-        });
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Live>> {
@@ -331,6 +245,10 @@ impl NodeCore {
             tracing::debug!(session = %hex::encode(env.session_id), "envelope for no live session dropped");
             return;
         };
+        if env.seq > MAX_SEQ {
+            tracing::warn!(session = %hex::encode(env.session_id), from = env.from, seq = env.seq, "rejected envelope: sequence number over {MAX_SEQ}");
+            return;
+        }
         if env.payload.len() > live.max_payload {
             tracing::warn!(session = %hex::encode(env.session_id), from = env.from, size = env.payload.len(), limit = live.max_payload, "rejected envelope: payload over this session's limit");
             return;
@@ -448,6 +366,11 @@ impl NodeCore {
     ) -> Result<SessionOutput, SessionFailure> {
         let me = crypto.me() as usize;
         let t0 = std::time::Instant::now();
+        // A node that has not caught up with the coordinator's replay may be missing a freeze,
+        // a veto or its own ledger entries: it signs nothing yet.
+        if matches!(start.kind, proto::wire::SessionKind::Sign { .. }) {
+            self.check_synced()?;
+        }
         let plan = Plan::prepare(&self.store, &start, me as u16, &self.guard, self.presig_cap)?;
         let prepared = t0.elapsed();
         let ctx = plan.context_hash(&start);
@@ -556,13 +479,27 @@ impl NodeCore {
         let n = start.parties.len() as u16;
         let mut joins: HashMap<u16, Vec<u8>> = HashMap::new();
         let mut early = Vec::new();
+        let mut dropped = 0usize;
         let deadline = tokio::time::Instant::now() + self.timeouts.join;
         while joins.len() < (n - 1) as usize {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(m)) if m.seq == 0 && m.broadcast => {
                     joins.insert(m.from, m.bytes);
                 }
-                Ok(Some(m)) => early.push(m),
+                Ok(Some(m)) if early.len() < MAX_EARLY => early.push(m),
+                Ok(Some(m)) => {
+                    dropped += 1;
+                    if dropped == 1 {
+                        tracing::warn!(
+                            from = start
+                                .parties
+                                .get(usize::from(m.from))
+                                .map(String::as_str)
+                                .unwrap_or("?"),
+                            "more than {MAX_EARLY} messages before every join; dropping the rest"
+                        );
+                    }
+                }
                 Ok(None) => return Err(fail("session.aborted", "session aborted while joining")),
                 Err(_) => {
                     let missing: Vec<String> = (0..n)

@@ -23,6 +23,9 @@ const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 
 const VERIFIER: &[u8] = b"custody passphrase verifier v1";
 
+/// `meta` key set once the time indexes are built (see [`crate::prune::index`]).
+const INDEX_MARK: &str = "time_index_v1";
+
 /// File name of the store inside the data directory.
 pub const DB_FILE: &str = "node.redb";
 
@@ -136,6 +139,7 @@ impl Store {
             meta.insert("salt", salt.as_slice())?;
             meta.insert("kdf", params_json.as_slice())?;
             meta.insert("verifier", verifier.as_slice())?;
+            meta.insert(INDEX_MARK, b"1".as_slice())?;
             tx.open_table(SEALED)?;
             tx.open_table(KEYS)?;
             tx.open_table(SESSIONS)?;
@@ -179,12 +183,14 @@ impl Store {
         let tx = db.begin_write()?;
         tx.open_table(STATE)?;
         tx.commit()?;
-        Ok(Self {
+        let store = Self {
             db,
             seal,
             node_id,
             path,
-        })
+        };
+        store.build_indexes(crate::session::unix_now())?;
+        Ok(store)
     }
 
     /// The node id recorded at init.
@@ -398,12 +404,7 @@ impl Store {
         let tx = self.db.begin_write()?;
         {
             let mut t = tx.open_table(STATE)?;
-            for (k, v) in items {
-                match v {
-                    Some(v) => t.insert(k.as_str(), v.as_slice())?,
-                    None => t.remove(k.as_str())?,
-                };
-            }
+            crate::prune::index::write_indexed(&mut t, items)?;
             let mut t = tx.open_table(SEALED)?;
             if let Some((name, bytes)) = &sealed {
                 t.insert(*name, bytes.as_slice())?;
@@ -492,6 +493,141 @@ impl Store {
         })
     }
 
+    /// Up to `limit` state entries whose key starts with `prefix`, from key `start` on, in key
+    /// order, values unparsed.
+    pub fn state_raw_from(
+        &self,
+        prefix: &str,
+        start: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(STATE)?;
+        let mut out = Vec::new();
+        for item in table.range(start.max(prefix)..)? {
+            let (k, v) = item?;
+            let k = k.value();
+            if !k.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((k.to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Several state values read in one transaction (`None` where absent).
+    pub fn state_get_many<T: serde::de::DeserializeOwned>(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<T>>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(STATE)?;
+        keys.iter()
+            .map(|k| match table.get(k.as_str())? {
+                None => Ok(None),
+                Some(v) => serde_json::from_slice(v.value())
+                    .map(Some)
+                    .map_err(|_| StoreError::Corrupt(format!("state/{k}"))),
+            })
+            .collect()
+    }
+
+    /// Forgets requests in one durable transaction: for each `(request id, latest activity,
+    /// state keys)`, deletes the keys (keeping the indexes in step) and the request's binding,
+    /// unless the request's activity changed since the keys were collected (it is kept then).
+    /// Returns the requests forgotten.
+    pub fn forget(&self, requests: &[(String, u64, Vec<String>)]) -> Result<usize, StoreError> {
+        use crate::prune::index;
+        let tx = self.db.begin_write()?;
+        let mut forgotten = 0;
+        {
+            let mut t = tx.open_table(STATE)?;
+            let mut bound = tx.open_table(REQUESTS)?;
+            for (rid, at, keys) in requests {
+                let last = index::read_state(&t, &format!("{}{rid}", index::REQ_LAST))?
+                    .and_then(|b| serde_json::from_slice::<u64>(&b).ok());
+                if last.is_some_and(|l| l != *at) {
+                    continue;
+                }
+                let items: Vec<(String, Option<Vec<u8>>)> =
+                    keys.iter().map(|k| (k.clone(), None)).collect();
+                index::write_indexed(&mut t, &items)?;
+                bound.remove(rid.as_str())?;
+                forgotten += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(forgotten)
+    }
+
+    /// Records and bytes (keys plus values) in every table: what the store holds, apart from
+    /// redb's own overhead and free pages (for measuring growth).
+    pub fn usage(&self) -> Result<Usage, StoreError> {
+        let tx = self.db.begin_read()?;
+        let mut u = Usage::default();
+        for t in [META, SEALED, KEYS, REQUESTS, STATE] {
+            for (k, v) in dump(&tx, t, |k, v| (k.len(), v.len()))? {
+                u.records += 1;
+                u.bytes += (k + v) as u64;
+            }
+        }
+        for (k, _) in dump(&tx, SESSIONS, |k, v| (k.len(), v))? {
+            u.records += 1;
+            u.bytes += k as u64 + 8;
+        }
+        Ok(u)
+    }
+
+    /// Whether a request id is bound (see [`Self::bind_request`]).
+    pub fn request_bound(&self, request_id: &str) -> Result<bool, StoreError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(REQUESTS)?.get(request_id)?.is_some())
+    }
+
+    /// Builds the time indexes of a store written before they existed (once; marked in `meta`).
+    /// A request binding with no dated record counts as active at `now`.
+    fn build_indexes(&self, now: u64) -> Result<(), StoreError> {
+        use crate::prune::index;
+        {
+            let tx = self.db.begin_read()?;
+            if tx.open_table(META)?.get(INDEX_MARK)?.is_some() {
+                return Ok(());
+            }
+        }
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(STATE)?;
+            let mut subjects = Vec::new();
+            for item in t.iter()? {
+                let (k, _) = item?;
+                subjects.extend(index::subject(k.value()));
+            }
+            subjects.sort();
+            subjects.dedup();
+            for s in &subjects {
+                let d = index::derive(s, |k| index::read_state(&t, k))?;
+                if let Some(k) = &d.index {
+                    t.insert(k.as_str(), index::MARK)?;
+                }
+                if let Some((rid, at)) = d.activity {
+                    index::touch(&mut t, &rid, at)?;
+                }
+            }
+            let mut bound = Vec::new();
+            for item in tx.open_table(REQUESTS)?.iter()? {
+                bound.push(item?.0.value().to_string());
+            }
+            for rid in bound {
+                if index::read_state(&t, &format!("{}{rid}", index::REQ_LAST))?.is_none() {
+                    index::touch(&mut t, &rid, now)?;
+                }
+            }
+            tx.open_table(META)?.insert(INDEX_MARK, b"1".as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Maps every state entry whose key starts with `prefix`, in key order.
     fn state_range<T>(
         &self,
@@ -511,6 +647,15 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// What a store holds (see [`Store::usage`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Records in all tables.
+    pub records: u64,
+    /// Bytes of their keys and values.
+    pub bytes: u64,
 }
 
 /// The values already bound to the two keys of [`Store::state_bind_pair`], when one differs.
@@ -626,8 +771,11 @@ impl Store {
             for (k, v) in &snap.state {
                 t.insert(k.as_str(), v.as_slice())?;
             }
+            // A backup from before the time indexes has none: rebuild them.
+            tx.open_table(META)?.remove(INDEX_MARK)?;
         }
         tx.commit()?;
+        store.build_indexes(crate::session::unix_now())?;
         Ok(store)
     }
 }

@@ -113,7 +113,7 @@ pub fn raw_https_trickle(
 ) -> anyhow::Result<String> {
     use std::io::{Read, Write};
     let mut roots = rustls::RootCertStore::empty();
-    for c in proto::tls::load_certs(ca)? {
+    for c in runtime::tls::load_certs(ca)? {
         roots.add(c)?;
     }
     let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(

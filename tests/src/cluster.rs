@@ -88,11 +88,21 @@ impl Layout {
     pub fn ensure(&self, primes: PrimeSource) -> anyhow::Result<()> {
         std::fs::create_dir_all(self.dir.join("logs"))?;
         pki::ensure_pki(&self.dir.join("pki"), &self.nodes, &self.coordinator_host)?;
+        self.init_nodes(self.nodes.len(), primes)?;
+        self.write_roster()?;
+        crate::governance::Governance::at(&self.dir).ensure()?;
+        self.write_configs()
+    }
+
+    /// Initialises the first `count` nodes that are not initialised yet (`signer-node init`).
+    /// The devnet test seeds some nodes with TEST-ONLY primes before running the devnet, which
+    /// keeps a node it finds initialised.
+    pub fn init_nodes(&self, count: usize, primes: PrimeSource) -> anyhow::Result<()> {
         let fixtures = match primes {
             PrimeSource::TestFixture => Some(crate::test_primes()?),
             PrimeSource::Fresh => None,
         };
-        for (k, id) in self.nodes.iter().enumerate() {
+        for (k, id) in self.nodes.iter().enumerate().take(count) {
             let nd = self.node_dir(id);
             let pass = nd.join("passphrase");
             if nd.join(signer_node::store::DB_FILE).exists() {
@@ -127,9 +137,7 @@ impl Layout {
                 }
             }
         }
-        self.write_roster()?;
-        crate::governance::Governance::at(&self.dir).ensure()?;
-        self.write_configs()
+        Ok(())
     }
 
     fn write_roster(&self) -> anyhow::Result<()> {
@@ -304,11 +312,38 @@ impl Cluster {
         }
     }
 
-    /// Starts node `i` and waits until every node is connected.
+    /// Starts node `i` and waits until every node is connected and node `i` has caught up with
+    /// the coordinator's replay (it signs nothing before: `node.syncing`).
     pub fn start_node_and_wait(&mut self, i: usize) -> anyhow::Result<()> {
         self.start_node(i)?;
         let all = self.layout.nodes.clone();
-        self.wait_connected(&all, Duration::from_secs(30))
+        self.wait_connected(&all, Duration::from_secs(30))?;
+        self.wait_synced(i, Duration::from_secs(30))
+    }
+
+    /// Waits until node `i`'s `/readyz` says it has caught up (`checks.sync` is `ok`); a node
+    /// without a health port is not waited for.
+    pub fn wait_synced(&self, i: usize, timeout: Duration) -> anyhow::Result<()> {
+        let Ok(url) = self.node_health_url(i) else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            let body: Option<serde_json::Value> = reqwest::blocking::get(format!("{url}/readyz"))
+                .ok()
+                .and_then(|r| r.json().ok());
+            let sync = body.as_ref().map(|b| b["checks"]["sync"].clone());
+            if sync.as_ref().and_then(|s| s.as_str()) == Some("ok") {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "node {} did not catch up with the coordinator: {sync:?}",
+                    i + 1
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Kills node `i` (SIGKILL), starts it again and waits until every node is connected.
@@ -395,12 +430,19 @@ impl Cluster {
         Ok(serde_json::from_value(v["connected"].clone())?)
     }
 
-    /// Waits until every id in `ids` is connected.
+    /// Waits until every id in `ids` is connected and has caught up with the coordinator's
+    /// replay (its `/readyz` shows `sync: ok`), so that it can sign.
     pub fn wait_connected(&self, ids: &[String], timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             let c = self.connected().unwrap_or_default();
             if ids.iter().all(|i| c.contains(i)) {
+                for id in ids {
+                    if let Some(i) = self.layout.nodes.iter().position(|n| n == id) {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        self.wait_synced(i, left.max(Duration::from_secs(1)))?;
+                    }
+                }
                 return Ok(());
             }
             if Instant::now() > deadline {

@@ -49,7 +49,7 @@ pub fn ensure_pki(dir: &Path, nodes: &[String], coordinator_host: &str) -> anyho
     )?;
     for n in nodes {
         leaf(
-            vec![proto::tls::node_cert_name(n)],
+            vec![runtime::tls::node_cert_name(n)],
             ExtendedKeyUsagePurpose::ClientAuth,
             n,
         )?;

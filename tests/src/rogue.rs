@@ -36,6 +36,11 @@ struct Relay {
     verdicts: Arc<Mutex<Vec<(String, String, proto::authz::NodeVerdict)>>>,
     /// Every ledger entry the nodes sent, as sent.
     ledger: Arc<Mutex<Vec<proto::authz::LedgerEntry>>>,
+    /// The replay mark sent after `Welcome` (nodes sign nothing before one); `None` withholds
+    /// it. An empty mark by default, as an honest coordinator with no state would send.
+    mark: Arc<Mutex<Option<wire::SyncMark>>>,
+    /// Per-node overrides of `mark`.
+    marks: Arc<Mutex<HashMap<String, Option<wire::SyncMark>>>>,
 }
 
 /// The rogue coordinator; it runs on its own runtime until dropped.
@@ -59,7 +64,7 @@ impl Rogue {
             .worker_threads(2)
             .enable_all()
             .build()?;
-        let tls = Arc::new(proto::tls::node_server_config(
+        let tls = Arc::new(runtime::tls::node_server_config(
             &pki.join("ca.pem"),
             &pki.join("coordinator.pem"),
             &pki.join("coordinator.key"),
@@ -68,6 +73,7 @@ impl Rogue {
         let port = listener.local_addr()?.port();
         let links: Links = Arc::default();
         let relay = Relay::default();
+        *lock(&relay.mark) = Some(wire::SyncMark::default());
         let (tx, rx) = mpsc::unbounded_channel();
         let (l2, r2) = (links.clone(), relay.clone());
         rt.spawn(async move {
@@ -89,13 +95,37 @@ impl Rogue {
         })
     }
 
-    /// Waits until every node in `ids` is connected.
+    /// Sets the replay mark sent to nodes that connect from now on (`None`: withheld).
+    pub fn set_mark(&self, mark: Option<wire::SyncMark>) {
+        *lock(&self.relay.mark) = mark;
+    }
+
+    /// Sets the replay mark sent to `node` when it connects from now on (`None`: withheld).
+    pub fn set_mark_for(&self, node: &str, mark: Option<wire::SyncMark>) {
+        lock(&self.relay.marks).insert(node.to_string(), mark);
+    }
+
+    /// Waits until every node in `ids` is connected and has reported the status of its
+    /// current link: ready to sign (it processed the replay mark), or, for a node whose mark
+    /// is withheld, any status.
     pub fn wait_nodes(&self, ids: &[&str], timeout: Duration) -> anyhow::Result<()> {
         let deadline = std::time::Instant::now() + timeout;
-        while !ids.iter().all(|i| lock(&self.links).contains_key(*i)) {
+        let withheld = |i: &str| {
+            let per_node = lock(&self.relay.marks).get(i).cloned();
+            per_node
+                .unwrap_or_else(|| lock(&self.relay.mark).clone())
+                .is_none()
+        };
+        let up = |i: &str| {
+            lock(&self.links).contains_key(i)
+                && lock(&self.relay.statuses)
+                    .get(i)
+                    .is_some_and(|st| !st.syncing || withheld(i))
+        };
+        while !ids.iter().all(|i| up(i)) {
             anyhow::ensure!(
                 std::time::Instant::now() < deadline,
-                "nodes {ids:?} did not connect"
+                "nodes {ids:?} did not connect and catch up"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -127,6 +157,12 @@ impl Rogue {
     /// entry, so tests can await that instead of sleeping).
     pub fn status(&self, node: &str) -> Option<proto::authz::NodeStatus> {
         lock(&self.relay.statuses).get(node).cloned()
+    }
+
+    /// Forgets `node`'s latest status, so that a test restarting the node can wait for the
+    /// new process's status.
+    pub fn forget_status(&self, node: &str) {
+        lock(&self.relay.statuses).remove(node);
     }
 
     /// Every verdict the nodes sent so far (answers to `CoordFrame::Evaluate`), in arrival
@@ -198,20 +234,29 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let tls = acceptor.accept(tcp).await?;
     let (mut rd, mut wr) = tokio::io::split(tls);
-    let NodeFrame::Hello { node_id, .. } = wire::read_frame(&mut rd).await? else {
+    let NodeFrame::Hello { node_id, .. } = runtime::frame::read_frame(&mut rd).await? else {
         anyhow::bail!("no hello");
     };
-    wire::write_frame(&mut wr, &CoordFrame::Welcome).await?;
+    runtime::frame::write_frame(&mut wr, &CoordFrame::Welcome).await?;
+    // A status from an earlier link says nothing about this one.
+    lock(&relay.statuses).remove(&node_id);
+    let mark = lock(&relay.marks)
+        .get(&node_id)
+        .cloned()
+        .unwrap_or_else(|| lock(&relay.mark).clone());
+    if let Some(mark) = mark {
+        runtime::frame::write_frame(&mut wr, &CoordFrame::Synced(mark)).await?;
+    }
     let (tx, mut rx) = mpsc::unbounded_channel();
     lock(&links).insert(node_id.clone(), tx.clone());
     tokio::spawn(async move {
         while let Some(f) = rx.recv().await {
-            if wire::write_frame(&mut wr, &f).await.is_err() {
+            if runtime::frame::write_frame(&mut wr, &f).await.is_err() {
                 break;
             }
         }
     });
-    let result = read_loop(&mut rd, &node_id, &links, &relay, &reports).await;
+    let result = read_loop(&mut rd, (&node_id, &tx), &links, &relay, &reports).await;
     // The link is gone: forget it (unless the node has reconnected meanwhile).
     let mut l = lock(&links);
     if l.get(&node_id).is_some_and(|t| t.same_channel(&tx)) {
@@ -223,14 +268,14 @@ async fn serve(
 
 async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
     rd: &mut R,
-    node_id: &str,
+    (node_id, link): (&str, &mpsc::UnboundedSender<CoordFrame>),
     links: &Links,
     relay: &Relay,
     reports: &mpsc::UnboundedSender<Report>,
 ) -> anyhow::Result<()> {
     let node_id = node_id.to_string();
     loop {
-        match wire::read_frame::<_, NodeFrame>(rd).await? {
+        match runtime::frame::read_frame::<_, NodeFrame>(rd).await? {
             NodeFrame::Envelope(env) => {
                 lock(&relay.captured).push(env.clone());
                 let out = match lock(&relay.tamper).as_ref() {
@@ -255,8 +300,27 @@ async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
                     }
                 }
             }
+            // Only the current link's statuses count (a killed process's last words do not).
             NodeFrame::Status(st) => {
-                lock(&relay.statuses).insert(node_id.clone(), st);
+                let current = lock(links)
+                    .get(&node_id)
+                    .is_some_and(|t| t.same_channel(link));
+                if current {
+                    lock(&relay.statuses).insert(node_id.clone(), st);
+                }
+            }
+            // Answered from the entries seen, as an honest coordinator would.
+            NodeFrame::LedgerWant(heads) => {
+                let held: Vec<_> = lock(&relay.ledger)
+                    .iter()
+                    .filter(|e| e.seq > heads.get(&e.origin).copied().unwrap_or(0))
+                    .cloned()
+                    .collect();
+                if let Some(l) = lock(links).get(&node_id) {
+                    for e in held {
+                        let _ = l.send(CoordFrame::Ledger(e));
+                    }
+                }
             }
             NodeFrame::Verdict {
                 request_id,

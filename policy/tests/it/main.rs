@@ -2,8 +2,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bundle;
-mod cli;
 mod example;
 mod props;
 mod review;
-mod snapshot;

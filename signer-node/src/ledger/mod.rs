@@ -18,7 +18,12 @@
 //! one liar's expired claim never silences another node's), `ledger_at/<origin>/<seq:020>` this node's clock for an entry dated in
 //! its future, `ledger_req/<request>/<origin>` (one own entry per request),
 //! `ledger_pay/<request>\0/<payload>` the payloads seen signed under a request id, `hist/<request>`
-//! this node's own reservations, `conflict/<request>` a request id bound to two payloads.
+//! this node's own reservations, `conflict/<request>` a request id bound to two payloads,
+//! `presig_spent/<id>` what a presignature signed (see [`spent`]).
+//!
+//! An entry is recorded per request for an online signature, and per *presignature
+//! consumption* (one per request part) for partials: the presignature id in the entry anchors
+//! the consumption outside this node's own store.
 
 use std::collections::BTreeMap;
 
@@ -30,12 +35,15 @@ use proto::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    identity::{NodeIdentity, Roster},
+    identity::Roster,
     store::{json_bytes, Store, StoreError},
 };
 
 mod history;
-pub use history::history;
+mod own;
+pub mod spent;
+pub use history::{history, history_since};
+pub use own::{record_own, OwnEntry};
 
 /// A peer's entry dated more than this ahead of this node's clock counts from when it arrived.
 pub const MAX_FUTURE_SECS: u64 = 300;
@@ -113,6 +121,16 @@ pub enum Finding {
         /// Its sequence number.
         seq: u64,
     },
+    /// The entry consumed a presignature the ledger already records as consumed for another
+    /// request, payload or part: its origin issued two partials from one presignature.
+    PresigReuse {
+        /// Who signed it.
+        origin: String,
+        /// The presignature, hex.
+        presig: String,
+        /// The request it was first recorded for.
+        first: String,
+    },
 }
 
 impl Finding {
@@ -147,6 +165,17 @@ impl Finding {
                 origin,
                 "ledger.impossible_seq",
                 format!("entry {origin}/{seq} is far beyond the held head; refused"),
+            ),
+            Finding::PresigReuse {
+                origin,
+                presig,
+                first,
+            } => (
+                origin,
+                "presig.reuse",
+                format!(
+                    "`{origin}` recorded presignature {presig} for a second message (first: `{first}`)"
+                ),
             ),
         }
     }
@@ -305,51 +334,6 @@ pub fn note_seen(
     Ok(Claim::Behind)
 }
 
-/// Records this node's own entry for a signed request, once per request.
-#[allow(clippy::too_many_arguments)]
-pub fn record_own(
-    store: &Store,
-    identity: &NodeIdentity,
-    request_id: &str,
-    key_id: &str,
-    (moves, payload_hash): (Vec<LedgerMove>, Option<[u8; 32]>),
-    now: u64,
-    also: Vec<(String, Option<Vec<u8>>)>,
-    consume: &[String],
-) -> Result<Option<LedgerEntry>, StoreError> {
-    let me = identity.node_id.as_str();
-    let marker = format!("ledger_req/{request_id}/{me}");
-    if store.state_get::<u64>(&marker)?.is_some() {
-        store.commit_consuming(&also, consume)?;
-        return Ok(None);
-    }
-    let head_key = format!("ledger_head/{me}");
-    let seq = read_u64(store, &head_key)? + 1;
-    let mut entry = LedgerEntry {
-        origin: me.to_string(),
-        seq,
-        request_id: request_id.to_string(),
-        key_id: key_id.to_string(),
-        signed_at: now,
-        moves,
-        payload_hash,
-        signature: [0; 64],
-    };
-    entry.signature = identity.sign(&entry.signed_bytes());
-    let mut items = vec![
-        (entry_key(me, seq), Some(json_bytes(&entry)?)),
-        (head_key, Some(json_bytes(&seq)?)),
-        (format!("ledger_seen/{me}"), Some(json_bytes(&seq)?)),
-        (marker, Some(json_bytes(&seq)?)),
-    ];
-    if let Some(p) = &payload_hash {
-        items.push((pay_key(request_id, p), Some(json_bytes(&me)?)));
-    }
-    items.extend(also);
-    store.commit_consuming(&items, consume)?;
-    Ok(Some(entry))
-}
-
 /// What [`check`] found.
 #[derive(Debug, serde::Serialize)]
 pub struct LedgerCheck {
@@ -373,7 +357,14 @@ pub fn check(store: &Store, roster: &Roster, me: &str) -> Result<LedgerCheck, St
             .get(origin)
             .ok_or_else(|| format!("ledger origin `{origin}` is not in the roster"))?;
         let key = VerifyingKey::from_bytes(peer.sign.as_bytes()).map_err(|e| e.to_string())?;
-        for seq in 1..=*head {
+        // Entries at or below the floor were forgotten by pruning (see `crate::prune`).
+        let floor = crate::prune::floor(store, origin).map_err(se)?;
+        if floor > *head {
+            return Err(format!(
+                "ledger {origin} forgotten up to {floor}, above head {head}"
+            ));
+        }
+        for seq in floor + 1..=*head {
             let e: LedgerEntry = store
                 .state_get(&entry_key(origin, seq))
                 .map_err(se)?
@@ -389,10 +380,16 @@ pub fn check(store: &Store, roster: &Roster, me: &str) -> Result<LedgerCheck, St
     }
     let markers = store.state_scan::<u64>("ledger_req/").map_err(se)?;
     let mut own = std::collections::BTreeSet::new();
+    let own_floor = crate::prune::floor(store, me).map_err(se)?;
     for (k, seq) in &markers {
         let Some(rid) = k["ledger_req/".len()..].strip_suffix(&format!("/{me}")) else {
             continue;
         };
+        if *seq <= own_floor {
+            // Its entry was forgotten; the marker goes with its request.
+            own.insert(rid.to_string());
+            continue;
+        }
         let e: Option<LedgerEntry> = store.state_get(&entry_key(me, *seq)).map_err(se)?;
         if e.map(|e| e.request_id) != Some(rid.to_string()) {
             return Err(format!(
@@ -430,11 +427,15 @@ pub enum Received {
     Refused,
 }
 
-/// Verifies and stores another node's entry, then advances the origin's contiguous head.
-/// Returns what the entry revealed about its origin besides.
+/// Verifies and stores an entry (another node's, or this node's own — `me` — replayed by the
+/// coordinator after a rollback), then advances the origin's contiguous head. Returns what the
+/// entry revealed about its origin besides. An own entry also restores the request marker, so
+/// [`record_own`] continues after it and never reuses a sequence number; an entry's
+/// presignature is indexed in `presig_spent/` either way.
 pub fn receive(
     store: &Store,
     roster: &Roster,
+    me: &str,
     entry: &LedgerEntry,
     now: u64,
 ) -> Result<(Received, Vec<Finding>), String> {
@@ -458,7 +459,17 @@ pub fn receive(
     if entry.seq == 0 {
         return Err("ledger entry with sequence 0".into());
     }
+    if !proto::api::valid_request_id(&entry.request_id) {
+        return Err(format!(
+            "ledger entry {}/{} names an invalid request id",
+            entry.origin, entry.seq
+        ));
+    }
     let se = |e: StoreError| e.to_string();
+    // Pruned already: no window reaches it any more.
+    if entry.seq <= crate::prune::floor(store, &entry.origin).map_err(se)? {
+        return Ok((Received::Duplicate, vec![]));
+    }
     let k = entry_key(&entry.origin, entry.seq);
     if let Some(held) = store.state_get::<LedgerEntry>(&k).map_err(se)? {
         if held != *entry {
@@ -467,6 +478,10 @@ pub fn receive(
                 entry.origin, entry.seq
             ));
         }
+        // A crash between an older version's two writes (entry, then head) could leave the
+        // head below entries it holds: repair it here, or the node would wait for ever for
+        // entries it has (the coordinator resends them as duplicates).
+        repair_head(store, &entry.origin).map_err(se)?;
         return Ok((Received::Duplicate, vec![]));
     }
     let origin = entry.origin.clone();
@@ -532,16 +547,33 @@ pub fn receive(
             items.push((pk, Some(json_bytes(&origin).map_err(se)?)));
         }
     }
-    store.state_write(&items).map_err(se)?;
+    match spent::index(store, entry).map_err(se)? {
+        spent::Index::New(item) => items.push(item),
+        spent::Index::Conflict(first) => findings.push(Finding::PresigReuse {
+            origin: origin.clone(),
+            presig: entry.presig.map(hex::encode).unwrap_or_default(),
+            first: first.request_id,
+        }),
+        spent::Index::None | spent::Index::Known => {}
+    }
+    if origin == me {
+        let marker = format!("ledger_req/{}/{me}", entry.request_id);
+        if read_u64(store, &marker).map_err(se)? < entry.seq {
+            items.push((marker, Some(json_bytes(&entry.seq).map_err(se)?)));
+        }
+    }
     note_seen(store, &origin, entry.seq, &origin, now).map_err(se)?;
-    while store
-        .state_get::<LedgerEntry>(&entry_key(&origin, head + 1))
-        .map_err(se)?
-        .is_some()
+    // The entry and the head it advances are written in one transaction: a crash between
+    // them would leave a head below entries the node holds.
+    while head + 1 == entry.seq
+        || store
+            .state_get::<LedgerEntry>(&entry_key(&origin, head + 1))
+            .map_err(se)?
+            .is_some()
     {
         head += 1;
     }
-    let mut items = vec![(head_key, Some(json_bytes(&head).map_err(se)?))];
+    items.push((head_key, Some(json_bytes(&head).map_err(se)?)));
     for (k, claim) in store
         .state_scan::<GapClaim>(&claim_prefix(&origin))
         .map_err(se)?
@@ -553,6 +585,30 @@ pub fn receive(
     }
     store.state_write(&items).map_err(se)?;
     Ok((Received::Stored, findings))
+}
+
+/// Advances `origin`'s contiguous head over entries already held above it; writes it only if
+/// it moved.
+fn repair_head(store: &Store, origin: &str) -> Result<(), StoreError> {
+    let head_key = format!("ledger_head/{origin}");
+    let held = read_u64(store, &head_key)?;
+    let mut head = held;
+    while store
+        .state_get::<LedgerEntry>(&entry_key(origin, head + 1))?
+        .is_some()
+    {
+        head += 1;
+    }
+    if head > held {
+        tracing::warn!(
+            origin,
+            from = held,
+            to = head,
+            "ledger head repaired over held entries"
+        );
+        store.state_write(&[(head_key, Some(json_bytes(&head)?))])?;
+    }
+    Ok(())
 }
 
 /// Movements in a canonical order, so that two lists of the same movements compare equal.
@@ -594,213 +650,4 @@ pub fn entries_after(
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-    use super::*;
-    use proto::intent::{Asset, ChainRef};
-
-    const NOW: u64 = 1_800_000_000;
-
-    fn mv(amount: u128) -> LedgerMove {
-        LedgerMove {
-            account: None,
-            chain: ChainRef::Ethereum { chain_id: 1 },
-            asset: Asset::Native,
-            destination: "0xdd".into(),
-            amount,
-        }
-    }
-
-    struct Peers {
-        rogue: NodeIdentity,
-        honest: NodeIdentity,
-        roster: Roster,
-    }
-
-    fn peers() -> Peers {
-        let rogue = NodeIdentity::generate("rogue");
-        let honest = NodeIdentity::generate("honest");
-        let roster = Roster::from_identities(&[rogue.public(), honest.public()]).unwrap();
-        Peers {
-            rogue,
-            honest,
-            roster,
-        }
-    }
-
-    fn entry(
-        by: &NodeIdentity,
-        seq: u64,
-        rid: &str,
-        at: u64,
-        moves: Vec<LedgerMove>,
-        payload: u8,
-    ) -> LedgerEntry {
-        let mut e = LedgerEntry {
-            origin: by.node_id.clone(),
-            seq,
-            request_id: rid.into(),
-            key_id: "k".into(),
-            signed_at: at,
-            moves,
-            payload_hash: Some([payload; 32]),
-            signature: [0; 64],
-        };
-        e.signature = by.sign(&e.signed_bytes());
-        e
-    }
-
-    fn counted(store: &Store) -> Vec<(u128, u64)> {
-        let mut v: Vec<(u128, u64)> = history(store, ("none", None))
-            .unwrap()
-            .into_iter()
-            .map(|h| (h.amount, h.signed_at))
-            .collect();
-        v.sort();
-        v
-    }
-
-    fn reservation(at: u64, amount: u128, payload: u8) -> Reservation {
-        Reservation {
-            key_id: "k".into(),
-            at,
-            moves: vec![mv(amount)],
-            payload_hash: Some([payload; 32]),
-        }
-    }
-
-    /// Finding "one rogue node can switch off velocity": a peer's entry dated 0 with no
-    /// movements, for a request this node reserved, changes nothing this node counts, and the
-    /// peer is reported.
-    #[test]
-    fn forged_ledger_entries_never_weaken_own_reservations() {
-        let (store, _dir) = crate::store::test_store("ledger-own");
-        let p = peers();
-        reserve(&store, "r1", &reservation(NOW, 50, 1), vec![]).unwrap();
-        assert_eq!(counted(&store), vec![(50, NOW)]);
-        let forged = entry(&p.rogue, 1, "r1", 0, vec![], 1);
-        let (got, findings) = receive(&store, &p.roster, &forged, NOW).unwrap();
-        assert_eq!(got, Received::Stored);
-        assert_eq!(
-            findings,
-            vec![Finding::Contradicts {
-                origin: "rogue".into(),
-                request_id: "r1".into()
-            }]
-        );
-        assert_eq!(counted(&store), vec![(50, NOW)], "own reservation decides");
-    }
-
-    /// Without an own reservation, a liar's variant is counted beside the honest one, at the
-    /// latest time given: its `signed_at: 0` or empty movements take nothing away.
-    #[test]
-    fn forged_ledger_entries_never_weaken_peer_entries() {
-        let (store, _dir) = crate::store::test_store("ledger-peer");
-        let p = peers();
-        let honest = entry(&p.honest, 1, "r2", NOW - 10, vec![mv(70)], 2);
-        let forged_time = entry(&p.rogue, 1, "r2", 0, vec![mv(70)], 2);
-        let forged_moves = entry(&p.rogue, 2, "r2", NOW - 10, vec![], 2);
-        for e in [&forged_time, &forged_moves, &honest] {
-            receive(&store, &p.roster, e, NOW).unwrap();
-        }
-        assert_eq!(counted(&store), vec![(70, NOW - 10)]);
-    }
-
-    /// An entry dated in the receiver's future counts from its arrival, and is reported.
-    #[test]
-    fn ledger_entry_from_the_future_counts_from_arrival() {
-        let (store, _dir) = crate::store::test_store("ledger-future");
-        let p = peers();
-        let e = entry(&p.rogue, 1, "r3", u64::MAX, vec![mv(5)], 3);
-        let (_, findings) = receive(&store, &p.roster, &e, NOW).unwrap();
-        assert!(
-            matches!(findings[..], [Finding::FutureTime { .. }]),
-            "{findings:?}"
-        );
-        assert_eq!(counted(&store), vec![(5, NOW)]);
-    }
-
-    /// Finding "one approval, many payouts": one request id signed for two payloads counts
-    /// twice and is a conflict this node learns of.
-    #[test]
-    fn one_request_id_two_payloads_counts_twice_and_conflicts() {
-        let (store, _dir) = crate::store::test_store("ledger-payload");
-        let p = peers();
-        reserve(&store, "r4", &reservation(NOW, 40, 4), vec![]).unwrap();
-        let other = entry(&p.honest, 1, "r4", NOW, vec![mv(40)], 5);
-        let (_, findings) = receive(&store, &p.roster, &other, NOW).unwrap();
-        assert_eq!(
-            findings,
-            vec![Finding::PayloadConflict {
-                origin: "honest".into(),
-                request_id: "r4".into()
-            }]
-        );
-        assert_eq!(counted(&store), vec![(40, NOW), (40, NOW)]);
-        assert!(store
-            .state_get::<String>(&conflict_key("r4"))
-            .unwrap()
-            .is_some());
-        // Evaluating r4 itself excludes only its own payload.
-        let h = history(&store, ("r4", Some(&[4; 32]))).unwrap();
-        assert_eq!(h.len(), 1);
-    }
-
-    /// A huge sequence number or head claim is refused, and a gap nobody fills stops
-    /// deferring after the timeout instead of for ever.
-    #[test]
-    fn impossible_heads_are_refused_and_gaps_expire() {
-        let (store, _dir) = crate::store::test_store("ledger-gaps");
-        let p = peers();
-        let huge = entry(&p.rogue, u64::MAX, "r5", NOW, vec![], 6);
-        let (got, findings) = receive(&store, &p.roster, &huge, NOW).unwrap();
-        assert_eq!(got, Received::Refused);
-        assert!(matches!(findings[..], [Finding::ImpossibleSeq { .. }]));
-        assert_eq!(
-            note_seen(&store, "honest", u64::MAX, "rogue", NOW).unwrap(),
-            Claim::Impossible
-        );
-        assert!(gaps(&store).unwrap().is_empty());
-        // A plausible but false claim opens a gap that expires.
-        assert_eq!(
-            note_seen(&store, "honest", 3, "rogue", NOW).unwrap(),
-            Claim::Behind
-        );
-        let open = gaps_at(&store, NOW + 10, 60).unwrap();
-        assert_eq!(open.open, vec!["honest".to_string()]);
-        let later = gaps_at(&store, NOW + 61, 60).unwrap();
-        assert!(later.open.is_empty());
-        assert_eq!(later.expired[0].1, "rogue");
-        // The liar cannot restart its clock with a higher claim...
-        note_seen(&store, "honest", 4, "rogue", NOW + 62).unwrap();
-        assert!(gaps_at(&store, NOW + 62, 60).unwrap().open.is_empty());
-        // ...and its expired claim does not silence another node's fresh one.
-        note_seen(&store, "honest", 2, "other", NOW + 62).unwrap();
-        assert_eq!(
-            gaps_at(&store, NOW + 62, 60).unwrap().open,
-            vec!["honest".to_string()]
-        );
-        // Filling the gap closes every claim it satisfies.
-        for seq in 1..=4 {
-            let e = entry(&p.honest, seq, &format!("f{seq}"), NOW, vec![], 7);
-            receive(&store, &p.roster, &e, NOW).unwrap();
-        }
-        assert!(gaps(&store).unwrap().is_empty());
-        assert!(store.state_keys("ledger_claim/honest/").unwrap().is_empty());
-    }
-
-    /// Entries recorded before payload binding (v1) still verify.
-    #[test]
-    fn v1_entries_still_verify() {
-        let (store, _dir) = crate::store::test_store("ledger-v1");
-        let p = peers();
-        let mut e = entry(&p.honest, 1, "old", NOW, vec![mv(1)], 0);
-        e.payload_hash = None;
-        e.signature = p.honest.sign(&e.signed_bytes());
-        assert_eq!(
-            receive(&store, &p.roster, &e, NOW).unwrap().0,
-            Received::Stored
-        );
-        assert!(e.signed_bytes().starts_with(b"custody/ledger/v1\0"));
-    }
-}
+mod tests;

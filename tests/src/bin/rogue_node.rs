@@ -66,13 +66,21 @@ fn main() -> anyhow::Result<()> {
         false => Mode::Partial,
     };
     let hook: signer_node::mpc::OutgoingHook = Arc::new(move |b: &mut Vec<u8>| tamper(mode, b));
-    rt.block_on(signer_node::run_with_hook(
-        cfg,
-        pass,
-        None,
-        signer_node::cli::shutdown_signal(),
-        Some(hook),
-    ))?;
+    rt.block_on(async {
+        let health = match &cfg.health_listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+            None => None,
+        };
+        signer_node::run_with_hook(
+            cfg,
+            pass,
+            health,
+            signer_node::cli::shutdown_signal(),
+            Some(hook),
+        )
+        .await?;
+        Ok::<(), anyhow::Error>(())
+    })?;
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(())
 }

@@ -2,26 +2,10 @@
 //! recovery key, then lost, is restored under a new passphrase and signs with the cluster again.
 //! A backup does not open with any other recovery identity.
 
-use std::process::Command;
-
-use crate::common::{exclusive, scratch, Shared};
+use crate::common::{exclusive, ok, scratch, Shared};
 
 fn node_cli(s: &Shared, args: &[&str]) -> std::process::Output {
-    Command::new(&s.cluster.layout.exe)
-        .arg("signer-node")
-        .args(args)
-        .env_remove(signer_node::cli::PASSPHRASE_ENV)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    crate::common::node_cli(&s.cluster.layout.exe, args)
 }
 
 #[test]

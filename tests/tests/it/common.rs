@@ -58,6 +58,18 @@ pub fn exclusive() -> RwLockWriteGuard<'static, Shared> {
     get().write().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Environment variable that runs the fault and load loops at full length (the README's soak
+/// command); without it CI runs shorter versions of the same loops.
+pub const SOAK_ENV: &str = "CUSTODY_SOAK";
+
+/// How many rounds a loop runs: `ci` by default, `soak` when [`SOAK_ENV`] is set.
+pub fn rounds(ci: usize, soak: usize) -> usize {
+    match std::env::var_os(SOAK_ENV) {
+        Some(_) => soak,
+        None => ci,
+    }
+}
+
 /// A fresh request id.
 pub fn rid(tag: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,7 +89,15 @@ pub fn copy_node(s: &mut Shared, i: usize, dst: &std::path::Path) {
     let src = s.cluster.layout.dir.join(&s.cluster.layout.nodes[i]);
     s.cluster.kill_node(i).unwrap();
     std::fs::create_dir_all(dst).unwrap();
-    for f in ["node.redb", "passphrase", "identity.json", "node.toml"] {
+    // The audit log goes with the store: the store anchors the log's head, and a node whose
+    // log is shorter than its anchor refuses to start (`audit.truncated`).
+    for f in [
+        "node.redb",
+        "audit.jsonl",
+        "passphrase",
+        "identity.json",
+        "node.toml",
+    ] {
         std::fs::copy(src.join(f), dst.join(f)).unwrap();
     }
     // The copy runs next to the original: it must not claim the original's health port.
@@ -89,6 +109,26 @@ pub fn copy_node(s: &mut Shared, i: usize, dst: &std::path::Path) {
         .collect();
     std::fs::write(dst.join("node.toml"), cfg).unwrap();
     s.cluster.start_node_and_wait(i).unwrap();
+}
+
+/// Runs `exe signer-node <args>` without the passphrase variable of the test's environment.
+pub fn node_cli(exe: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(exe)
+        .arg("signer-node")
+        .args(args)
+        .env_remove(signer_node::cli::PASSPHRASE_ENV)
+        .output()
+        .unwrap()
+}
+
+/// The trimmed stdout of a command that must have succeeded (else its stderr, as the panic).
+pub fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A scratch directory unique to this test run.

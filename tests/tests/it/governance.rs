@@ -23,7 +23,7 @@ fn gov(s: &Shared) -> Governance {
     Governance::at(&s.cluster.layout.dir)
 }
 
-fn key(s: &Shared, id: &str) -> KeyInfo {
+pub(crate) fn key(s: &Shared, id: &str) -> KeyInfo {
     let (st, v) = s.cluster.api.get(&format!("/v1/keys/{id}")).unwrap();
     assert_eq!(st, 200, "{v}");
     serde_json::from_value(v).unwrap()
@@ -31,7 +31,7 @@ fn key(s: &Shared, id: &str) -> KeyInfo {
 
 /// A native transfer of `wei` on `chain_id` from `key_id`, with a nonce of its own: nodes refuse
 /// one transaction under two request ids (`request.tx_reused`).
-fn transfer(key_id: &str, chain_id: u64, wei: u128) -> Value {
+pub(crate) fn transfer(key_id: &str, chain_id: u64, wei: u128) -> Value {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NONCE: AtomicU64 = AtomicU64::new(1000);
     let nonce = NONCE.fetch_add(1, Ordering::SeqCst);
@@ -39,7 +39,7 @@ fn transfer(key_id: &str, chain_id: u64, wei: u128) -> Value {
         "unsigned_tx": sample::eth_tx_on(chain_id, nonce, [0x5a; 20], wei, vec![])})
 }
 
-fn post(s: &Shared, body: &Value) -> String {
+pub(crate) fn post(s: &Shared, body: &Value) -> String {
     let (st, v) = s.cluster.api.post("/v1/sign-requests", body).unwrap();
     assert_eq!(st, 202, "{v}");
     body["request_id"].as_str().unwrap().to_string()
@@ -55,7 +55,7 @@ pub(crate) fn view(s: &Shared, id: &str) -> SignRequestView {
 }
 
 /// Polls a request until `pred` holds.
-fn wait_for(
+pub(crate) fn wait_for(
     s: &Shared,
     id: &str,
     timeout: Duration,
@@ -375,6 +375,28 @@ fn limit_velocity_holds_when_requests_are_spread_over_every_two_subset() {
     every_node(&v, VerdictKind::Deny, "policy.limit.velocity");
 }
 
+/// The body of `POST /v1/keys/{key}/freeze`: guardian `who` freezes `key_id` in `epoch`.
+pub(crate) fn freeze_body(g: &Governance, key_id: &str, who: &str, epoch: u64) -> Value {
+    let k = g.key(who).unwrap();
+    let sig = k.sign(&proto::authz::freeze_digest(key_id, epoch));
+    json!({"epoch": epoch, "guardian": hex::encode(k.verifying_key().as_bytes()),
+           "signature": hex::encode(sig.to_bytes())})
+}
+
+/// The body of `POST /v1/keys/{key}/unfreeze`: `officers` end `key_id`'s `epoch`.
+pub(crate) fn unfreeze_body(g: &Governance, key_id: &str, epoch: u64, officers: &[&str]) -> Value {
+    let sigs: Vec<Value> = officers
+        .iter()
+        .map(|o| {
+            let k = g.key(o).unwrap();
+            let sig = k.sign(&proto::authz::unfreeze_digest(key_id, epoch));
+            json!({"officer": hex::encode(k.verifying_key().as_bytes()),
+                   "signature": hex::encode(sig.to_bytes())})
+        })
+        .collect();
+    json!({"epoch": epoch, "signatures": sigs})
+}
+
 fn order(s: &Shared, path: &str, body: &Value) -> (u16, Value) {
     s.cluster.api.post(path, body).unwrap()
 }
@@ -389,12 +411,7 @@ fn freeze_by_one_guardian_stops_signing_until_the_officer_quorum_unfreezes() {
         .map(|f| f.epoch)
         .max()
         .unwrap_or(0);
-    let freeze_body = |who: &str, epoch: u64| {
-        let k = g.key(who).unwrap();
-        let sig = k.sign(&proto::authz::freeze_digest("frz-key", epoch));
-        json!({"epoch": epoch, "guardian": hex::encode(k.verifying_key().as_bytes()),
-               "signature": hex::encode(sig.to_bytes())})
-    };
+    let freeze_body = |who: &str, epoch: u64| freeze_body(&g, "frz-key", who, epoch);
     let (st, v) = order(
         &s,
         "/v1/keys/frz-key/freeze",
@@ -418,18 +435,7 @@ fn freeze_by_one_guardian_stops_signing_until_the_officer_quorum_unfreezes() {
     assert_eq!(v.status, RequestStatus::Denied, "{v:?}");
     every_node(&v, VerdictKind::Deny, "policy.freeze");
 
-    let unfreeze_body = |officers: &[&str]| {
-        let sigs: Vec<Value> = officers
-            .iter()
-            .map(|o| {
-                let k = g.key(o).unwrap();
-                let sig = k.sign(&proto::authz::unfreeze_digest("frz-key", epoch));
-                json!({"officer": hex::encode(k.verifying_key().as_bytes()),
-                       "signature": hex::encode(sig.to_bytes())})
-            })
-            .collect();
-        json!({"epoch": epoch, "signatures": sigs})
-    };
+    let unfreeze_body = |officers: &[&str]| unfreeze_body(&g, "frz-key", epoch, officers);
     let (st, v) = order(
         &s,
         "/v1/keys/frz-key/unfreeze",

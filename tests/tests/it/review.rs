@@ -47,39 +47,29 @@ const PAIR: [&str; 2] = ["node-1", "node-2"];
 const N1: &str = "node-1";
 const N3: &str = "node-3";
 
-type Outcome = Result<SessionOutput, SessionFailure>;
+pub(crate) type Outcome = Result<SessionOutput, SessionFailure>;
 
 /// Node copies connected to a rogue coordinator; the copies are killed first on drop.
-struct Lab {
-    kids: Kill,
-    rogue: Rogue,
+pub(crate) struct Lab {
+    pub(crate) kids: Kill,
+    pub(crate) rogue: Rogue,
     exe: PathBuf,
 }
 
 impl Lab {
     /// Copies nodes `which` (indexes) into scratch directories pointed at a new rogue, with
     /// short join deadlines and `limits` added to `[limits]`. Nothing is started.
-    fn new(s: &mut Shared, tag: &str, which: &[usize], limits: &str) -> (Self, Vec<PathBuf>) {
+    pub(crate) fn new(
+        s: &mut Shared,
+        tag: &str,
+        which: &[usize],
+        limits: &str,
+    ) -> (Self, Vec<PathBuf>) {
         let rogue = Rogue::start(&s.cluster.layout.dir.join("pki")).unwrap();
         let mut dirs = Vec::new();
         for &i in which {
             let dst = scratch(&format!("{tag}-{}", s.cluster.layout.nodes[i]));
-            copy_node(s, i, &dst);
-            let mut cfg: String = std::fs::read_to_string(dst.join("node.toml"))
-                .unwrap()
-                .lines()
-                .map(|l| match l.starts_with("coordinator_addr") {
-                    true => format!("coordinator_addr = \"127.0.0.1:{}\"\n", rogue.port),
-                    false => format!("{l}\n"),
-                })
-                .collect();
-            // Signing runs the full protocol while other tests load the two cores: generous
-            // round deadlines, a short join deadline (a lone party gives up quickly).
-            cfg.push_str(&format!(
-                "\n[limits]\njoin_timeout_secs = 8\nprotocol_timeout_secs = 60\nround_timeout_secs = 20\n{limits}"
-            ));
-            std::fs::write(dst.join("node.toml"), cfg).unwrap();
-            dirs.push(dst);
+            dirs.push(copy_to_rogue(s, i, &dst, (rogue.port, limits)));
         }
         let lab = Lab {
             kids: Kill(vec![]),
@@ -90,13 +80,39 @@ impl Lab {
     }
 
     /// Starts the copy in `dir` and waits until it connected and reported its status.
-    fn start(&mut self, dir: &Path, node: &str) {
+    pub(crate) fn start(&mut self, dir: &Path, node: &str) {
         self.kids.0.push(spawn_copy(&self.exe, dir));
         self.rogue
             .wait_nodes(&[node], Duration::from_secs(30))
             .unwrap();
         status_where(&self.rogue, node, "its first status", |_| true);
     }
+}
+
+/// Copies node `i` into `dst`, pointed at the rogue on `port`, with short join deadlines and
+/// `limits` added to `[limits]`; returns `dst`.
+pub(crate) fn copy_to_rogue(
+    s: &mut Shared,
+    i: usize,
+    dst: &Path,
+    (port, limits): (u16, &str),
+) -> PathBuf {
+    copy_node(s, i, dst);
+    let mut cfg: String = std::fs::read_to_string(dst.join("node.toml"))
+        .unwrap()
+        .lines()
+        .map(|l| match l.starts_with("coordinator_addr") {
+            true => format!("coordinator_addr = \"127.0.0.1:{port}\"\n"),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    // Signing runs the full protocol while other tests load the two cores: generous round
+    // deadlines, a short join deadline (a lone party gives up quickly).
+    cfg.push_str(&format!(
+        "\n[limits]\njoin_timeout_secs = 8\nprotocol_timeout_secs = 60\nround_timeout_secs = 20\n{limits}"
+    ));
+    std::fs::write(dst.join("node.toml"), cfg).unwrap();
+    dst.to_path_buf()
 }
 
 fn unix_now() -> u64 {
@@ -107,7 +123,7 @@ fn unix_now() -> u64 {
 }
 
 /// Waits (bounded) until `ok` holds; panics naming `what` otherwise.
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !ok() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -116,7 +132,7 @@ fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 /// Waits (bounded) until `node`'s latest reported status satisfies `pred`, and returns it.
-fn status_where(
+pub(crate) fn status_where(
     rogue: &Rogue,
     node: &str,
     what: &str,
@@ -169,7 +185,7 @@ fn head(st: &NodeStatus, origin: &str) -> u64 {
 
 /// An EIP-1559 transfer of `wei` on `chain`, with a random nonce (each transaction is new, so
 /// no node has it reserved under another request id).
-fn transfer(chain: u64, wei: u128) -> SignPayload {
+pub(crate) fn transfer(chain: u64, wei: u128) -> SignPayload {
     let nonce = u64::from(rand::random::<u32>());
     let tx = sample::eth_tx_on(chain, nonce, [0xe6; 20], wei, vec![]);
     SignPayload::EthTx(hex::decode(tx.trim_start_matches("0x")).unwrap())
@@ -208,7 +224,7 @@ fn evaluate(
 
 /// Starts a signing session of `parties` (index order), sends its start to `ask` only, and
 /// returns the session id and each asked node's report.
-fn sign(
+pub(crate) fn sign(
     rogue: &Rogue,
     (parties, ask): (&[&str], &[&str]),
     (key_id, request_id): (&str, &str),
@@ -356,7 +372,7 @@ fn send_all(rogue: &Rogue, nodes: &[&str], frame: &CoordFrame) {
 }
 
 /// The guardian's freeze of `key_id` in `epoch`, as the rogue relays it.
-fn freeze(gov: &Governance, key_id: &str, epoch: u64) -> CoordFrame {
+pub(crate) fn freeze(gov: &Governance, key_id: &str, epoch: u64) -> CoordFrame {
     let guardian = gov.key(GUARDIAN).unwrap();
     let digest = proto::authz::freeze_digest(key_id, epoch);
     CoordFrame::Order(Order::Freeze(Freeze {
@@ -602,7 +618,7 @@ fn one_approval_never_releases_a_second_payload() {
 }
 
 /// Loads a node's identity from its (stopped) store, as the node does at start.
-fn identity_of(dir: &Path, node_id: &str) -> NodeIdentity {
+pub(crate) fn identity_of(dir: &Path, node_id: &str) -> NodeIdentity {
     let pass = std::fs::read_to_string(dir.join("passphrase")).unwrap();
     let store =
         signer_node::store::Store::open(dir, &signer_node::secret::Passphrase::new(pass)).unwrap();
@@ -625,6 +641,9 @@ fn forge(
         signed_at,
         moves: vec![],
         payload_hash,
+        presig: None,
+        part: None,
+        audit: None,
         signature: [0; 64],
     };
     e.signature = by.sign(&e.signed_bytes());

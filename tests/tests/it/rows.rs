@@ -535,7 +535,7 @@ fn row_20_rogue_coordinator_cannot_release_a_timelocked_request_early() {
 }
 
 /// VmRSS or VmHWM of a process, in KiB.
-fn vm_kib(pid: u32, field: &str) -> Option<u64> {
+pub(crate) fn vm_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status
         .lines()
@@ -619,7 +619,7 @@ fn row_25_a_10_mib_envelope_is_refused_before_allocation_and_memory_stays_bounde
     let (_dir2, c2) = copy_to(&mut s, 1, "row25-node-2", rogue.port);
     let mut kids = Kill(vec![c1, c2]);
     let pid = kids.0[0].id();
-    let tls_cfg = proto::tls::node_server_config(
+    let tls_cfg = runtime::tls::node_server_config(
         &pki.join("ca.pem"),
         &pki.join("coordinator.pem"),
         &pki.join("coordinator.key"),
@@ -632,12 +632,12 @@ fn row_25_a_10_mib_envelope_is_refused_before_allocation_and_memory_stays_bounde
             .expect("node-1 dials")
             .unwrap();
         let mut tls = acceptor.accept(tcp).await.unwrap();
-        let hello: NodeFrame = wire::read_frame(&mut tls).await.unwrap();
+        let hello: NodeFrame = runtime::frame::read_frame(&mut tls).await.unwrap();
         assert!(
             matches!(&hello, NodeFrame::Hello { node_id, .. } if node_id == "node-1"),
             "{hello:?}"
         );
-        wire::write_frame(&mut tls, &CoordFrame::Welcome)
+        runtime::frame::write_frame(&mut tls, &CoordFrame::Welcome)
             .await
             .unwrap();
         tls

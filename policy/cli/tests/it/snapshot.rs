@@ -1,12 +1,13 @@
 //! Plain-file snapshots: run the `policy` binary and compare its output with a committed file
-//! in `tests/snapshots/`. Set `UPDATE_SNAPSHOTS=1` to rewrite them, then review the diff.
+//! in this package's `tests/snapshots/`. Set `UPDATE_SNAPSHOTS=1` to rewrite them, then review the diff.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The crate directory; commands run here so that paths in the output are relative.
+/// The `policy` library's directory (this package's parent), where the example and broken
+/// policies live; commands run here so that paths in the output are relative.
 pub fn crate_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
 /// Runs `policy ARGS` and returns (exit code, stdout, stderr).
@@ -35,7 +36,7 @@ pub fn transcript(args: &[&str]) -> String {
 
 /// Compares `actual` with `tests/snapshots/<name>.txt`.
 pub fn assert_snapshot(name: &str, actual: &str) {
-    let path: PathBuf = crate_dir()
+    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/snapshots")
         .join(format!("{name}.txt"));
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {

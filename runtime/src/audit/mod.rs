@@ -1,102 +1,29 @@
-//! Append-only, hash-chained audit log stored as a JSON-lines file.
+//! The audit-log writer: appends hash-chained records to a JSON-lines file, `fsync`s each one,
+//! and hands every new head to an anchor kept elsewhere.
 //!
-//! Signer nodes and the coordinator record every request, decoded intent, policy hash, rule
-//! verdict, approval, veto, signature and error here. Each line is one [`AuditRecord`] whose
-//! `hash` covers [`AUDIT_DOMAIN`] and the canonical bytes of every other field, including `prev`,
-//! the hash of the record before it. Editing any byte of any line breaks [`verify`].
-//!
-//! The hashes are unkeyed: someone who can write the file can cut trailing records, or rewrite the
-//! chain and recompute every hash. Such edits are only detected by comparing [`AuditLog::head`]
-//! with a copy of it kept somewhere else.
+//! The record format, the chain hashing, [`AuditError`], the verifier and the anchor types are
+//! in [`proto::audit`], where offline tools use them without this crate.
+//! [`AuditLog::open_anchored`] refuses a log shorter than its anchor ([`AuditError::Truncated`])
+//! or one whose record at the anchored position differs ([`AuditError::Diverged`]);
+//! [`SharedAudit::with_anchor`] writes every new head somewhere else (a signer node: its redb
+//! store).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use proto::audit::{
+    check_anchor, check_line, hash_of, scan, Anchor, AuditError, AuditRecord, Scan,
+};
 
-/// Domain separator hashed before the canonical bytes of each record.
-pub const AUDIT_DOMAIN: &[u8] = b"custody/audit/v1\0";
+mod cli;
+mod shared;
 
-/// `prev` of the first record: 64 zeros.
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// One line of the audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditRecord {
-    /// Position in the log: 0-based and contiguous.
-    pub seq: u64,
-    /// Unix seconds, supplied by the caller.
-    pub time: u64,
-    /// What happened, e.g. `request.evaluated`, `signature`, `veto`.
-    pub kind: String,
-    /// Details of the event.
-    pub data: serde_json::Value,
-    /// Lowercase hex `hash` of the previous record, or 64 zeros for `seq` 0.
-    pub prev: String,
-    /// Lowercase hex SHA-256 of [`AUDIT_DOMAIN`] followed by the canonical bytes of this record
-    /// without `hash`.
-    pub hash: String,
-}
-
-/// The fields covered by `hash`, in canonical order.
-#[derive(Serialize)]
-struct Unhashed<'a> {
-    seq: u64,
-    time: u64,
-    kind: &'a str,
-    data: &'a serde_json::Value,
-    prev: &'a str,
-}
-
-/// Hex SHA-256 of [`AUDIT_DOMAIN`] followed by the canonical bytes of `rec` without `hash`.
-fn hash_of(rec: &AuditRecord) -> Result<String, serde_json::Error> {
-    let (seq, time, kind, data, prev) = (rec.seq, rec.time, &*rec.kind, &rec.data, &*rec.prev);
-    let bytes = serde_json::to_vec(&Unhashed {
-        seq,
-        time,
-        kind,
-        data,
-        prev,
-    })?;
-    Ok(hex::encode(
-        Sha256::new()
-            .chain_update(AUDIT_DOMAIN)
-            .chain_update(bytes)
-            .finalize(),
-    ))
-}
-
-/// Why an audit log could not be opened, appended to, verified or exported.
-#[derive(Debug, thiserror::Error)]
-pub enum AuditError {
-    /// Reading or writing the file failed.
-    #[error("audit log `{path}`: {source}")]
-    Io {
-        /// The log file.
-        path: String,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file holds something other than an intact chain of records.
-    #[error("audit log `{path}` is broken at line {line}: {reason}")]
-    Broken {
-        /// The log file.
-        path: String,
-        /// 1-based line number of the first defect.
-        line: u64,
-        /// What is wrong with that line.
-        reason: String,
-    },
-}
+pub use cli::{audit_command, AuditCmd};
+pub use shared::SharedAudit;
 
 fn io_err(path: &Path, source: std::io::Error) -> AuditError {
-    let path = path.display().to_string();
-    AuditError::Io { path, source }
+    AuditError::io(path, source)
 }
 
 fn invalid_data(path: &Path, msg: String) -> AuditError {
@@ -104,57 +31,6 @@ fn invalid_data(path: &Path, msg: String) -> AuditError {
         path,
         std::io::Error::new(std::io::ErrorKind::InvalidData, msg),
     )
-}
-
-fn broken(path: &Path, line: u64, reason: String) -> AuditError {
-    let path = path.display().to_string();
-    AuditError::Broken { path, line, reason }
-}
-
-/// Checks that `line` (without its '\n') is the canonical record `seq` following `prev`.
-fn check_line(line: &[u8], seq: u64, prev: &str) -> Result<AuditRecord, String> {
-    let rec: AuditRecord =
-        serde_json::from_slice(line).map_err(|e| format!("not a valid record: {e}"))?;
-    if rec.seq != seq {
-        return Err(format!("expected seq {seq}, found {}", rec.seq));
-    }
-    if rec.prev != prev {
-        return Err("`prev` does not match the hash of the previous record".into());
-    }
-    if hash_of(&rec).map_err(|e| e.to_string())? != rec.hash {
-        return Err("`hash` does not match the record".into());
-    }
-    if serde_json::to_vec(&rec).map_err(|e| e.to_string())? != line {
-        return Err("line is not in canonical form".into());
-    }
-    Ok(rec)
-}
-
-/// What a scan of the file found: the intact chain, its length in bytes, and the length of a
-/// torn final line (bytes after the last '\n').
-struct Scan(VerifyReport, u64, u64);
-
-/// Reads every complete line of `file`, checking the chain and handing each record to `each`.
-fn scan(
-    path: &Path,
-    file: &File,
-    mut each: impl FnMut(&AuditRecord, &[u8]) -> std::io::Result<()>,
-) -> Result<Scan, AuditError> {
-    let mut reader = BufReader::new(file);
-    let (mut records, mut head, mut good_len) = (0, GENESIS.to_owned(), 0);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| io_err(path, e))? as u64;
-        let Some(line) = buf.strip_suffix(b"\n") else {
-            return Ok(Scan(VerifyReport { records, head }, good_len, n));
-        };
-        let rec = check_line(line, records, &head).map_err(|r| broken(path, records + 1, r))?;
-        each(&rec, line).map_err(|e| io_err(path, e))?;
-        (records, head, good_len) = (records + 1, rec.hash, good_len + n);
-    }
 }
 
 /// An open audit log, positioned to append the next record.
@@ -179,6 +55,15 @@ impl AuditLog {
     /// and its length reported by [`AuditLog::torn_bytes`]. Any other defect is
     /// [`AuditError::Broken`], and the file is left untouched.
     pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
+        Self::open_anchored(path, None)
+    }
+
+    /// [`AuditLog::open`], checked against `anchor`, a copy of an earlier head kept elsewhere.
+    /// The log may have grown since (a crash between an append and its anchor), but it must
+    /// still hold the anchored record at the anchored position: fewer records is
+    /// [`AuditError::Truncated`], another record there is [`AuditError::Diverged`]. On either
+    /// error the file is left untouched.
+    pub fn open_anchored(path: &Path, anchor: Option<&Anchor>) -> Result<AuditLog, AuditError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| io_err(path, e))?;
         }
@@ -187,7 +72,21 @@ impl AuditLog {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let file = options.open(path).map_err(|e| io_err(path, e))?;
-        let Scan(report, committed, torn) = scan(path, &file, |_, _| Ok(()))?;
+        let at = anchor.and_then(|a| a.count.checked_sub(1));
+        let mut found = None;
+        let Scan {
+            report,
+            committed,
+            torn,
+        } = scan(path, &file, |rec, _| {
+            if Some(rec.seq) == at {
+                found = Some(rec.hash.clone());
+            }
+            Ok(())
+        })?;
+        if let Some(a) = anchor {
+            check_anchor(path, a, report.records, found.as_deref())?;
+        }
         if torn > 0 {
             file.set_len(committed).map_err(|e| io_err(path, e))?;
             file.sync_data().map_err(|e| io_err(path, e))?;
@@ -278,117 +177,18 @@ impl AuditLog {
     }
 }
 
-/// Result of a successful [`verify`] or [`export`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VerifyReport {
-    /// Number of records.
-    pub records: u64,
-    /// Hex hash of the last record, or 64 zeros for an empty log.
-    pub head: String,
-}
-
-/// Verifies every line of the file at `path`: each parses (unknown fields rejected) and is in
-/// canonical form, `seq` is contiguous from 0, `prev` links to the previous hash and `hash`
-/// recomputes. Does not modify the file; a torn final line is [`AuditError::Broken`].
-pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
-    let file = File::open(path).map_err(|e| io_err(path, e))?;
-    let Scan(report, _, torn) = scan(path, &file, |_, _| Ok(()))?;
-    if torn > 0 {
-        let reason = format!("torn final line ({torn} bytes without a trailing newline)");
-        return Err(broken(path, report.records + 1, reason));
-    }
-    Ok(report)
-}
-
-/// Verifies the file at `path`, then writes each of its records to `out` as one canonical JSON
-/// line. Records appended after the verification are not exported.
-pub fn export(path: &Path, out: &mut dyn Write) -> Result<VerifyReport, AuditError> {
-    let report = verify(path)?;
-    let file = File::open(path).map_err(|e| io_err(path, e))?;
-    let mut last = GENESIS.to_owned();
-    scan(path, &file, |rec, line| {
-        if rec.seq < report.records {
-            out.write_all(line)?;
-            out.write_all(b"\n")?;
-            last.clone_from(&rec.hash);
-        }
-        Ok(())
-    })?;
-    if last != report.head {
-        let reason = "file changed during export".into();
-        return Err(broken(path, report.records, reason));
-    }
-    out.flush().map_err(|e| io_err(path, e))?;
-    Ok(report)
-}
-
-/// The `audit verify|export` command of both binaries: verifies the chain, and for `export`
-/// writes it as JSON lines to `out` (or stdout). Returns the report to print.
-pub fn command(export_to: Option<Option<&Path>>, file: &Path) -> Result<VerifyReport, AuditError> {
-    match export_to {
-        None => verify(file),
-        Some(None) => export(file, &mut std::io::stdout().lock()),
-        Some(Some(out)) => {
-            let mut f = std::fs::File::create(out).map_err(|e| AuditError::Io {
-                path: out.display().to_string(),
-                source: e,
-            })?;
-            export(file, &mut f)
-        }
-    }
-}
-
-/// Thread-safe handle on an [`AuditLog`], cheap to clone.
-#[derive(Clone, Debug)]
-pub struct SharedAudit(Arc<Mutex<AuditLog>>);
-
-impl SharedAudit {
-    /// Shares `log`.
-    pub fn new(log: AuditLog) -> Self {
-        Self(Arc::new(Mutex::new(log)))
-    }
-
-    fn lock(&self) -> MutexGuard<'_, AuditLog> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Appends one record; see [`AuditLog::append`].
-    pub fn append(
-        &self,
-        time: u64,
-        kind: &str,
-        data: serde_json::Value,
-    ) -> Result<AuditRecord, AuditError> {
-        self.lock().append(time, kind, data)
-    }
-
-    /// Number of records in the log.
-    pub fn len(&self) -> u64 {
-        self.lock().len()
-    }
-
-    /// Whether the log holds no record.
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
-    }
-
-    /// Hex hash of the last record, or 64 zeros for an empty log.
-    pub fn head(&self) -> String {
-        self.lock().head().to_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+    use proto::audit::{export, verify, VerifyReport, GENESIS};
     use serde_json::json;
 
     /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
+    pub(super) struct TempDir(PathBuf);
 
     impl TempDir {
-        fn new() -> Self {
+        pub(super) fn new() -> Self {
             static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
             let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let dir = format!("custody-audit-test-{}-{n}", std::process::id());
@@ -398,7 +198,7 @@ mod tests {
         }
 
         /// A log with `n` records in a directory `open` must create.
-        fn log_with(&self, n: u64) -> (PathBuf, AuditLog) {
+        pub(super) fn log_with(&self, n: u64) -> (PathBuf, AuditLog) {
             let path = self.0.join("sub").join("audit.jsonl");
             let mut log = AuditLog::open(&path).unwrap();
             for i in 0..n {
@@ -424,7 +224,7 @@ mod tests {
         );
     }
 
-    fn summary(report: VerifyReport) -> (u64, String) {
+    pub(super) fn summary(report: VerifyReport) -> (u64, String) {
         (report.records, report.head)
     }
 
@@ -529,23 +329,69 @@ mod tests {
     }
 
     #[test]
-    fn shared_handle_appends_from_threads() {
+    fn an_anchored_log_refuses_truncation_and_rewrites_but_accepts_growth() {
         let dir = TempDir::new();
-        let (path, log) = dir.log_with(0);
-        assert!(log.is_empty() && log.head() == GENESIS);
-        let shared = SharedAudit::new(log);
-        let threads: Vec<_> = (0..4)
-            .map(|t| {
-                let shared = shared.clone();
-                std::thread::spawn(move || {
-                    for i in 0..5 {
-                        shared.append(i, "approval", json!({"thread": t})).unwrap();
-                    }
-                })
-            })
-            .collect();
-        threads.into_iter().for_each(|t| t.join().unwrap());
-        assert_eq!(shared.len(), 20);
-        assert_eq!(summary(verify(&path).unwrap()), (20, shared.head()));
+        let (path, log) = dir.log_with(4);
+        let anchor = Anchor {
+            count: 3,
+            hash: {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let third: AuditRecord =
+                    serde_json::from_str(text.lines().nth(2).unwrap()).unwrap();
+                third.hash
+            },
+        };
+        drop(log);
+        // Ahead of the anchor (a crash between an append and its anchor): fine.
+        assert_eq!(
+            AuditLog::open_anchored(&path, Some(&anchor)).unwrap().len(),
+            4
+        );
+        // Cut at a line boundary: the chain still verifies, the anchor catches it.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let two: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&path, &two).unwrap();
+        assert_eq!(verify(&path).unwrap().records, 2);
+        let err = AuditLog::open_anchored(&path, Some(&anchor)).unwrap_err();
+        assert_eq!(err.code(), "audit.truncated");
+        assert!(
+            err.to_string()
+                .contains("has 2 records, the store anchored 3"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            two,
+            "left untouched"
+        );
+        // Deleted outright: zero records.
+        std::fs::remove_file(&path).unwrap();
+        let err = AuditLog::open_anchored(&path, Some(&anchor)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuditError::Truncated {
+                    records: 0,
+                    anchored: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // A different chain of the same length: diverged.
+        std::fs::remove_file(&path).unwrap();
+        let mut other = AuditLog::open(&path).unwrap();
+        for i in 0..3 {
+            other.append(i, "other", json!({})).unwrap();
+        }
+        drop(other);
+        let err = AuditLog::open_anchored(&path, Some(&anchor)).unwrap_err();
+        assert_eq!(err.code(), "audit.diverged");
+        // The original content back: opens again.
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(
+            AuditLog::open_anchored(&path, Some(&anchor)).unwrap().len(),
+            4
+        );
     }
 }

@@ -4,21 +4,23 @@
 //! A request is judged twice: when the coordinator asks for a verdict (before any session), and
 //! again when a signing session starts, where an allow also reserves the withdrawal against the
 //! velocity limits, atomically with the decision.
+//!
+//! Orders (veto, freeze, unfreeze) are applied in the `orders` submodule; ledger entries, this
+//! node's own and its peers', are handled in `entries`.
 
 use std::{collections::BTreeMap, sync::Mutex};
 
-use ed25519_dalek::{Signature, VerifyingKey};
 use policy::{Decision, EvalContext, Outcome, Verdict};
 use proto::{
-    audit::SharedAudit,
-    authz::{
-        self, Approval, FreezeState, LedgerEntry, NodeStatus, NodeVerdict, Order, RuleView,
-        VerdictKind,
-    },
+    authz::{self, Approval, FreezeState, NodeStatus, NodeVerdict, RuleView, VerdictKind},
     intent::WithdrawalIntent,
     wire::SessionFailure,
 };
+use runtime::audit::SharedAudit;
 use serde_json::json;
+
+mod entries;
+mod orders;
 
 use crate::{
     config::Scope,
@@ -76,11 +78,6 @@ impl Drop for PartClaim {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn verify_ed25519(key: &[u8; 32], digest: &[u8; 32], sig: &[u8; 64]) -> bool {
-    VerifyingKey::from_bytes(key)
-        .is_ok_and(|k| k.verify_strict(digest, &Signature::from_bytes(sig)).is_ok())
 }
 
 impl Guard {
@@ -223,6 +220,9 @@ impl Guard {
                 .into_iter()
                 .map(|(k, v)| (k["suspect/".len()..].to_string(), v))
                 .collect(),
+            // Filled in by the node core, which knows its link's catch-up state.
+            syncing: false,
+            audit_head: self.audit_head(),
         })
     }
 
@@ -235,6 +235,21 @@ impl Guard {
         reserve: bool,
     ) -> NodeVerdict {
         let now = self.now();
+        let phase = if reserve { "sign" } else { "evaluate" };
+        // Inputs too big to keep are refused before anything is stored, and audited by size
+        // and hash only.
+        if let Some(f) = refuse_oversized(request_id, approvals) {
+            let mut verdict = NodeVerdict::plain(VerdictKind::Deny, &f.code, f.message, now);
+            verdict.payload_hash = Some(hex::encode(req.payload_hash));
+            let record = json!({
+                "request_id": bounded_id(request_id), "phase": phase,
+                "approvals": approvals_digest(approvals), "verdict": verdict,
+            });
+            return match self.audit("request.evaluated", record) {
+                Ok(()) => verdict,
+                Err(f) => NodeVerdict::plain(VerdictKind::Defer, &f.code, f.message, now),
+            };
+        }
         let mut verdict = match self.try_judge(request_id, req, approvals, reserve, now) {
             Ok(v) => v,
             Err(f) => NodeVerdict::plain(VerdictKind::Deny, &f.code, f.message, now),
@@ -244,10 +259,7 @@ impl Guard {
             Ok(signed) => verdict.signed = signed,
             Err(e) => tracing::error!(error = %e, "cannot read stored signatures"),
         }
-        let record = json!({
-            "request_id": request_id, "phase": if reserve { "sign" } else { "evaluate" },
-            "intent": req.intent, "approvals": approvals, "verdict": verdict,
-        });
+        let record = evaluation_record(request_id, phase, req, approvals, &verdict);
         if self.audit("request.evaluated", record).is_err() {
             return NodeVerdict::plain(
                 VerdictKind::Defer,
@@ -283,12 +295,19 @@ impl Guard {
             }
             // Remembered so that a peer's entry for another payload is recognised as a conflict
             // even before this node reserves anything.
+            // `bound_at/` dates the binding, so that pruning can forget it.
             RequestBinding::New => self
                 .store
-                .state_write(&[(
-                    ledger::bound_key(request_id),
-                    Some(json_bytes(&hex::encode(req.payload_hash)).map_err(se)?),
-                )])
+                .state_write(&[
+                    (
+                        ledger::bound_key(request_id),
+                        Some(json_bytes(&hex::encode(req.payload_hash)).map_err(se)?),
+                    ),
+                    (
+                        format!("{}{request_id}", crate::prune::index::BOUND_AT),
+                        Some(json_bytes(&now).map_err(se)?),
+                    ),
+                ])
                 .map_err(se)?,
             RequestBinding::Same => {}
         }
@@ -307,8 +326,13 @@ impl Guard {
                 "this node has no valid signed policy and signs nothing",
             ));
         };
-        let history =
-            ledger::history(&self.store, (request_id, Some(&req.payload_hash))).map_err(se)?;
+        // Only what the policy's longest window reaches: a decision costs the entries in it.
+        let history = ledger::history_since(
+            &self.store,
+            (request_id, Some(&req.payload_hash)),
+            crate::prune::window_start(policy, now),
+        )
+        .map_err(se)?;
         let ctx = EvalContext {
             now,
             request_id: request_id.to_string(),
@@ -347,10 +371,16 @@ impl Guard {
                 payload_hash: Some(req.payload_hash),
             };
             let also = match req.decoded.transaction_id() {
-                Some(tx) => vec![(
-                    tx_key(intent, &tx),
-                    Some(json_bytes(&request_id).map_err(se)?),
-                )],
+                Some(tx) => {
+                    let key = tx_key(intent, &tx);
+                    vec![
+                        (
+                            crate::prune::txbind_of_key(request_id, &key),
+                            Some(json_bytes(&key).map_err(se)?),
+                        ),
+                        (key, Some(json_bytes(&request_id).map_err(se)?)),
+                    ]
+                }
                 None => vec![],
             };
             ledger::reserve(&self.store, request_id, &r, also).map_err(se)?;
@@ -431,76 +461,14 @@ impl Guard {
         Ok(())
     }
 
-    /// Gaps that still defer velocity-limited requests; each expired claim is reported once.
-    fn open_gaps(&self, now: u64) -> Result<Vec<String>, StoreError> {
-        let gaps = ledger::gaps_at(&self.store, now, self.gap_timeout)?;
-        for (origin, by, claim) in &gaps.expired {
-            let key = format!("gap_reported/{origin}/{by}");
-            if self.store.state_get::<u64>(&key)?.is_none() {
-                self.store.state_write(&[(key, Some(json_bytes(&now)?))])?;
-                self.report(
-                    by,
-                    "ledger.gap_expired",
-                    &format!(
-                        "claimed at {} that `{origin}` has {} ledger entries; they never arrived and velocity no longer waits for them",
-                        claim.since, claim.seq
-                    ),
-                );
-            }
-        }
-        Ok(gaps.open)
-    }
-
-    /// Records this node's ledger entry for a completed signature (once per request).
-    pub fn record_signed(
-        &self,
-        request_id: &str,
-        part: u32,
-        (intent, payload_hash): (&WithdrawalIntent, &[u8; 32]),
-        signature: &proto::sig::VerifiedSignature,
-    ) -> Option<LedgerEntry> {
-        let _ = self.audit(
-            "signature",
-            json!({"request_id": request_id, "key_id": intent.key_id, "part": part,
-                   "r": hex::encode(signature.r), "s": hex::encode(signature.s),
-                   "recovery_id": signature.recovery_id}),
-        );
-        let also = match json_bytes(signature) {
-            Ok(b) => vec![(signed_key(request_id, part), Some(b))],
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode the signature");
-                vec![]
-            }
-        };
-        self.record_spend(request_id, (intent, payload_hash), also, &[])
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, request = request_id, "cannot record the ledger entry");
-                None
-            })
-    }
-
-    /// Appends this node's ledger entry for a request (once per request) in one durable
-    /// transaction with `also`, consuming the sealed records `consume`: if one is gone already,
-    /// nothing is written ([`StoreError::Missing`]).
-    pub fn record_spend(
-        &self,
-        request_id: &str,
-        (intent, payload_hash): (&WithdrawalIntent, &[u8; 32]),
-        also: Vec<(String, Option<Vec<u8>>)>,
-        consume: &[String],
-    ) -> Result<Option<LedgerEntry>, StoreError> {
-        let moves = ledger::moves_of(intent);
-        let _serial = lock(&self.ledger_writes);
-        ledger::record_own(
-            &self.store,
-            &self.identity,
-            request_id,
-            &intent.key_id,
-            (moves, Some(*payload_hash)),
-            self.now(),
-            also,
-            consume,
-        )
+    /// The head of this node's audit log, carried in its ledger entries (so that a truncated
+    /// log is caught by the copies peers and the coordinator keep).
+    pub fn audit_head(&self) -> Option<authz::AuditHead> {
+        let a = self.audit.anchor();
+        Some(authz::AuditHead {
+            count: a.count,
+            hash: a.hash,
+        })
     }
 
     /// The parts of `request_id` this node has signed, with their signatures.
@@ -517,180 +485,89 @@ impl Guard {
             .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.parse().ok()?, v)))
             .collect())
     }
+}
 
-    /// Stores another node's ledger entry.
-    pub fn receive_ledger(&self, entry: &LedgerEntry) -> Result<ledger::Received, String> {
-        let (received, findings) = {
-            let _serial = lock(&self.ledger_writes);
-            ledger::receive(&self.store, &self.roster, entry, self.now())?
-        };
-        for f in findings {
-            let (node, code, message) = f.describe();
-            self.report(node, code, &message);
-        }
-        Ok(received)
-    }
+/// Largest `request.evaluated` audit record kept whole (bytes of JSON); a bigger one keeps the
+/// intent's and rules' hashes and sizes instead (see `docs/limits/bounds.md`).
+pub const MAX_EVALUATION_RECORD: usize = 32 * 1024;
 
-    /// Notes the ledger heads a peer (`by`) claims in its join message; `Err` names the origins
-    /// this node lacks. A claim beyond what could be true is ignored and `by` is reported.
-    pub fn note_peer_heads(
-        &self,
-        by: &str,
-        heads: &BTreeMap<String, u64>,
-    ) -> Result<(), Vec<String>> {
-        let mut behind = Vec::new();
-        let now = self.now();
-        for (origin, seq) in heads {
-            if self.roster.get(origin).is_none() {
-                continue;
-            }
-            match ledger::note_seen(&self.store, origin, *seq, by, now) {
-                Ok(ledger::Claim::Behind) => behind.push(origin.clone()),
-                Ok(ledger::Claim::Known) => {}
-                Ok(ledger::Claim::Impossible) => self.report(
-                    by,
-                    "ledger.impossible_head",
-                    &format!("claimed that `{origin}` has {seq} ledger entries"),
-                ),
-                Err(e) => tracing::error!(error = %e, "cannot record a peer's ledger head"),
-            }
-        }
-        // Gaps nobody filled within the timeout no longer hold the session up.
-        if let Ok(open) = self.open_gaps(now) {
-            behind.retain(|o| open.contains(o));
-        }
-        match behind.is_empty() {
-            true => Ok(()),
-            false => Err(behind),
-        }
-    }
+/// Longest verdict message kept in a shortened audit record (characters).
+const MAX_AUDITED_MESSAGE: usize = 512;
 
-    /// This node's ledger heads.
-    pub fn ledger_heads(&self) -> BTreeMap<String, u64> {
-        ledger::heads(&self.store).unwrap_or_default()
+/// A request id too long or malformed to store, or more approvals than any request may carry:
+/// refused before anything is stored.
+fn refuse_oversized(request_id: &str, approvals: &[Approval]) -> Option<SessionFailure> {
+    if !proto::api::valid_request_id(request_id) {
+        return Some(fail(
+            "request.invalid_id",
+            format!(
+                "a request id is 1-{} characters of [A-Za-z0-9._:-]; this one ({} bytes) is not",
+                proto::api::MAX_REQUEST_ID_LEN,
+                request_id.len()
+            ),
+        ));
     }
+    let max = proto::api::MAX_APPROVALS_PER_REQUEST;
+    (approvals.len() > max).then(|| {
+        fail(
+            "approvals.too_many",
+            format!(
+                "{} approvals; a request carries at most {max}",
+                approvals.len()
+            ),
+        )
+    })
+}
 
-    fn freeze_state(&self, key_id: &str) -> Result<FreezeState, StoreError> {
-        Ok(self
-            .store
-            .state_get::<FreezeState>(&format!("freeze/{key_id}"))?
-            .unwrap_or_default())
-    }
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
 
-    /// Verifies and applies a veto, freeze or unfreeze.
-    pub fn apply_order(&self, order: &Order) -> Result<(), SessionFailure> {
-        let se = |e: StoreError| fail("store.error", e.to_string());
-        let result = match order {
-            Order::Veto(v) => {
-                if !self.auth.guardians.contains(&v.guardian)
-                    || !verify_ed25519(
-                        &v.guardian,
-                        &authz::veto_digest(&v.request_id),
-                        &v.signature,
-                    )
-                {
-                    Err(fail(
-                        "veto.invalid",
-                        "the veto is not signed by a pinned guardian",
-                    ))
-                } else {
-                    let key = format!("veto/{}", v.request_id);
-                    let _serial = lock(&self.decide);
-                    self.store
-                        .state_write(&[(key, Some(json_bytes(v).map_err(se)?))])
-                        .map_err(se)
-                }
-            }
-            Order::Freeze(f) => self.apply_freeze(f),
-            Order::Unfreeze(u) => self.apply_unfreeze(u),
-        };
-        let _ = self.audit(
-            "order",
-            json!({"order": order, "accepted": result.is_ok(),
-                   "error": result.as_ref().err().map(|f| f.code.clone())}),
-        );
-        match &result {
-            Ok(()) => tracing::info!(order = %order.id(), "order applied"),
-            Err(f) => tracing::warn!(order = %order.id(), code = %f.code, "order refused"),
-        }
-        result
+/// A request id as audited: itself if valid, else its length and hash.
+fn bounded_id(request_id: &str) -> serde_json::Value {
+    match proto::api::valid_request_id(request_id) {
+        true => json!(request_id),
+        false => json!({"bytes": request_id.len(), "sha256": sha256_hex(request_id.as_bytes())}),
     }
+}
 
-    fn apply_freeze(&self, f: &authz::Freeze) -> Result<(), SessionFailure> {
-        let se = |e: StoreError| fail("store.error", e.to_string());
-        if !self.auth.guardians.contains(&f.guardian)
-            || !verify_ed25519(
-                &f.guardian,
-                &authz::freeze_digest(&f.key_id, f.epoch),
-                &f.signature,
-            )
-        {
-            return Err(fail(
-                "freeze.invalid",
-                "the freeze is not signed by a pinned guardian",
-            ));
-        }
-        let _serial = lock(&self.decide);
-        let mut state = self.freeze_state(&f.key_id).map_err(se)?;
-        if f.epoch != state.epoch {
-            return Err(fail(
-                "freeze.stale",
-                format!(
-                    "the freeze names epoch {} but the key is in epoch {}",
-                    f.epoch, state.epoch
-                ),
-            ));
-        }
-        state.frozen = true;
-        self.store
-            .state_write(&[(
-                format!("freeze/{}", f.key_id),
-                Some(json_bytes(&state).map_err(se)?),
-            )])
-            .map_err(se)
-    }
+/// Approvals as audited when refused: their count and the hash of their JSON.
+fn approvals_digest(approvals: &[Approval]) -> serde_json::Value {
+    let bytes = serde_json::to_vec(approvals).unwrap_or_default();
+    json!({"count": approvals.len(), "sha256": sha256_hex(&bytes)})
+}
 
-    fn apply_unfreeze(&self, u: &authz::Unfreeze) -> Result<(), SessionFailure> {
-        let se = |e: StoreError| fail("store.error", e.to_string());
-        let digest = authz::unfreeze_digest(&u.key_id, u.epoch);
-        let mut valid: Vec<[u8; 32]> = u
-            .signatures
-            .iter()
-            .filter(|s| self.auth.officers.contains(&s.officer))
-            .filter(|s| verify_ed25519(&s.officer, &digest, &s.signature))
-            .map(|s| s.officer)
-            .collect();
-        valid.sort();
-        valid.dedup();
-        if self.auth.threshold == 0 || valid.len() < self.auth.threshold {
-            return Err(fail(
-                "unfreeze.quorum",
-                format!(
-                    "{} valid officer signature(s); unfreezing needs {}",
-                    valid.len(),
-                    self.auth.threshold
-                ),
-            ));
-        }
-        let _serial = lock(&self.decide);
-        let mut state = self.freeze_state(&u.key_id).map_err(se)?;
-        if !state.frozen || u.epoch != state.epoch {
-            return Err(fail(
-                "unfreeze.stale",
-                format!("the key is not frozen in epoch {}", u.epoch),
-            ));
-        }
-        state = FreezeState {
-            frozen: false,
-            epoch: state.epoch + 1,
-        };
-        self.store
-            .state_write(&[(
-                format!("freeze/{}", u.key_id),
-                Some(json_bytes(&state).map_err(se)?),
-            )])
-            .map_err(se)
+/// The audit record of a judged request: whole up to [`MAX_EVALUATION_RECORD`] bytes, else
+/// with the intent and the rules replaced by their sizes and hashes.
+fn evaluation_record(
+    request_id: &str,
+    phase: &str,
+    req: &DecodedRequest,
+    approvals: &[Approval],
+    verdict: &NodeVerdict,
+) -> serde_json::Value {
+    let whole = json!({
+        "request_id": request_id, "phase": phase,
+        "intent": req.intent, "approvals": approvals, "verdict": verdict,
+    });
+    let size = serde_json::to_vec(&whole).map_or(usize::MAX, |b| b.len());
+    if size <= MAX_EVALUATION_RECORD {
+        return whole;
     }
+    let intent = serde_json::to_vec(&req.intent).unwrap_or_default();
+    let rules = serde_json::to_vec(&verdict.rules).unwrap_or_default();
+    let mut short = verdict.clone();
+    short.rules = Vec::new();
+    short.message = short.message.chars().take(MAX_AUDITED_MESSAGE).collect();
+    json!({
+        "request_id": request_id, "phase": phase, "shortened": size,
+        "intent": {"bytes": intent.len(), "sha256": sha256_hex(&intent),
+                   "key_id": req.intent.key_id, "payments": req.intent.payments.len()},
+        "approvals": approvals_digest(approvals),
+        "rules": {"bytes": rules.len(), "sha256": sha256_hex(&rules)},
+        "verdict": short,
+    })
 }
 
 /// The node-level verdict for a policy decision.

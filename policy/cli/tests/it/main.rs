@@ -1,0 +1,5 @@
+//! The `policy` binary's integration tests: transcripts pinned by snapshots.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod snapshot;
