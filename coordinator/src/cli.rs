@@ -29,6 +29,16 @@ enum Cmd {
     },
     /// Print the SHA-256 to put in `api_token_sha256` for a token read from stdin.
     HashToken,
+    /// Bootstrap API tokens (every scope): `token new` makes one.
+    Token {
+        #[command(subcommand)]
+        action: TokenCmd,
+    },
+    /// The cluster's certificate authority and certificates with the names each side checks.
+    Pki {
+        #[command(subcommand)]
+        action: PkiCmd,
+    },
     /// Manage scoped API credentials; a running coordinator picks up changes at once.
     Credential {
         #[command(subcommand)]
@@ -40,6 +50,120 @@ enum Cmd {
         #[command(subcommand)]
         action: KeyCmd,
     },
+}
+
+/// `token` subcommands.
+#[derive(Subcommand, Debug)]
+enum TokenCmd {
+    /// Make a random bootstrap token (256 bits, hex) and print its SHA-256, the value for
+    /// `api_token_sha256`. The token is written to `--out` (mode 0600, never overwritten), or
+    /// printed on the first line when `--out` is omitted; it is shown nowhere else.
+    New {
+        /// Write the token to this file instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `pki` subcommands.
+#[derive(Subcommand, Debug)]
+enum PkiCmd {
+    /// Create the cluster CA: `ca.pem` and `ca.key` (mode 0600) in `--dir`.
+    Ca {
+        /// Directory of the CA (keep it offline between uses).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The CA's common name.
+        #[arg(long, default_value = "custody cluster CA")]
+        name: String,
+    },
+    /// Issue the coordinator's server certificate (`coordinator.pem`/`.key`). Every name a node
+    /// (`coordinator_name` in node.toml) or an API client dials must be listed.
+    Server {
+        #[command(flatten)]
+        common: IssueArgs,
+        /// Host name or IP address (repeat for several).
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+    },
+    /// Issue a signer node's client certificate (`<node_id>.pem`/`.key`, DNS name
+    /// `<node_id>.node`: the coordinator accepts a node's link only with its own certificate).
+    Node {
+        #[command(flatten)]
+        common: IssueArgs,
+        /// The node id, as in its `node.toml` and its store.
+        #[arg(long)]
+        node_id: String,
+    },
+    /// Issue an API client certificate (`<name>.pem`/`.key`); list the name in the
+    /// coordinator's `api_client_cert_names` to accept it (scopes `submit` and `read`).
+    Client {
+        #[command(flatten)]
+        common: IssueArgs,
+        /// The certificate's name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// Flags shared by the `pki` commands that issue a certificate.
+#[derive(clap::Args, Debug)]
+struct IssueArgs {
+    /// Directory of the CA (`ca.pem`, `ca.key`).
+    #[arg(long)]
+    ca_dir: PathBuf,
+    /// Where to write the certificate (and its key); defaults to the CA's directory.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// Certify the public key of this PEM certificate signing request instead of making a key
+    /// (the key stays on the machine that made the request).
+    #[arg(long)]
+    csr: Option<PathBuf>,
+    /// Days the certificate is valid for.
+    #[arg(long, default_value_t = crate::pki::LEAF_DAYS)]
+    days: u32,
+}
+
+fn pki_command(action: PkiCmd) -> anyhow::Result<()> {
+    use crate::pki::{create_ca, issue, Leaf};
+    let (common, leaf) = match action {
+        PkiCmd::Ca { dir, name } => {
+            println!("{}", create_ca(&dir, &name)?.display());
+            return Ok(());
+        }
+        PkiCmd::Server { common, names } => (common, Leaf::Server(names)),
+        PkiCmd::Node { common, node_id } => (common, Leaf::Node(node_id)),
+        PkiCmd::Client { common, name } => (common, Leaf::ApiClient(name)),
+    };
+    let out = common.out_dir.as_deref().unwrap_or(&common.ca_dir);
+    let cert = issue(
+        &common.ca_dir,
+        out,
+        &leaf,
+        common.csr.as_deref(),
+        common.days,
+    )?;
+    println!("{}", cert.display());
+    Ok(())
+}
+
+fn token_command(action: TokenCmd) -> anyhow::Result<()> {
+    use rand::RngCore;
+    let TokenCmd::New { out } = action;
+    let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(&mut raw[..]);
+    let token = zeroize::Zeroizing::new(hex::encode(&raw[..]));
+    match out {
+        Some(path) => {
+            if path.exists() {
+                anyhow::bail!("`{}` exists; refusing to overwrite it", path.display());
+            }
+            crate::pki::write_private(&path, token.as_bytes())?;
+        }
+        None => println!("{}", token.as_str()),
+    }
+    println!("{}", token_sha256(&token));
+    Ok(())
 }
 
 /// `key` subcommands.
@@ -170,6 +294,8 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
         Cmd::Audit { action } => Ok(runtime::audit::audit_command(action)?),
         Cmd::Credential { action } => credential_command(action),
         Cmd::Key { action } => key_command(action),
+        Cmd::Token { action } => token_command(action),
+        Cmd::Pki { action } => pki_command(action),
         Cmd::HashToken => {
             let mut token = String::new();
             std::io::stdin().read_line(&mut token)?;

@@ -13,6 +13,7 @@ pub mod faults;
 pub mod intake;
 pub mod metrics;
 pub mod orchestrator;
+pub mod pki;
 pub mod pool;
 pub mod registry;
 pub mod requests;

@@ -35,6 +35,23 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Print this node's public identity and its fingerprint (from the sealed store, not from
+    /// `identity.json`), or with `--roster` the fingerprint of every node of a roster, to compare
+    /// out of band before anyone pins the roster.
+    Identity {
+        /// The node's store (needs its passphrase).
+        #[arg(long, required_unless_present = "roster", conflicts_with = "roster")]
+        data_dir: Option<PathBuf>,
+        /// Read the passphrase from this file (else $SIGNER_NODE_PASSPHRASE, else a prompt).
+        #[arg(long, requires = "data_dir")]
+        passphrase_file: Option<PathBuf>,
+        /// A roster (JSON array of public identities): print `node_id  fingerprint` per node.
+        #[arg(long)]
+        roster: Option<PathBuf>,
+        /// Print JSON (the identity with its fingerprint, or an array of them).
+        #[arg(long)]
+        json: bool,
+    },
     /// Verify the hash-chained audit log, or export it as JSON lines.
     Audit {
         #[command(subcommand)]
@@ -95,6 +112,56 @@ enum Cmd {
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
     },
+}
+
+/// The public identity of the store at `dir`, derived from its sealed identity keys.
+fn own_identity(
+    dir: &std::path::Path,
+    pass: &Passphrase,
+) -> anyhow::Result<crate::identity::PublicIdentity> {
+    let store = crate::store::Store::open(dir, pass)?;
+    let bytes = store
+        .get_secret(crate::identity::IDENTITY_RECORD)?
+        .ok_or_else(|| anyhow::anyhow!("the store at `{}` holds no identity", dir.display()))?;
+    let id =
+        crate::identity::NodeIdentity::from_secret_bytes(store.node_id(), bytes.expose_secret())?;
+    Ok(id.public())
+}
+
+/// A roster's identities, checked as a node checks them when it pins the roster.
+fn read_roster(path: &std::path::Path) -> anyhow::Result<Vec<crate::identity::PublicIdentity>> {
+    crate::identity::Roster::load(path)?;
+    let text = std::fs::read_to_string(path)?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// Prints identities with their fingerprints; `one`: a single node's, as a JSON object.
+fn print_identities(
+    ids: &[crate::identity::PublicIdentity],
+    json: bool,
+    one: bool,
+) -> anyhow::Result<()> {
+    let with_fp: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|id| {
+            serde_json::json!({
+                "node_id": id.node_id,
+                "sign_key": id.sign_key,
+                "dh_key": id.dh_key,
+                "fingerprint": id.fingerprint(),
+            })
+        })
+        .collect();
+    match (json, with_fp.as_slice()) {
+        (true, [single]) if one => println!("{}", serde_json::to_string_pretty(single)?),
+        (true, all) => println!("{}", serde_json::to_string_pretty(all)?),
+        (false, _) => {
+            for id in ids {
+                println!("{}  {}", id.node_id, id.fingerprint());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check(config: &std::path::Path, pass: Passphrase) -> anyhow::Result<()> {
@@ -244,8 +311,28 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
             } else {
                 println!("initialised node `{node_id}` in `{}`", data_dir.display());
                 println!("public identity (add it to every node's roster):\n{text}");
+                println!(
+                    "fingerprint (compare it out of band): {}",
+                    public.fingerprint()
+                );
             }
             Ok(())
+        }
+        Cmd::Identity {
+            data_dir,
+            passphrase_file,
+            roster,
+            json,
+        } => {
+            let (ids, one) = match (data_dir, roster) {
+                (Some(dir), _) => {
+                    let pass = passphrase(passphrase_file.as_ref(), env, false)?;
+                    (vec![own_identity(&dir, &pass)?], true)
+                }
+                (None, Some(path)) => (read_roster(&path)?, false),
+                (None, None) => anyhow::bail!("pass --data-dir or --roster"),
+            };
+            print_identities(&ids, json, one)
         }
         Cmd::RecoveryKeygen { out } => {
             println!("{}", crate::backup::recovery_keygen(&out)?);

@@ -25,6 +25,31 @@ pub struct PublicIdentity {
     pub dh_key: String,
 }
 
+impl PublicIdentity {
+    /// The identity's fingerprint, for guardians to compare out of band (read aloud, on paper):
+    /// SHA-256 over a domain tag, the node id and both keys (lowercase hex as in the roster),
+    /// shown as 16 groups of 4 hex digits.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for part in [
+            "custody-node-identity-v1",
+            &self.node_id,
+            &self.sign_key.to_ascii_lowercase(),
+            &self.dh_key.to_ascii_lowercase(),
+        ] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        let hex = hex::encode(h.finalize());
+        hex.as_bytes()
+            .chunks(4)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
 /// Identity errors.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -165,5 +190,38 @@ impl Roster {
     /// A peer's keys.
     pub fn get(&self, node_id: &str) -> Option<&PeerKeys> {
         self.peers.get(node_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fingerprint_names_every_field_and_reads_as_16_groups() {
+        let id = NodeIdentity::generate("node-1").public();
+        let fp = id.fingerprint();
+        let groups: Vec<&str> = fp.split(' ').collect();
+        assert_eq!(groups.len(), 16, "{fp}");
+        assert!(groups
+            .iter()
+            .all(|g| g.len() == 4 && g.chars().all(|c| c.is_ascii_hexdigit())));
+        assert_eq!(fp, id.clone().fingerprint(), "stable");
+        let other = NodeIdentity::generate("node-1").public();
+        let mut renamed = id.clone();
+        renamed.node_id = "node-2".into();
+        let mut swapped = id.clone();
+        std::mem::swap(&mut swapped.sign_key, &mut swapped.dh_key);
+        let mut upper = id.clone();
+        upper.sign_key = upper.sign_key.to_ascii_uppercase();
+        for (what, changed) in [("keys", &other), ("node id", &renamed), ("order", &swapped)] {
+            assert_ne!(
+                fp,
+                changed.fingerprint(),
+                "{what} must change the fingerprint"
+            );
+        }
+        // The roster's hex is case-insensitive, and so is the fingerprint.
+        assert_eq!(fp, upper.fingerprint());
     }
 }

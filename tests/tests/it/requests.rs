@@ -123,8 +123,8 @@ fn missing_or_wrong_token_gets_401() {
 fn client_certificate_authenticates_without_token() {
     let s = shared();
     let pki = s.cluster.layout.dir.join("pki");
-    let mut pem = std::fs::read(pki.join("api-client.pem")).unwrap();
-    pem.extend(std::fs::read(pki.join("api-client.key")).unwrap());
+    let mut pem = std::fs::read(pki.join("exchange.client.pem")).unwrap();
+    pem.extend(std::fs::read(pki.join("exchange.client.key")).unwrap());
     let http = reqwest::blocking::Client::builder()
         .add_root_certificate(
             reqwest::Certificate::from_pem(&std::fs::read(pki.join("ca.pem")).unwrap()).unwrap(),
