@@ -255,18 +255,7 @@ fn spawn_logged(
 impl Cluster {
     /// Starts the coordinator and every node, and waits until all nodes are connected.
     pub fn start(layout: Layout) -> anyhow::Result<Self> {
-        let api = Api::new(
-            &format!("https://127.0.0.1:{}", layout.api_port),
-            &layout.ca(),
-            Some(layout.token()?),
-        )?;
-        let mut c = Cluster {
-            nodes: layout.nodes.iter().map(|_| None).collect(),
-            layout,
-            api,
-            coordinator: None,
-            lifelines: Vec::new(),
-        };
+        let mut c = Self::attach(layout)?;
         c.start_coordinator()?;
         for i in 0..c.nodes.len() {
             c.start_node(i)?;
@@ -275,11 +264,33 @@ impl Cluster {
         Ok(c)
     }
 
+    /// A prepared layout with no process running yet, for a test that starts each process with
+    /// its own command line ([`Self::start_coordinator_as`], [`Self::start_node_as`]).
+    pub fn attach(layout: Layout) -> anyhow::Result<Self> {
+        let api = Api::new(
+            &format!("https://127.0.0.1:{}", layout.api_port),
+            &layout.ca(),
+            Some(layout.token()?),
+        )?;
+        Ok(Cluster {
+            nodes: layout.nodes.iter().map(|_| None).collect(),
+            layout,
+            api,
+            coordinator: None,
+            lifelines: Vec::new(),
+        })
+    }
+
     /// (Re)starts the coordinator process.
     pub fn start_coordinator(&mut self) -> anyhow::Result<()> {
         let mut cmd = Command::new(&self.layout.exe);
         cmd.args(["coordinator", "run", "--config"])
             .arg(self.layout.dir.join("coordinator/coordinator.toml"));
+        self.start_coordinator_as(cmd)
+    }
+
+    /// Starts the coordinator with another command line and waits until it serves `/healthz`.
+    pub fn start_coordinator_as(&mut self, cmd: Command) -> anyhow::Result<()> {
         self.coordinator = Some(spawn_logged(
             cmd,
             &self.layout.dir.join("logs/coordinator.log"),

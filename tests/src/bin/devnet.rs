@@ -36,7 +36,8 @@ struct Args {
     /// Sign the sample request, print the result and exit (a smoke test of this README path).
     #[arg(long)]
     smoke: bool,
-    /// Only create certificates, node stores and configs, then exit (docker-compose's setup step).
+    /// Only create certificates, node stores, configs and the sample request, then exit
+    /// (docker-compose's setup step).
     #[arg(long)]
     prepare_only: bool,
     /// Host name nodes use to reach the coordinator (its certificate carries it too).
@@ -78,6 +79,15 @@ fn main() -> anyhow::Result<()> {
     layout.presign_depth = args.presign_depth;
     layout.messages = args.messages;
     layout.ensure(PrimeSource::Fresh)?;
+    // The sample request names only the key id, so setup writes it too (the README's
+    // container path copies it out of the volume).
+    let sample = json!({
+        "request_id": "devnet-sample-1",
+        "key_id": args.key_id,
+        "chain": "ethereum",
+        "unsigned_tx": custody_tests::sample::eth_transfer(0, [0x11; 20], 1_000_000_000_000_000),
+    });
+    write_json(&dir, "sample-sign-request.json", &sample)?;
     if args.prepare_only {
         println!("prepared {}", dir.display());
         return Ok(());
@@ -97,13 +107,6 @@ fn main() -> anyhow::Result<()> {
     let key = cluster.ensure_key(&args.key_id, args.threshold, Duration::from_secs(900));
     spinner.finish_and_clear();
     let key = key?;
-    let sample = json!({
-        "request_id": "devnet-sample-1",
-        "key_id": key.key_id,
-        "chain": "ethereum",
-        "unsigned_tx": custody_tests::sample::eth_transfer(0, [0x11; 20], 1_000_000_000_000_000),
-    });
-    write_json(&dir, "sample-sign-request.json", &sample)?;
     write_more_samples(&dir, &key)?;
     let info = json!({
         "api_url": format!("https://127.0.0.1:{}", args.api_port),

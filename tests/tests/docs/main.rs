@@ -1,3 +1,4 @@
 //! Docs versus code: the docs cannot drift from what the binaries do.
 
+mod container;
 mod runbooks;
