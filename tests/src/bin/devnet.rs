@@ -4,54 +4,13 @@
 //! It is also a multi-call binary: `devnet signer-node …` and `devnet coordinator …` run the
 //! real node and coordinator CLIs, so one build gives the launcher every process it starts.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use custody_tests::cluster::{Cluster, Layout, PrimeSource};
+use custody_tests::devnet_cli::Args;
 use serde_json::json;
-
-/// Local custody cluster on loopback.
-#[derive(Parser, Debug)]
-#[command(name = "devnet")]
-struct Args {
-    /// Directory for all devnet state (reused by later runs).
-    #[arg(long, default_value = "devnet")]
-    dir: PathBuf,
-    /// REST API port.
-    #[arg(long, default_value_t = 8443)]
-    api_port: u16,
-    /// Node link port.
-    #[arg(long, default_value_t = 8444)]
-    node_port: u16,
-    /// Number of signer nodes.
-    #[arg(long, default_value_t = 3)]
-    nodes: usize,
-    /// Signing threshold t.
-    #[arg(long, default_value_t = 2)]
-    threshold: u16,
-    /// Key id of the devnet key.
-    #[arg(long, default_value = "devnet-key")]
-    key_id: String,
-    /// Sign the sample request, print the result and exit (a smoke test of this README path).
-    #[arg(long)]
-    smoke: bool,
-    /// Only create certificates, node stores and configs, then exit (docker-compose's setup step).
-    #[arg(long)]
-    prepare_only: bool,
-    /// Host name nodes use to reach the coordinator (its certificate carries it too).
-    #[arg(long, default_value = "127.0.0.1")]
-    coordinator_host: String,
-    /// Address the coordinator binds.
-    #[arg(long, default_value = "127.0.0.1")]
-    bind: String,
-    /// Presignatures kept ready per key and signer subset (refilled in the background).
-    #[arg(long, default_value_t = 2)]
-    presign_depth: u32,
-    /// Let the nodes sign proof-of-reserves messages (`[scope] messages = true`; off by default).
-    #[arg(long)]
-    messages: bool,
-}
 
 fn main() -> anyhow::Result<()> {
     let argv: Vec<String> = std::env::args().collect();
