@@ -1,0 +1,3 @@
+//! Docs versus code: the docs cannot drift from what the binaries do.
+
+mod reference;
