@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The coordinator's configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CoordConfig {
     /// Directory holding `coordinator.redb`.
@@ -41,7 +41,7 @@ pub struct CoordConfig {
 }
 
 /// The presignature pool: kept per key and signer subset, refilled when signing is idle.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PresignConfig {
     /// Unused presignatures kept per key and signer subset, for keys without their own depth
@@ -68,7 +68,7 @@ impl Default for PresignConfig {
 }
 
 /// Deadlines and limits.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Seconds for a DKG session.

@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The node's configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// Must match the id recorded at init and the client certificate.
@@ -45,7 +45,7 @@ pub struct NodeConfig {
 }
 
 /// Keys pinned in the node's own configuration, never taken from a policy or the coordinator.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     /// Security officers' Ed25519 public keys (hex): they sign policy bundles and unfreezes.
@@ -87,7 +87,7 @@ fn parse_keys(keys: &[String], field: &str) -> Result<Vec<[u8; 32]>, String> {
 
 /// What a node signs at all, before any policy rule. Everything is off unless listed: a node
 /// with an empty scope signs nothing, and an arbitrary message is never signed by accident.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Scope {
     /// EIP-155 chain ids this node signs Ethereum transactions for (`scope.chain`).
@@ -137,7 +137,7 @@ impl Scope {
 }
 
 /// Deadlines and limits.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Seconds to wait for every party's join message.

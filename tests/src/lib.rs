@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod devnet_cli;
 pub mod governance;
 pub mod pki;
 pub mod rogue;

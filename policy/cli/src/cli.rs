@@ -26,6 +26,7 @@ pub enum Command {
     Hash {
         /// The policy TOML file.
         file: PathBuf,
+        /// Print the file, version and hash as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -39,6 +40,7 @@ pub enum Command {
         /// The bundle to create or extend; defaults to FILE with the extension `.bundle.json`.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Print the bundle's path, the hash, the officer and the signature count as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -55,6 +57,7 @@ pub enum Command {
         /// Refuse the bundle unless its version is above this one.
         #[arg(long)]
         installed_version: Option<u64>,
+        /// Print the verdict (version, hash, signers) as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -98,6 +101,7 @@ pub enum Command {
         /// Where to write the secret key (mode 0600; never overwritten).
         #[arg(long)]
         out: PathBuf,
+        /// Print the key file and public key as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -160,6 +164,7 @@ pub enum Command {
         /// The master public key the auditor expects (hex); the report must name it.
         #[arg(long)]
         public_key: Option<String>,
+        /// Print the verdict as JSON.
         #[arg(long)]
         json: bool,
     },

@@ -1,61 +1,34 @@
 //! `devnet`: one command for a local cluster on loopback — 3 signer nodes and a coordinator as
 //! separate processes, generated certificates, embedded redb stores and a 2-of-3 key.
 //!
-//! It is also a multi-call binary: `devnet signer-node …` and `devnet coordinator …` run the
-//! real node and coordinator CLIs, so one build gives the launcher every process it starts.
+//! It is also a multi-call binary: `devnet signer-node …`, `devnet coordinator …` and `devnet
+//! policy …` run the real node, coordinator and policy CLIs, so one build gives the launcher (and
+//! the runbook tests) every process it starts.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use custody_tests::cluster::{Cluster, Layout, PrimeSource};
+use custody_tests::devnet_cli::Args;
 use serde_json::json;
 
-/// Local custody cluster on loopback.
-#[derive(Parser, Debug)]
-#[command(name = "devnet")]
-struct Args {
-    /// Directory for all devnet state (reused by later runs).
-    #[arg(long, default_value = "devnet")]
-    dir: PathBuf,
-    /// REST API port.
-    #[arg(long, default_value_t = 8443)]
-    api_port: u16,
-    /// Node link port.
-    #[arg(long, default_value_t = 8444)]
-    node_port: u16,
-    /// Number of signer nodes.
-    #[arg(long, default_value_t = 3)]
-    nodes: usize,
-    /// Signing threshold t.
-    #[arg(long, default_value_t = 2)]
-    threshold: u16,
-    /// Key id of the devnet key.
-    #[arg(long, default_value = "devnet-key")]
-    key_id: String,
-    /// Sign the sample request, print the result and exit (a smoke test of this README path).
-    #[arg(long)]
-    smoke: bool,
-    /// Only create certificates, node stores, configs and the sample request, then exit
-    /// (docker-compose's setup step).
-    #[arg(long)]
-    prepare_only: bool,
-    /// Host name nodes use to reach the coordinator (its certificate carries it too).
-    #[arg(long, default_value = "127.0.0.1")]
-    coordinator_host: String,
-    /// Address the coordinator binds.
-    #[arg(long, default_value = "127.0.0.1")]
-    bind: String,
-    /// Presignatures kept ready per key and signer subset (refilled in the background).
-    #[arg(long, default_value_t = 2)]
-    presign_depth: u32,
-    /// Let the nodes sign proof-of-reserves messages (`[scope] messages = true`; off by default).
-    #[arg(long)]
-    messages: bool,
+fn main() -> std::process::ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    // `policy` has exit codes of its own (0 ok, 1 refused or invalid, 2 usage).
+    if argv.get(1).map(String::as_str) == Some("policy") {
+        return custody_policy_cli::main_with(argv[1..].to_vec());
+    }
+    match run(argv) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
-fn main() -> anyhow::Result<()> {
-    let argv: Vec<String> = std::env::args().collect();
+fn run(argv: Vec<String>) -> anyhow::Result<()> {
     if std::env::var_os(custody_tests::cluster::EXIT_WITH_PARENT).is_some() {
         exit_when_stdin_closes();
     }
@@ -65,7 +38,7 @@ fn main() -> anyhow::Result<()> {
         Some("account-psbt") => return account_psbt(&argv[2..]),
         _ => {}
     }
-    let args = Args::parse();
+    let args = Args::parse_from(&argv);
     let dir = std::path::absolute(&args.dir)?;
     let mut layout = Layout::loopback(
         dir.clone(),
