@@ -176,6 +176,12 @@ pub fn issue(
     days: u32,
 ) -> Result<PathBuf, PkiError> {
     let names = leaf.names();
+    let Some(common_name) = names.first().cloned() else {
+        return Err(PkiError::Name(
+            String::new(),
+            "a certificate needs a name".into(),
+        ));
+    };
     for n in &names {
         if n.is_empty() || n.len() > 253 || n.chars().any(|c| c.is_whitespace()) {
             return Err(PkiError::Name(
@@ -203,8 +209,7 @@ pub fn issue(
     }
     let (ca, ca_key) = load_ca(ca_dir)?;
     let mut p = CertificateParams::new(names.clone())?;
-    p.distinguished_name
-        .push(DnType::CommonName, names[0].clone());
+    p.distinguished_name.push(DnType::CommonName, common_name);
     p.extended_key_usages = vec![leaf.usage()];
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     validity(&mut p, days);
@@ -226,8 +231,8 @@ pub fn issue(
     Ok(cert_path)
 }
 
-/// Writes a file readable only by its owner (0600); refuses to follow into an existing file's
-/// wider permissions by truncating it with the new mode.
+/// Writes a file created readable only by its owner (0600). An existing file keeps its mode:
+/// callers refuse to overwrite key files.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
     use std::io::Write;
     #[cfg(unix)]
@@ -265,10 +270,12 @@ mod tests {
         std::fs::copy(other.join(CA_KEY), dir.join(CA_KEY)).unwrap();
         let err = issue(&dir, &dir, &Leaf::Node("node-2".into()), None, 30).unwrap_err();
         assert!(matches!(err, PkiError::KeyMismatch { .. }), "{err}");
-        assert!(matches!(
-            issue(&other, &other, &Leaf::Node("bad id".into()), None, 30),
-            Err(PkiError::Name(..))
-        ));
+        for bad in [Leaf::Node("bad id".into()), Leaf::Server(vec![])] {
+            assert!(matches!(
+                issue(&other, &other, &bad, None, 30),
+                Err(PkiError::Name(..))
+            ));
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
