@@ -1,0 +1,5 @@
+//! Docs versus code: the docs cannot drift from what the binaries do.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod codes;
