@@ -489,16 +489,10 @@ pub(crate) fn agreed_signature(
 
 /// The key's P2WPKH address on every Bitcoin network.
 pub fn bitcoin_addresses(pk: &[u8; 33]) -> std::collections::BTreeMap<String, String> {
-    use proto::btc::Network;
-    [
-        Network::Mainnet,
-        Network::Testnet,
-        Network::Signet,
-        Network::Regtest,
-    ]
-    .into_iter()
-    .filter_map(|n| Some((n.to_string(), proto::btc::p2wpkh_address(pk, n).ok()?)))
-    .collect()
+    proto::btc::Network::ALL
+        .into_iter()
+        .filter_map(|n| Some((n.to_string(), proto::btc::p2wpkh_address(pk, n).ok()?)))
+        .collect()
 }
 
 pub(crate) fn signature_view(s: &VerifiedSignature) -> SignatureView {

@@ -274,7 +274,9 @@ impl Orchestrator {
                         Ok(()) => return job.finish(done),
                         Err(f) => f,
                     };
-                    let again = retryable(&f) || f.code.starts_with("policy.");
+                    let again = retryable(&f)
+                        || f.code.starts_with("policy.")
+                        || f.code.starts_with("node.scope.");
                     if INCIDENT_CODES.contains(&f.code.as_str()) || !again {
                         return End::Stopped(RequestStatus::Failed, f);
                     }

@@ -5,14 +5,22 @@
 //! case address must carry a valid EIP-55 checksum), bech32 addresses become lowercase and
 //! base58 addresses are kept as written after their checksum is verified.
 
-use proto::intent::ChainRef;
+use proto::{btc::Network, intent::ChainRef};
 use sha2::{Digest, Sha256};
 use sha3::Keccak256;
 
+/// What a chain reference may be: the Bitcoin networks are the API's ([`Network::ALL`]), so a
+/// policy cannot name a network that no request can carry.
+fn expected() -> String {
+    let networks: Vec<&str> = Network::ALL.iter().map(|n| n.as_str()).collect();
+    format!(
+        "expected `ethereum:<chain id>` or `bitcoin:<{}>`",
+        networks.join("|")
+    )
+}
+
 /// Parses `ethereum:<chain id>` or `bitcoin:<network>`.
 pub(crate) fn parse_chain(s: &str) -> Result<ChainRef, String> {
-    let expected =
-        "expected `ethereum:<chain id>` or `bitcoin:<mainnet|testnet|testnet4|signet|regtest>`";
     match s.split_once(':') {
         Some(("ethereum", id)) => match id.parse::<u64>() {
             Ok(chain_id) if chain_id > 0 && !id.starts_with('0') => {
@@ -21,13 +29,20 @@ pub(crate) fn parse_chain(s: &str) -> Result<ChainRef, String> {
             // EIP-191 messages are not bound to any chain: their intent carries chain id 0.
             Ok(0) if id == "0" => Ok(ChainRef::Ethereum { chain_id: 0 }),
             _ => Err(format!(
-                "{expected}, found `{s}`: the chain id must be a positive integer (or 0 for EIP-191 messages)"
+                "{}, found `{s}`: the chain id must be a positive integer (or 0 for EIP-191 messages)",
+                expected()
             )),
         },
-        Some(("bitcoin", net)) if bitcoin_params(net).is_some() => Ok(ChainRef::Bitcoin {
-            network: net.to_string(),
-        }),
-        _ => Err(format!("{expected}, found `{s}`")),
+        Some(("bitcoin", net)) => match net.parse::<Network>() {
+            Ok(network) => Ok(ChainRef::Bitcoin {
+                network: network.as_str().to_string(),
+            }),
+            Err(_) => Err(format!(
+                "{}, found `{s}`: the API signs for no bitcoin network `{net}`",
+                expected()
+            )),
+        },
+        _ => Err(format!("{}, found `{s}`", expected())),
     }
 }
 
@@ -46,11 +61,10 @@ struct BitcoinParams {
 }
 
 fn bitcoin_params(network: &str) -> Option<BitcoinParams> {
-    let (hrp, p2pkh, p2sh) = match network {
-        "mainnet" => ("bc", 0x00, 0x05),
-        "testnet" | "testnet4" | "signet" => ("tb", 0x6f, 0xc4),
-        "regtest" => ("bcrt", 0x6f, 0xc4),
-        _ => return None,
+    let (hrp, p2pkh, p2sh) = match network.parse::<Network>().ok()? {
+        Network::Mainnet => ("bc", 0x00, 0x05),
+        Network::Testnet | Network::Signet => ("tb", 0x6f, 0xc4),
+        Network::Regtest => ("bcrt", 0x6f, 0xc4),
     };
     Some(BitcoinParams { hrp, p2pkh, p2sh })
 }
@@ -245,12 +259,25 @@ mod tests {
             "ethereum:01",
             "ethereum:x",
             "bitcoin:moon",
+            "bitcoin:testnet4",
+            "bitcoin:Mainnet",
             "solana:1",
             "ethereum",
         ] {
             assert!(parse_chain(bad).is_err(), "{bad}");
         }
         assert_eq!(chain_name(&btc("signet")), "bitcoin:signet");
+        // Exactly the API's networks: each one parses, and the error names them all.
+        for n in proto::btc::Network::ALL {
+            let name = format!("bitcoin:{}", n.as_str());
+            assert_eq!(parse_chain(&name), Ok(btc(n.as_str())));
+        }
+        let err = parse_chain("bitcoin:testnet4").err().unwrap_or_default();
+        assert!(
+            err.contains("`bitcoin:<mainnet|testnet|signet|regtest>`")
+                && err.contains("`testnet4`"),
+            "{err}"
+        );
     }
 
     #[test]

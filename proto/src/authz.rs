@@ -218,7 +218,7 @@ pub struct NodeVerdict {
     /// Allow, defer or deny.
     pub kind: VerdictKind,
     /// Stable code: `policy.<tag>` of the first failing (or deferring) rule, or a node-level
-    /// code such as `veto`, `ledger.behind`, `policy.missing`, `policy.scope.chain`.
+    /// code such as `veto`, `ledger.behind`, `policy.missing`, `node.scope.chain`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     /// Human-readable summary.

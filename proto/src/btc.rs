@@ -38,6 +38,15 @@ pub enum Network {
 }
 
 impl Network {
+    /// Every network the API signs for, in this order. Policy files accept exactly these
+    /// (`bitcoin:<name>`), so a policy cannot name a network no request can carry.
+    pub const ALL: [Network; 4] = [
+        Network::Mainnet,
+        Network::Testnet,
+        Network::Signet,
+        Network::Regtest,
+    ];
+
     /// The lowercase name used in intents and policy files.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -350,6 +359,8 @@ mod tests {
         for n in ["mainnet", "testnet", "signet", "regtest"] {
             assert_eq!(n.parse::<Network>().unwrap().to_string(), n);
         }
+        let all: Vec<&str> = Network::ALL.iter().map(|n| n.as_str()).collect();
+        assert_eq!(all, ["mainnet", "testnet", "signet", "regtest"]);
         for bad in ["bitcoin", "Mainnet", "testnet4", "", " mainnet"] {
             let err = bad.parse::<Network>().unwrap_err();
             assert_eq!(err.code(), "chain.unknown_network");

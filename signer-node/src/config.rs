@@ -90,13 +90,13 @@ fn parse_keys(keys: &[String], field: &str) -> Result<Vec<[u8; 32]>, String> {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Scope {
-    /// EIP-155 chain ids this node signs Ethereum transactions for (`scope.chain`).
+    /// EIP-155 chain ids this node signs Ethereum transactions for (`node.scope.chain`).
     pub ethereum_chain_ids: Vec<u64>,
     /// Bitcoin networks this node signs for: `mainnet`, `testnet`, `signet`, `regtest`.
     pub bitcoin_networks: Vec<String>,
-    /// Sign EIP-191 / BIP-322 messages (`scope.message`).
+    /// Sign EIP-191 / BIP-322 messages (`node.scope.message`).
     pub messages: bool,
-    /// Sign Ethereum calls other than plain and ERC-20 transfers (`scope.contract_call`).
+    /// Sign Ethereum calls other than plain and ERC-20 transfers (`node.scope.contract_call`).
     pub contract_calls: bool,
 }
 
@@ -111,14 +111,14 @@ impl Scope {
             return match self.messages {
                 true => Ok(()),
                 false => Err((
-                    "policy.scope.message",
+                    "node.scope.message",
                     "this node does not sign messages (`[scope] messages` is off)".into(),
                 )),
             };
         }
         if intent.kind == IntentKind::ContractCall && !self.contract_calls {
             return Err((
-                "policy.scope.contract_call",
+                "node.scope.contract_call",
                 "this node does not sign contract calls (`[scope] contract_calls` is off)".into(),
             ));
         }
@@ -129,7 +129,7 @@ impl Scope {
         match allowed {
             true => Ok(()),
             false => Err((
-                "policy.scope.chain",
+                "node.scope.chain",
                 format!("{:?} is outside this node's scope", intent.chain),
             )),
         }

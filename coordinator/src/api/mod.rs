@@ -69,6 +69,51 @@ fn authed_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(metrics::metrics))
 }
 
+/// One route the router serves: method, path (as the OpenAPI document writes it) and the scope
+/// a credential needs (`None`: the route needs no credential).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RouteScope {
+    /// Upper-case HTTP method.
+    pub method: String,
+    /// Path template, e.g. `/v1/keys/{key_id}`.
+    pub path: String,
+    /// What [`auth`] requires ([`crate::auth::required_scope`]); `None` for public routes.
+    pub scope: Option<crate::auth::Scope>,
+}
+
+/// Every route of [`router`] with the scope it requires, from the same route lists (each route
+/// is added with its operation, so this is also every operation of the OpenAPI document).
+/// `docs/api.md`'s scope table is compared with it.
+pub fn routes() -> Vec<RouteScope> {
+    let mut out = Vec::new();
+    for (public, r) in [(true, public_routes()), (false, authed_routes())] {
+        for (path, item) in r.into_openapi().paths.paths {
+            use axum::http::Method;
+            let ops = [
+                (Method::GET, item.get.is_some()),
+                (Method::PUT, item.put.is_some()),
+                (Method::POST, item.post.is_some()),
+                (Method::DELETE, item.delete.is_some()),
+                (Method::OPTIONS, item.options.is_some()),
+                (Method::HEAD, item.head.is_some()),
+                (Method::PATCH, item.patch.is_some()),
+                (Method::TRACE, item.trace.is_some()),
+            ];
+            for (method, present) in ops {
+                if present {
+                    out.push(RouteScope {
+                        method: method.as_str().to_string(),
+                        path: path.clone(),
+                        scope: (!public).then(|| crate::auth::required_scope(&method, &path)),
+                    });
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Builds the router.
 pub fn router(state: ApiState, max_body: usize) -> Router {
     let (authed, _) = authed_routes()
@@ -316,6 +361,17 @@ mod tests {
             }
         }
         assert!(seen >= 22, "{seen} operations");
+        // `routes()` lists exactly these operations, public ones without a scope.
+        let listed = routes();
+        assert_eq!(listed.len(), seen);
+        for r in &listed {
+            let op = &doc["paths"][&r.path][r.method.to_lowercase()];
+            assert!(op.is_object(), "{r:?}");
+            match r.scope {
+                None => assert_eq!(op["security"], serde_json::json!([]), "{r:?}"),
+                Some(s) => assert_eq!(op["security"][0]["bearer"][0], s.as_str(), "{r:?}"),
+            }
+        }
         let req = axum::http::Request::builder()
             .uri("/v1/undocumented")
             .body(axum::body::Body::empty())

@@ -220,6 +220,11 @@ mod tests {
             for (method, op) in item.as_object().unwrap() {
                 let codes = op["responses"].as_object().unwrap();
                 assert!(codes.contains_key("413"), "{method} {path}");
+                if op.get("requestBody").is_some() {
+                    for c in ["400", "422"] {
+                        assert!(codes.contains_key(c), "{method} {path} parses a body: {c}");
+                    }
+                }
                 let public = ["/healthz", "/readyz", "/v1/openapi.json"].contains(&path.as_str());
                 match public {
                     true => assert_eq!(op["security"], serde_json::json!([]), "{path}"),

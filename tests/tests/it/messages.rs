@@ -54,7 +54,7 @@ fn messages_need_the_message_scope_then_sign_as_eip191_and_bip322() {
     let mut s = exclusive();
     let refused = sign_message(&s, "ethereum");
     assert_eq!(refused.status, RequestStatus::Denied);
-    assert_eq!(refused.error.unwrap().code, "policy.scope.message");
+    assert_eq!(refused.error.unwrap().code, "node.scope.message");
     assert!(refused.signature.is_none());
 
     set_message_scope(&mut s, true);

@@ -156,7 +156,7 @@ fn chain_id_outside_the_node_scope_is_refused_without_signature() {
                     "psbt": sample::btc_psbt(&script, &[10_000], 5_000, 4_000).to_string()})
             }
         };
-        assert_refused(&submit(&s, &body), "policy.scope.chain");
+        assert_refused(&submit(&s, &body), "node.scope.chain");
     }
 }
 
@@ -166,5 +166,5 @@ fn contract_calls_are_refused_unless_the_node_scope_allows_them() {
     let id = rid("call");
     let body = json!({"request_id": id, "key_id": KEY, "chain": "ethereum",
         "unsigned_tx": sample::eth_tx(3, [0x33; 20], 0, vec![0xde, 0xad, 0xbe, 0xef])});
-    assert_refused(&submit(&s, &body), "policy.scope.contract_call");
+    assert_refused(&submit(&s, &body), "node.scope.contract_call");
 }
