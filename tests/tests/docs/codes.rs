@@ -65,6 +65,8 @@ const BARE_CODES: &[&str] = &["internal", "veto"];
 const NOT_CODES: &[&str] = &[
     // File names and extensions.
     "audit.jsonl",
+    "ca.key",
+    "ca.pem",
     "coordinator.redb",
     "identity.json",
     "json.lock",
