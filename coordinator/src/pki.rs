@@ -247,6 +247,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     #[test]
