@@ -287,6 +287,16 @@ fn non_empty(p: Passphrase, source: &str) -> anyhow::Result<Passphrase> {
 
 /// Entry point shared by the `signer-node` binary and the devnet launcher.
 pub fn main_with(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
+    main_with_primes(args, &|_| None)
+}
+
+/// [`main_with`], with `init` taking a node's Paillier primes from `primes` (by node id) when it
+/// returns some. Only the test-only `fixture-node` binary passes a source: no flag, variable or
+/// file of a shipped binary can choose the primes.
+pub fn main_with_primes(
+    args: impl IntoIterator<Item = String>,
+    primes: &dyn Fn(&str) -> Option<crate::mpc::Primes>,
+) -> anyhow::Result<()> {
     let cli = Cli::parse_from(args);
     let env = secure_start(&cli.cmd)?;
     match cli.cmd {
@@ -301,7 +311,7 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
                 &data_dir,
                 &node_id,
                 &pass,
-                None,
+                primes(&node_id),
                 KdfParams::default(),
                 !json && std::io::stderr().is_terminal(),
             )?;
