@@ -5,7 +5,14 @@
 //! fresh primes through the shipped path. Never part of a deployment: the fixtures are public.
 
 fn main() -> std::process::ExitCode {
-    let primes = custody_tests::test_primes().unwrap_or_default();
+    // Fixtures that do not load are an error, not a silent minute of fresh primes per node.
+    let primes = match custody_tests::test_primes() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("Error: the TEST-ONLY fixture primes: {e:?}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let pick = |id: &str| {
         let n: usize = id.strip_prefix("node-")?.parse().ok()?;
         primes.get(n.checked_sub(1)?).cloned()

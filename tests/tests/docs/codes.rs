@@ -115,140 +115,50 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(workspace().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
-// ---- The lexer ----------------------------------------------------------------------------
-
-fn ident_char(c: Option<&char>) -> bool {
-    c.is_some_and(|c| c.is_alphanumeric() || *c == '_')
-}
-
-/// The body of a string literal starting after its opening quote at `i`: (text, index after
-/// the closing quote). `hashes` is the raw-string hash count (`None`: an ordinary string).
-fn string_at(c: &[char], mut i: usize, hashes: Option<usize>) -> (String, usize) {
-    let mut text = String::new();
-    while i < c.len() {
-        match (c[i], hashes) {
-            ('\\', None) => {
-                text.extend(c.get(i..i + 2).unwrap_or_default());
-                i += 2;
-            }
-            ('"', None) => return (text, i + 1),
-            ('"', Some(n))
-                if c.get(i + 1..i + 1 + n)
-                    .is_some_and(|h| h.iter().all(|&x| x == '#')) =>
-            {
-                return (text, i + 1 + n)
-            }
-            (ch, _) => {
-                text.push(ch);
-                i += 1;
-            }
-        }
-    }
-    (text, i)
-}
+// ---- The literals --------------------------------------------------------------------------
 
 /// The string literals of a Rust source (with their line numbers), outside comments and
-/// outside the items that `#[cfg(test)]` marks.
+/// outside the items that `#[cfg(test)]` marks, read with `proc-macro2`'s tokenizer.
 fn literals(src: &str) -> Vec<(usize, String)> {
-    let c: Vec<char> = src.chars().collect();
-    let line_at = |i: usize| c[..i.min(c.len())].iter().filter(|&&x| x == '\n').count() + 1;
+    let stream: proc_macro2::TokenStream = src
+        .parse()
+        .unwrap_or_else(|e| panic!("not Rust tokens: {e:?}"));
     let mut out = Vec::new();
-    let (mut i, mut depth) = (0usize, 0usize);
-    // A `#[cfg(test)]` was seen and its item's body has not opened yet.
-    let mut pending_test = false;
-    // The depth of the open test item's body.
-    let mut test_body: Option<usize> = None;
-    while i < c.len() {
-        let next = c.get(i + 1).copied();
-        match c[i] {
-            '/' if next == Some('/') => {
-                while i < c.len() && c[i] != '\n' {
-                    i += 1;
+    collect(stream, &mut out);
+    out
+}
+
+fn collect(stream: proc_macro2::TokenStream, out: &mut Vec<(usize, String)>) {
+    use proc_macro2::{Delimiter, TokenTree};
+    // A `#[cfg(test)]` was seen and its item has not ended yet (its body or its `;`).
+    let mut in_test_item = false;
+    let mut tokens = stream.into_iter().peekable();
+    while let Some(token) = tokens.next() {
+        match token {
+            TokenTree::Punct(p) if p.as_char() == '#' => {
+                if let Some(TokenTree::Group(g)) = tokens.peek() {
+                    let attr: String = g.stream().to_string().split_whitespace().collect();
+                    in_test_item |= g.delimiter() == Delimiter::Bracket && attr == "cfg(test)";
                 }
             }
-            '/' if next == Some('*') => {
-                let mut nest = 0usize;
-                while i < c.len() {
-                    if c[i] == '/' && c.get(i + 1) == Some(&'*') {
-                        nest += 1;
-                        i += 2;
-                    } else if c[i] == '*' && c.get(i + 1) == Some(&'/') {
-                        nest -= 1;
-                        i += 2;
-                        if nest == 0 {
-                            break;
-                        }
-                    } else {
-                        i += 1;
+            TokenTree::Punct(p) if p.as_char() == ';' => in_test_item = false,
+            TokenTree::Group(g) if in_test_item => {
+                in_test_item = g.delimiter() != Delimiter::Brace;
+            }
+            TokenTree::Group(g) => collect(g.stream(), out),
+            TokenTree::Literal(l) if !in_test_item => {
+                let line = l.span().start().line;
+                match syn::Lit::new(l) {
+                    syn::Lit::Str(s) => out.push((line, s.value())),
+                    syn::Lit::ByteStr(b) => {
+                        out.push((line, String::from_utf8_lossy(&b.value()).into_owned()))
                     }
+                    _ => {}
                 }
             }
-            '"' => {
-                let (text, end) = string_at(&c, i + 1, None);
-                if test_body.is_none() {
-                    out.push((line_at(i), text));
-                }
-                i = end;
-            }
-            // A raw string `r"…"`, `r#"…"#` (also after `b`), unless `r` ends an identifier.
-            'r' if (!ident_char(i.checked_sub(1).and_then(|p| c.get(p)))
-                || (i >= 1
-                    && c[i - 1] == 'b'
-                    && !ident_char(i.checked_sub(2).and_then(|p| c.get(p)))))
-                && matches!(next, Some('"' | '#')) =>
-            {
-                let hashes = c[i + 1..].iter().take_while(|&&x| x == '#').count();
-                if c.get(i + 1 + hashes) == Some(&'"') {
-                    let (text, end) = string_at(&c, i + 2 + hashes, Some(hashes));
-                    if test_body.is_none() {
-                        out.push((line_at(i), text));
-                    }
-                    i = end;
-                } else {
-                    i += 1;
-                }
-            }
-            // A char literal (`'"'`, `'\''`, `'{'`) or a lifetime (`'a`).
-            '\'' => {
-                if next == Some('\\') {
-                    i += 3;
-                    while i < c.len() && c[i] != '\'' {
-                        i += 1;
-                    }
-                    i += 1;
-                } else if c.get(i + 2) == Some(&'\'') {
-                    i += 3;
-                } else {
-                    i += 1;
-                }
-            }
-            '#' if c[i..].starts_with(&"#[cfg(test)]".chars().collect::<Vec<_>>()) => {
-                pending_test = true;
-                i += 1;
-            }
-            '{' => {
-                depth += 1;
-                if pending_test && test_body.is_none() {
-                    test_body = Some(depth);
-                }
-                pending_test = false;
-                i += 1;
-            }
-            '}' => {
-                if test_body == Some(depth) {
-                    test_body = None;
-                }
-                depth = depth.saturating_sub(1);
-                i += 1;
-            }
-            ';' => {
-                pending_test = false;
-                i += 1;
-            }
-            _ => i += 1,
+            _ => {}
         }
     }
-    out
 }
 
 /// Whether a literal reads `family.name[.more]` (lowercase ASCII words).
