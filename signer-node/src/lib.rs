@@ -22,6 +22,7 @@ pub mod plan;
 pub mod policy_book;
 pub mod presig;
 pub mod prune;
+pub mod reshare;
 pub mod seal;
 pub mod secret;
 pub mod session;
