@@ -73,6 +73,8 @@ pub fn required_scope(method: &axum::http::Method, path: &str) -> Scope {
         || path.ends_with("/presignatures")
         || path.ends_with("/accounts")
         || path.ends_with("/reserves")
+        || path.ends_with("/refresh")
+        || path.ends_with("/reshare")
     {
         return Scope::Operate;
     }

@@ -187,6 +187,14 @@ impl Control {
             }
         }
         let cursor = self.feed_orders(node, conn, 0).await?;
+        // Share epochs activated while the node was away, before anything it would sign.
+        for key in self.store.keys().unwrap_or_default() {
+            if let Some(a) = key.activation {
+                if !send(CoordFrame::Activate(Box::new(a))).await {
+                    return None;
+                }
+            }
+        }
         for batch in self
             .account_batches(node)
             .chunks(proto::wire::ACCOUNT_BATCH)
@@ -266,6 +274,27 @@ impl Control {
                 Ok(false) => {}
                 Err(e) => tracing::error!(error = %e, "cannot store a ledger entry"),
             },
+            NodeFrame::Activated {
+                key_id,
+                epoch,
+                result,
+            } => {
+                if let Err(f) = &result {
+                    tracing::warn!(node, key = %key_id, epoch, code = %f.code, message = %f.message, "a node refused an activation");
+                }
+                self.record(
+                    "reshare.node_activation",
+                    serde_json::json!({"node": node, "key_id": key_id, "epoch": epoch,
+                        "code": result.as_ref().err().map(|f| f.code.clone())}),
+                );
+                crate::lifecycle::on_activated(
+                    &self.store,
+                    node,
+                    &key_id,
+                    epoch,
+                    result.map_err(|f| f.code),
+                );
+            }
             NodeFrame::LedgerWant(heads) => {
                 let page = self
                     .store

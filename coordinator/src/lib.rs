@@ -11,6 +11,7 @@ pub mod control;
 pub mod error;
 pub mod faults;
 pub mod intake;
+pub mod lifecycle;
 pub mod metrics;
 pub mod orchestrator;
 pub mod pki;

@@ -71,6 +71,7 @@ pub(crate) const RETRYABLE: &[&str] = &[
     "presig.unknown",
     "presig.used",
     "presig.mismatch",
+    "session.epoch",
 ];
 
 /// Whether another signer subset may be tried after this failure: transport and liveness
@@ -200,6 +201,21 @@ impl Orchestrator {
         kind: SessionKind,
         timeout: Duration,
     ) -> Result<([u8; 32], Vec<(String, SessionOutput)>), SessionFailure> {
+        self.run_session_reporting(key_id, parties, kind, timeout, None)
+            .await
+    }
+
+    /// [`Self::run_session_with_id`]; with `every` set, a failure does not end the collection:
+    /// every party's refusal is gathered there (a ceremony shows what each node said), and the
+    /// first one is returned.
+    pub async fn run_session_reporting(
+        &self,
+        key_id: &str,
+        parties: &[String],
+        kind: SessionKind,
+        timeout: Duration,
+        every: Option<&mut Vec<(String, SessionFailure)>>,
+    ) -> Result<([u8; 32], Vec<(String, SessionOutput)>), SessionFailure> {
         let _slots = match kind {
             SessionKind::Sign {
                 presignature: Some(_),
@@ -232,13 +248,19 @@ impl Orchestrator {
             return Err(internal(format!("cannot record the session: {e}")));
         }
         let mut reports = self.registry.open_route(sid, parties.to_vec());
+        // Sessions run in the share epoch the coordinator holds for the key.
+        let epoch = match self.store.key(key_id) {
+            Ok(rec) => rec.map_or(0, |k| k.info.epoch),
+            Err(e) => return Err(internal(format!("cannot read the key: {e}"))),
+        };
         let start = SessionStart {
             session_id: sid,
             key_id: key_id.to_string(),
             parties: parties.to_vec(),
             kind,
+            epoch,
         };
-        let result = self.collect(&start, &mut reports, timeout).await;
+        let result = self.collect(&start, &mut reports, timeout, every).await;
         self.registry.close_route(&sid);
         if online {
             self.pool.touch_online();
@@ -281,6 +303,7 @@ impl Orchestrator {
         start: &SessionStart,
         reports: &mut tokio::sync::mpsc::Receiver<crate::registry::Report>,
         timeout: Duration,
+        mut every: Option<&mut Vec<(String, SessionFailure)>>,
     ) -> Result<Vec<(String, SessionOutput)>, SessionFailure> {
         for p in &start.parties {
             if !self.registry.send(p, CoordFrame::Start(start.clone())) {
@@ -292,18 +315,29 @@ impl Orchestrator {
             }
         }
         let mut outputs: HashMap<String, SessionOutput> = HashMap::new();
+        let mut failed: Vec<String> = Vec::new();
         let deadline = tokio::time::Instant::now() + timeout;
-        while outputs.len() < start.parties.len() {
+        while outputs.len() + failed.len() < start.parties.len() {
             match tokio::time::timeout_at(deadline, reports.recv()).await {
                 Ok(Some((node, Ok(out)))) => {
                     outputs.insert(node, out);
                 }
                 Ok(Some((node, Err(mut f)))) => {
                     f.message = format!("node `{node}`: {}", f.message);
-                    return Err(f);
+                    match every.as_deref_mut() {
+                        Some(all) if !failed.contains(&node) => {
+                            failed.push(node.clone());
+                            all.push((node, f));
+                        }
+                        Some(_) => {}
+                        None => return Err(f),
+                    }
                 }
                 Ok(None) => break,
                 Err(_) => {
+                    if let Some((_, f)) = every.as_deref().and_then(|a| a.first()) {
+                        return Err(f.clone());
+                    }
                     let missing: Vec<String> = start
                         .parties
                         .iter()
@@ -320,6 +354,9 @@ impl Orchestrator {
                     });
                 }
             }
+        }
+        if let Some((_, f)) = every.as_deref().and_then(|a| a.first()) {
+            return Err(f.clone());
         }
         Ok(start
             .parties
@@ -404,6 +441,7 @@ impl Orchestrator {
 
     /// After a restart: resume unfinished requests; ceremonies cannot resume and are failed.
     pub fn resume(self: &Arc<Self>) {
+        self.resume_ceremonies();
         if let Ok(keys) = self.store.keys() {
             for mut k in keys
                 .into_iter()
@@ -444,6 +482,7 @@ fn session_record(
         SessionKind::Keygen { .. } => ("keygen", None, None),
         SessionKind::AuxInfo => ("aux", None, None),
         SessionKind::Presign => ("presign", None, None),
+        SessionKind::Reshare { .. } => ("reshare", None, None),
     };
     crate::store::SessionRecord {
         session_id: hex::encode(sid),

@@ -52,6 +52,10 @@ pub struct KeyRecord {
     /// Presignature pool depth per signer subset, if set for this key (else the default).
     #[serde(default)]
     pub presign_depth: Option<u32>,
+    /// The certificate that activated the key's current epoch (replayed to every node that
+    /// connects, before its sync mark); `None` at epoch 0.
+    #[serde(default)]
+    pub activation: Option<proto::lifecycle::Activation>,
 }
 
 /// A sign request as stored.
@@ -514,6 +518,29 @@ impl Store {
         };
         tx.commit()?;
         Ok(taken)
+    }
+
+    /// Deletes every presignature of a key from the pool (its share epoch ended).
+    pub fn drop_presigs(&self, key_id: &str) -> Result<usize, StoreError> {
+        let prefix = format!("{key_id}\0");
+        let tx = self.db.begin_write()?;
+        let n = {
+            let mut pool = tx.open_table(PRESIGS)?;
+            let keys: Vec<String> = pool
+                .range(prefix.as_str()..)?
+                .map_while(|item| {
+                    item.ok()
+                        .map(|(k, _)| k.value().to_string())
+                        .filter(|k| k.starts_with(&prefix))
+                })
+                .collect();
+            for k in &keys {
+                pool.remove(k.as_str())?;
+            }
+            keys.len()
+        };
+        tx.commit()?;
+        Ok(n)
     }
 
     /// One account.

@@ -65,6 +65,60 @@ pub struct KeyInfo {
     /// coordinator starts no signing with this key until an operator unlocks it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locked: Option<KeyLock>,
+    /// The share epoch that signs: 0 from DKG, one more per activated refresh or reshare
+    /// (`threshold` and `nodes` are the epoch's).
+    #[serde(default)]
+    pub epoch: u64,
+    /// The latest refresh or reshare ceremony of the key, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceremony: Option<CeremonyView>,
+}
+
+/// Where a refresh or reshare ceremony is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum CeremonyPhase {
+    /// Dealers deal, parties agree and new guardians store their pending shares; the old
+    /// epoch keeps signing.
+    Dealing,
+    /// Every new guardian confirmed its share; the certificate is stored and nodes are
+    /// activating the new epoch (the coordinator already signs in it).
+    Activating,
+    /// Every new guardian activated the new epoch.
+    Active,
+    /// Nothing changed: the old epoch keeps signing (see `error` and `blamed`).
+    Failed,
+}
+
+/// A refresh or reshare ceremony as `GET /v1/keys/{key_id}` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CeremonyView {
+    /// Refresh or reshare.
+    pub kind: crate::lifecycle::MembershipKind,
+    /// The epoch the ceremony creates.
+    pub epoch: u64,
+    /// Where it is.
+    pub phase: CeremonyPhase,
+    /// The new guardians.
+    pub guardians: Vec<String>,
+    /// The new threshold.
+    pub threshold: u16,
+    /// The dealers of the last attempt.
+    #[serde(default)]
+    pub dealers: Vec<String>,
+    /// Per node: what it reported (`stored`, `activated`, or a refusal's code).
+    #[serde(default)]
+    pub progress: std::collections::BTreeMap<String, String>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ApiError>,
+    /// Parties the nodes named as cheating or absent.
+    #[serde(default)]
+    pub blamed: Vec<String>,
+    /// Start (unix seconds).
+    pub started_at: u64,
 }
 
 /// Why a key is locked.

@@ -12,6 +12,7 @@ pub mod btc;
 pub mod eth;
 pub mod hd;
 pub mod intent;
+pub mod lifecycle;
 pub mod message;
 pub mod payload;
 pub mod presig;

@@ -53,6 +53,15 @@ pub enum SessionKind {
     },
     /// Make one presignature of the key among exactly t `parties` (refilling the pool).
     Presign,
+    /// Redistribute the key's shares as the officers ordered (refresh or reshare). `parties`
+    /// are the `dealers` (t old guardians, in their order) followed by the order's new
+    /// guardians that are not dealers; every party checks that layout itself.
+    Reshare {
+        /// The officers' order; every party verifies it against its own pinned officers.
+        order: crate::lifecycle::SignedMembershipOrder,
+        /// The dealer quorum: exactly t guardians of the old set.
+        dealers: Vec<String>,
+    },
 }
 
 /// "Would you sign this request now?", asked of every node before any session starts.
@@ -97,6 +106,10 @@ pub struct SessionStart {
     pub parties: Vec<String>,
     /// What to compute.
     pub kind: SessionKind,
+    /// The key's share epoch the session runs in: a node refuses a session whose epoch is not
+    /// its active one (`session.epoch`), so no session mixes old and new shares.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// A signed (and for point-to-point messages, encrypted) MPC message.
@@ -165,6 +178,18 @@ pub enum SessionOutput {
         /// σᵢ, big-endian.
         sigma: [u8; 32],
     },
+    /// A redistribution finished on this node.
+    Reshared {
+        /// The new epoch (pending until activated).
+        epoch: u64,
+        /// Hash of the dealers' commitments all parties agreed on.
+        #[serde(with = "serde_bytes_vec")]
+        commitments: Vec<u8>,
+        /// A new guardian's signature over [`crate::lifecycle::stored_digest`], made after its
+        /// pending share was durable; `None` from a dealer outside the new set.
+        #[serde(default)]
+        confirmation: Option<Vec<u8>>,
+    },
 }
 
 /// Why a session failed on one node.
@@ -225,6 +250,15 @@ pub enum NodeFrame {
         /// The keys this node derived, or why it refused.
         result: Result<crate::hd::AccountKeys, SessionFailure>,
     },
+    /// Answer to [`CoordFrame::Activate`].
+    Activated {
+        /// Key.
+        key_id: String,
+        /// The epoch the certificate activates.
+        epoch: u64,
+        /// Applied (or already active), or why not.
+        result: Result<(), SessionFailure>,
+    },
     /// Asks for the ledger entries above these per-origin heads (answered in pages of at most
     /// [`LEDGER_PAGE`] entries; the node asks again while it is behind).
     LedgerWant(std::collections::BTreeMap<String, u64>),
@@ -270,6 +304,9 @@ pub enum CoordFrame {
     /// keys (in batches of [`ACCOUNT_BATCH`]) when a node connects. One frame is one job on
     /// the node, so a replay of many accounts cannot crowd out other control frames.
     Accounts(Vec<AccountRegistration>),
+    /// Activate a key's new share epoch (sent when the certificate is complete, and replayed
+    /// on every connection before the sync mark).
+    Activate(Box<crate::lifecycle::Activation>),
     /// End of the replay that follows a node's connection (see [`SyncMark`]).
     Synced(SyncMark),
     /// Abandon a session (deadline passed or another party failed).

@@ -180,6 +180,8 @@ mod tests {
             public_key: hex::decode(G).unwrap(),
             complete: true,
             chain_code,
+            epoch: 0,
+            pending: None,
         };
         store.commit_key(&meta, ("share/k", b"x"), &[]).unwrap();
         (store, meta, dir)

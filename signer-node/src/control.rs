@@ -96,6 +96,27 @@ impl NodeCore {
                     self.ask_ledger_if_behind();
                 }
             }
+            CoordFrame::Activate(a) => {
+                let result = crate::reshare::activate(&self.store, &self.guard, &a);
+                match &result {
+                    Ok(what) => {
+                        tracing::info!(key = %a.order.order.key_id, epoch = a.epoch(), ?what, "share epoch activation")
+                    }
+                    Err(f) => {
+                        tracing::warn!(key = %a.order.order.key_id, code = %f.code, message = %f.message, "share epoch activation refused");
+                        let _ = self.guard.audit(
+                            "reshare.activation_refused",
+                            serde_json::json!({"key_id": a.order.order.key_id, "epoch": a.epoch(), "code": f.code}),
+                        );
+                    }
+                }
+                self.send_status();
+                let _ = self.frames.send(NodeFrame::Activated {
+                    key_id: a.order.order.key_id.clone(),
+                    epoch: a.epoch(),
+                    result: result.map(|_| ()),
+                });
+            }
             CoordFrame::Synced(mark) => {
                 tracing::info!(
                     orders = mark.orders,

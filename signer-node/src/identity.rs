@@ -187,6 +187,37 @@ impl Roster {
         Ok(Self { peers })
     }
 
+    /// This roster plus ordered identities; an identity that differs from a pinned one is an
+    /// error naming the node.
+    pub fn with_identities(
+        &self,
+        ids: &std::collections::BTreeMap<String, proto::lifecycle::GuardianIdentity>,
+    ) -> Result<Self, String> {
+        let listed: Vec<PublicIdentity> = ids
+            .iter()
+            .map(|(node_id, id)| PublicIdentity {
+                node_id: node_id.clone(),
+                sign_key: id.sign_key.to_ascii_lowercase(),
+                dh_key: id.dh_key.to_ascii_lowercase(),
+            })
+            .collect();
+        let extra = Self::from_identities(&listed)?;
+        let mut peers = self.peers.clone();
+        for (id, keys) in extra.peers {
+            match peers.get(&id) {
+                Some(pinned) if pinned.sign != keys.sign || pinned.dh != keys.dh => {
+                    return Err(format!(
+                        "the order's identity for `{id}` differs from the one this node pins"
+                    ))
+                }
+                _ => {
+                    peers.insert(id, keys);
+                }
+            }
+        }
+        Ok(Self { peers })
+    }
+
     /// A peer's keys.
     pub fn get(&self, node_id: &str) -> Option<&PeerKeys> {
         self.peers.get(node_id)

@@ -125,6 +125,21 @@ pub async fn run_with_hook(
     shutdown: impl Future<Output = ()>,
     hook: Option<mpc::OutgoingHook>,
 ) -> Result<(), NodeError> {
+    run_adversarial(cfg, passphrase, health, shutdown, (hook, None)).await
+}
+
+/// [`run_with_hook`] that may also cheat as a dealer in redistributions
+/// ([`reshare::ceremony::DealerFault`]): adversarial tests only.
+pub async fn run_adversarial(
+    cfg: config::NodeConfig,
+    passphrase: secret::Passphrase,
+    health: Option<tokio::net::TcpListener>,
+    shutdown: impl Future<Output = ()>,
+    (hook, fault): (
+        Option<mpc::OutgoingHook>,
+        Option<reshare::ceremony::DealerFault>,
+    ),
+) -> Result<(), NodeError> {
     hygiene::harden_process().map_err(NodeError::Setup)?;
     let (store, identity) = open_and_validate(&cfg, &passphrase)?;
     drop(passphrase);
@@ -154,7 +169,6 @@ pub async fn run_with_hook(
         session::NodeCore::new(
             store,
             identity,
-            roster,
             tx,
             session::Timeouts {
                 join: Duration::from_secs(cfg.limits.join_timeout_secs),
@@ -166,6 +180,7 @@ pub async fn run_with_hook(
             guard,
         )
         .with_hook(hook)
+        .with_dealer_fault(fault)
         .with_pool(
             cfg.limits.max_presignatures,
             cfg.limits.max_presign_sessions,

@@ -22,9 +22,13 @@ use crate::{
 /// Sealed record holding this node's spare Paillier primes.
 pub const PRIMES_RECORD: &str = "primes";
 
-/// Record name of a key's complete share.
-pub fn share_record(key_id: &str) -> String {
-    format!("share/{key_id}")
+/// Record name of a key's complete share of `epoch` (the name, and so the seal's associated
+/// data, binds the epoch; epoch 0 keeps the name it had before epochs existed).
+pub fn share_record(key_id: &str, epoch: u64) -> String {
+    match epoch {
+        0 => format!("share/{key_id}"),
+        e => format!("share/{key_id}/e{e}"),
+    }
 }
 
 fn incomplete_record(key_id: &str) -> String {
@@ -45,7 +49,7 @@ fn store_err(e: impl std::fmt::Display) -> SessionFailure {
     fail("store.error", e.to_string())
 }
 
-fn load_json<T: serde::de::DeserializeOwned>(
+pub(crate) fn load_json<T: serde::de::DeserializeOwned>(
     store: &Store,
     record: &str,
 ) -> Result<Option<T>, SessionFailure> {
@@ -163,6 +167,8 @@ pub enum Plan {
     },
     /// Signing one part of a request (fully interactive, or from a presignature).
     Sign(Box<SignPlan>),
+    /// Redistributing the key's shares (refresh or reshare).
+    Reshare(Box<crate::reshare::ceremony::ResharePlan>),
     /// Making a presignature for the pool.
     Presign {
         /// Key id.
@@ -175,6 +181,8 @@ pub enum Plan {
         keygen_indexes: Vec<u16>,
         /// Cap of stored presignatures for this key and subset.
         cap: usize,
+        /// The key's share epoch.
+        epoch: u64,
     },
 }
 
@@ -201,6 +209,8 @@ pub struct SignPlan {
     presig: Option<proto::presig::PresigId>,
     /// Held until the session ends: no second session signs this part meanwhile.
     _claim: crate::guard::PartClaim,
+    /// The key's share epoch.
+    epoch: u64,
 }
 
 impl Plan {
@@ -211,6 +221,7 @@ impl Plan {
         i: u16,
         guard: &Guard,
         presig_cap: usize,
+        fault: Option<crate::reshare::ceremony::DealerFault>,
     ) -> Result<Plan, SessionFailure> {
         if !proto::api::valid_key_id(&start.key_id) {
             return Err(fail("session.invalid", "malformed key id"));
@@ -257,13 +268,31 @@ impl Plan {
                 *presignature,
                 guard,
             ),
+            SessionKind::Reshare { order, dealers } => {
+                let roster = session_roster(guard, start)?;
+                let keys = peer_keys(&roster, &start.parties)?
+                    .into_iter()
+                    .map(|k| k.sign)
+                    .collect();
+                crate::reshare::ceremony::ResharePlan::prepare(
+                    store,
+                    start,
+                    (order, dealers),
+                    guard,
+                    keys,
+                    fault,
+                )
+                .map(|p| Plan::Reshare(Box::new(p)))
+            }
             SessionKind::Presign => {
                 let meta = store
                     .key_meta(&start.key_id)
                     .map_err(store_err)?
                     .filter(|m| m.complete)
                     .ok_or_else(|| fail("key.not_ready", "no complete share of this key"))?;
+                check_epoch(&meta, start)?;
                 Ok(Plan::Presign {
+                    epoch: meta.epoch,
                     key_id: start.key_id.clone(),
                     parties: start.parties.clone(),
                     i,
@@ -291,6 +320,7 @@ impl Plan {
             ));
         }
         let req = decode_request(store, &start.key_id, request_id, payload, account)?;
+        check_epoch(&req.meta, start)?;
         let keygen_indexes = keygen_indexes(&req.meta, &start.parties)?;
         if part as usize >= req.decoded.parts() {
             return Err(fail(
@@ -342,6 +372,7 @@ impl Plan {
             payload_hash: req.payload_hash,
             presig,
             _claim: claim,
+            epoch: req.meta.epoch,
         })))
     }
 
@@ -351,6 +382,7 @@ impl Plan {
         h.update(b"custody/ctx/v1\0");
         h.update(start.key_id.as_bytes());
         h.update([0]);
+        h.update(start.epoch.to_be_bytes());
         for p in &start.parties {
             h.update(p.as_bytes());
             h.update([0]);
@@ -376,6 +408,7 @@ impl Plan {
                 }
             }
             Plan::Presign { .. } => h.update(b"presign"),
+            Plan::Reshare(r) => r.context(&mut h),
         }
         h.finalize().into()
     }
@@ -443,8 +476,9 @@ impl Plan {
                 i,
                 keygen_indexes,
                 cap,
+                epoch,
             } => {
-                let share: KeyShare = load_json(store, &share_record(&key_id))?
+                let share: KeyShare = load_json(store, &share_record(&key_id, epoch))?
                     .ok_or_else(|| fail("key.not_found", "key share missing"))?;
                 let id = out.session_id();
                 let p = mpc::presign(eid, i, &keygen_indexes, &share, out.channels(early, rx))
@@ -458,9 +492,10 @@ impl Plan {
                 }
                 Ok(SessionOutput::Presignature(public))
             }
+            Plan::Reshare(r) => r.execute(store, early, rx, out, guard),
             Plan::Sign(s) if s.presig.is_some() => s.issue_partial(store, guard, &ledger_out),
             Plan::Sign(s) => {
-                let share: KeyShare = load_json(store, &share_record(&s.key_id))?
+                let share: KeyShare = load_json(store, &share_record(&s.key_id, s.epoch))?
                     .ok_or_else(|| fail("key.not_found", "key share missing"))?;
                 // The library hashes the preimage itself: never a bare digest.
                 let data = s.data();
@@ -584,6 +619,39 @@ impl SignPlan {
     }
 }
 
+/// A signing or presigning session must run in the key's active share epoch here: a node
+/// that activated a new epoch refuses old-epoch sessions, and one that has not refuses new ones.
+fn check_epoch(meta: &KeyMeta, start: &SessionStart) -> Result<(), SessionFailure> {
+    if meta.epoch != start.epoch {
+        return Err(fail(
+            "session.epoch",
+            format!(
+                "the session runs in share epoch {} but this node's share of `{}` is of epoch {}",
+                start.epoch, meta.key_id, meta.epoch
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The roster for a session: this node's own, plus, for a redistribution, the new guardians'
+/// identities from the officers' order (checked against the pinned officers first; a new peer
+/// is never taken on the coordinator's word). An ordered identity that contradicts the
+/// node's roster is refused.
+pub fn session_roster(guard: &Guard, start: &SessionStart) -> Result<Roster, SessionFailure> {
+    let roster = guard.roster();
+    let SessionKind::Reshare { order, .. } = &start.kind else {
+        return Ok(roster.clone());
+    };
+    let (officers, quorum) = guard.officers();
+    order
+        .check_quorum(&officers, quorum)
+        .map_err(|e| fail(e.code(), e.to_string()))?;
+    roster
+        .with_identities(&order.order.identities)
+        .map_err(|e| fail("reshare.order_identity", e))
+}
+
 /// The keygen indexes of a session's parties (exactly t, each holding a share).
 fn keygen_indexes(meta: &KeyMeta, parties: &[String]) -> Result<Vec<u16>, SessionFailure> {
     if parties.len() != meta.threshold as usize {
@@ -666,6 +734,8 @@ fn finish_keygen(
         public_key: public_key.clone(),
         complete: false,
         chain_code: chain_code.clone(),
+        epoch: 0,
+        pending: None,
     };
     match aux {
         Some(aux) => complete_share(store, &mut meta, share, aux, &[])?,
@@ -706,7 +776,10 @@ fn complete_share(
     store
         .commit_key(
             meta,
-            (&share_record(&meta.key_id), bytes.expose_secret()),
+            (
+                &share_record(&meta.key_id, meta.epoch),
+                bytes.expose_secret(),
+            ),
             remove,
         )
         .map_err(store_err)

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::{
     envelope::SessionCrypto,
     guard::Guard,
-    identity::{NodeIdentity, Roster},
+    identity::NodeIdentity,
     mpc::{Channels, OutSink, RawIncoming},
     plan::{self, Plan},
     store::Store,
@@ -57,6 +57,7 @@ pub fn max_payload(kind: &proto::wire::SessionKind) -> usize {
         SessionKind::Sign { .. } | SessionKind::Presign => 128 * 1024,
         SessionKind::Keygen { .. } => 256 * 1024,
         SessionKind::AuxInfo => proto::wire::MAX_FRAME,
+        SessionKind::Reshare { .. } => 64 * 1024,
     }
 }
 
@@ -85,7 +86,6 @@ struct Live {
 pub struct NodeCore {
     pub(crate) store: Arc<Store>,
     pub(crate) identity: Arc<NodeIdentity>,
-    pub(crate) roster: Roster,
     pub(crate) frames: mpsc::UnboundedSender<NodeFrame>,
     sessions: Mutex<HashMap<SessionId, Live>>,
     timeouts: Timeouts,
@@ -106,6 +106,8 @@ pub struct NodeCore {
     running: Arc<std::sync::atomic::AtomicUsize>,
     /// Adversarial tests only (see [`crate::mpc::OutgoingHook`]).
     hook: Option<crate::mpc::OutgoingHook>,
+    /// Adversarial tests only: a dealer that cheats in redistributions.
+    dealer_fault: Option<crate::reshare::ceremony::DealerFault>,
 }
 
 /// Builds a failure with a stable code.
@@ -122,7 +124,6 @@ impl NodeCore {
     pub fn new(
         store: Arc<Store>,
         identity: Arc<NodeIdentity>,
-        roster: Roster,
         frames: mpsc::UnboundedSender<NodeFrame>,
         timeouts: Timeouts,
         max_parallel: usize,
@@ -131,7 +132,6 @@ impl NodeCore {
         Self {
             store,
             identity,
-            roster,
             frames,
             sessions: Mutex::new(HashMap::new()),
             timeouts,
@@ -145,7 +145,14 @@ impl NodeCore {
             stopping: Default::default(),
             running: Default::default(),
             hook: None,
+            dealer_fault: None,
         }
+    }
+
+    /// Makes this node a cheating dealer (adversarial tests only).
+    pub fn with_dealer_fault(mut self, f: Option<crate::reshare::ceremony::DealerFault>) -> Self {
+        self.dealer_fault = f;
+        self
     }
 
     /// Installs an [`crate::mpc::OutgoingHook`] (adversarial tests only).
@@ -286,7 +293,7 @@ impl NodeCore {
             .iter()
             .position(|p| *p == self.identity.node_id)
             .ok_or_else(|| fail("session.invalid", "this node is not a party of the session"))?;
-        let peers = plan::peer_keys(&self.roster, &start.parties)?;
+        let peers = plan::peer_keys(&plan::session_roster(&self.guard, start)?, &start.parties)?;
         let crypto = Arc::new(SessionCrypto::new(
             start.session_id,
             me as u16,
@@ -371,7 +378,14 @@ impl NodeCore {
         if matches!(start.kind, proto::wire::SessionKind::Sign { .. }) {
             self.check_synced()?;
         }
-        let plan = Plan::prepare(&self.store, &start, me as u16, &self.guard, self.presig_cap)?;
+        let plan = Plan::prepare(
+            &self.store,
+            &start,
+            me as u16,
+            &self.guard,
+            self.presig_cap,
+            self.dealer_fault,
+        )?;
         let prepared = t0.elapsed();
         let ctx = plan.context_hash(&start);
         let now = unix_now();

@@ -86,6 +86,27 @@ pub struct KeyMeta {
     /// HD chain code from the DKG (accounts derive from it); empty for a non-HD key.
     #[serde(default)]
     pub chain_code: Vec<u8>,
+    /// The share epoch that signs: 0 from DKG, one more per activated refresh or reshare.
+    #[serde(default)]
+    pub epoch: u64,
+    /// A new share stored by a redistribution and waiting for its activation certificate.
+    #[serde(default)]
+    pub pending: Option<PendingEpoch>,
+}
+
+/// A share of the next epoch, stored (sealed under its epoch's record) but not yet active.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PendingEpoch {
+    /// The epoch it belongs to.
+    pub epoch: u64,
+    /// The new guardians, in share index order.
+    pub group: Vec<String>,
+    /// t'.
+    pub threshold: u16,
+    /// Hash of the agreed commitments (hex).
+    pub commitments: String,
+    /// Digest of the officers' order (hex).
+    pub order: String,
 }
 
 /// Outcome of binding a request id to the intent a node decoded for it.
@@ -247,6 +268,30 @@ impl Store {
             s.insert(secret.0, sealed.as_slice())?;
             for r in remove {
                 s.remove(*r)?;
+            }
+            tx.open_table(KEYS)?
+                .insert(meta.key_id.as_str(), meta_json.as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// One durable transaction: a key's metadata, state writes (`None` deletes) and sealed
+    /// records removed (an epoch's activation).
+    pub fn commit_meta(
+        &self,
+        meta: &KeyMeta,
+        items: &[(String, Option<Vec<u8>>)],
+        unseal: &[String],
+    ) -> Result<(), StoreError> {
+        let meta_json = serde_json::to_vec(meta).map_err(|e| StoreError::Db(e.to_string()))?;
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(STATE)?;
+            crate::prune::index::write_indexed(&mut t, items)?;
+            let mut t = tx.open_table(SEALED)?;
+            for name in unseal {
+                t.remove(name.as_str())?;
             }
             tx.open_table(KEYS)?
                 .insert(meta.key_id.as_str(), meta_json.as_slice())?;

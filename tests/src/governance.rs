@@ -27,7 +27,7 @@ pub const GATE_CHAIN: u64 = 17_000;
 /// Chain id of the velocity test's chain (Hoodi).
 pub const VELOCITY_CHAIN: u64 = 560_048;
 /// Keys the policy names: the devnet's (default `--key-id`), the tests' and the bench's.
-pub const TEST_KEYS: [&str; 9] = [
+pub const TEST_KEYS: [&str; 10] = [
     "devnet-key",
     "it-key",
     "bench-key",
@@ -37,6 +37,7 @@ pub const TEST_KEYS: [&str; 9] = [
     "inc-key",
     "pool-key",
     "acct-key",
+    "life-key",
 ];
 
 /// The `governance/` directory of a cluster.

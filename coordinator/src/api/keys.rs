@@ -86,8 +86,11 @@ pub(crate) async fn create_key(
             error: None,
             freeze: Default::default(),
             locked: None,
+            epoch: 0,
+            ceremony: None,
         },
         presign_depth: None,
+        activation: None,
         chain_code: None,
     };
     if !st.orch.store.insert_key(&rec).map_err(internal)? {

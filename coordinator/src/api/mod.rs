@@ -12,6 +12,7 @@ pub mod error;
 mod health;
 mod keys;
 mod keys_control;
+mod keys_lifecycle;
 mod metrics;
 mod nodes;
 pub mod openapi;
@@ -52,6 +53,8 @@ fn authed_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(keys_control::freeze))
         .routes(routes!(keys_control::unfreeze))
         .routes(routes!(keys_control::unlock))
+        .routes(routes!(keys_lifecycle::refresh))
+        .routes(routes!(keys_lifecycle::reshare))
         .routes(routes!(
             presignatures::get_pool,
             presignatures::set_pool_depth

@@ -189,6 +189,12 @@ pub enum Command {
         #[arg(long)]
         key: PathBuf,
     },
+    /// Draft or co-sign a membership order (refresh or reshare of a key), the body for
+    /// `POST /v1/keys/{id}/refresh` or `…/reshare`.
+    ReshareOrder {
+        #[command(subcommand)]
+        action: ReshareAction,
+    },
     /// As an officer, sign an unfreeze: adds the signature to the body for
     /// `POST /v1/keys/{id}/unfreeze` in `--out` (created if missing), and prints it.
     Unfreeze {
@@ -204,6 +210,51 @@ pub enum Command {
         /// The body file to create or extend.
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+/// `policy reshare-order` actions.
+#[derive(Subcommand, Debug)]
+pub enum ReshareAction {
+    /// Write an unsigned order to `--out` (every field the nodes check; the officers sign it
+    /// next).
+    Draft {
+        /// The key id.
+        #[arg(long)]
+        key_id: String,
+        /// The key's current share epoch (`epoch` of `GET /v1/keys/{id}`).
+        #[arg(long)]
+        epoch: u64,
+        /// `refresh` (same guardians and threshold) or `reshare`.
+        #[arg(long, value_parser = ["refresh", "reshare"])]
+        kind: String,
+        /// The key's guardians now, in order (`nodes` of `GET /v1/keys/{id}`), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        old: Vec<String>,
+        /// The guardians after the change, in their new order; defaults to `--old`.
+        #[arg(long, value_delimiter = ',')]
+        new: Vec<String>,
+        /// The new threshold t' (2 ≤ t' ≤ the number of new guardians).
+        #[arg(long)]
+        threshold: u16,
+        /// A new guardian's public identity (its `identity.json`: `node_id`, `sign_key`,
+        /// `dh_key`), compared out of band by fingerprint; once per new guardian.
+        #[arg(long)]
+        identity: Vec<PathBuf>,
+        /// The order is void this many seconds from now.
+        #[arg(long, default_value_t = 86_400)]
+        expires_in: u64,
+        /// The order file to write (refuses to overwrite).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// As an officer, add your signature to an order file (rewritten in place) and print it.
+    Sign {
+        /// The order file.
+        order: PathBuf,
+        /// The officer's secret key file (from `policy keygen`).
+        #[arg(long)]
+        key: PathBuf,
     },
 }
 

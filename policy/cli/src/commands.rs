@@ -131,6 +131,7 @@ pub fn run(cli: Cli) -> Result<Status> {
         } => orders::reserves_verify(&report, public_key.as_deref(), json),
         Command::Veto { request_id, key } => orders::veto(&request_id, &key),
         Command::Freeze { key_id, epoch, key } => orders::freeze(&key_id, epoch, &key),
+        Command::ReshareOrder { action } => crate::membership::run(action),
         Command::Unfreeze {
             key_id,
             epoch,

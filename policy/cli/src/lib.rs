@@ -9,6 +9,7 @@
 pub mod cli;
 mod commands;
 mod keys;
+mod membership;
 mod orders;
 mod render;
 

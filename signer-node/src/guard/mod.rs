@@ -159,6 +159,26 @@ impl Guard {
         })
     }
 
+    /// The pinned officers and their quorum (policy bundles, unfreezes, membership orders).
+    pub fn officers(&self) -> (Vec<[u8; 32]>, usize) {
+        (self.auth.officers.clone(), self.auth.threshold)
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.identity.node_id
+    }
+
+    /// This node's identity (it signs reshare messages and confirmations).
+    pub fn identity(&self) -> std::sync::Arc<NodeIdentity> {
+        self.identity.clone()
+    }
+
+    /// The pinned roster.
+    pub fn roster(&self) -> &Roster {
+        &self.roster
+    }
+
     /// This node's clock (unix seconds), with the configured offset.
     pub fn now(&self) -> u64 {
         crate::session::unix_now().saturating_add_signed(self.clock_offset)

@@ -5,7 +5,8 @@
 //!
 //! Usage: `rogue-node --config node.toml --passphrase-file FILE [--tamper-gamma]`. With
 //! `--tamper-gamma` it alters its round-2 `Γ` instead, which honest peers' proof checks catch
-//! and attribute to it. Never part of a deployment.
+//! and attribute to it. With `--dealer-fault wrong-sub-share|wrong-constant|equivocate` it
+//! cheats as a dealer in refresh and reshare ceremonies instead. Never part of a deployment.
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -65,18 +66,34 @@ fn main() -> anyhow::Result<()> {
         true => Mode::Gamma,
         false => Mode::Partial,
     };
-    let hook: signer_node::mpc::OutgoingHook = Arc::new(move |b: &mut Vec<u8>| tamper(mode, b));
+    use signer_node::reshare::ceremony::DealerFault;
+    let fault = match args
+        .iter()
+        .position(|a| a == "--dealer-fault")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+    {
+        None => None,
+        Some("wrong-sub-share") => Some(DealerFault::WrongSubShare),
+        Some("wrong-constant") => Some(DealerFault::WrongConstant),
+        Some("equivocate") => Some(DealerFault::Equivocate),
+        Some(other) => anyhow::bail!("unknown dealer fault `{other}`"),
+    };
+    let hook: Option<signer_node::mpc::OutgoingHook> = match fault {
+        Some(_) => None,
+        None => Some(Arc::new(move |b: &mut Vec<u8>| tamper(mode, b))),
+    };
     rt.block_on(async {
         let health = match &cfg.health_listen {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
             None => None,
         };
-        signer_node::run_with_hook(
+        signer_node::run_adversarial(
             cfg,
             pass,
             health,
             signer_node::cli::shutdown_signal(),
-            Some(hook),
+            (hook, fault),
         )
         .await?;
         Ok::<(), anyhow::Error>(())

@@ -47,6 +47,7 @@ const CODE_FAMILIES: &[&str] = &[
     "rate",
     "request",
     "reserves",
+    "reshare",
     "route",
     "session",
     "signature",
@@ -89,6 +90,14 @@ const NOT_CODES: &[&str] = &[
     "reserves.started",
     "session.blame",
     "session.failed",
+    "reshare.activated",
+    "reshare.activation_refused",
+    "reshare.certified",
+    "reshare.dealer_excluded",
+    "reshare.failed",
+    "reshare.node_activation",
+    "reshare.ordered",
+    "reshare.pending",
     // `node.toml` keys named in configuration errors.
     "policy.guardians",
     "policy.officers",
@@ -105,7 +114,9 @@ const NOT_CODES: &[&str] = &[
 ];
 
 /// The `where` column's vocabulary (see docs/api.md, *Errors*).
-const WHERE: [&str; 6] = ["answer", "request", "key", "report", "order", "nodes"];
+const WHERE: [&str; 7] = [
+    "answer", "request", "key", "report", "order", "nodes", "ceremony",
+];
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -101,6 +101,7 @@ fn equivocating_coordinator_gets_intent_mismatch_and_no_signature() {
     for (node, dest) in [("node-1", [0x11u8; 20]), ("node-2", [0x66u8; 20])] {
         let tx = hex::decode(sample::eth_transfer(1, dest, 5).trim_start_matches("0x")).unwrap();
         let start = SessionStart {
+            epoch: 0,
             session_id: sid,
             key_id: KEY.into(),
             parties: parties.clone(),
@@ -142,6 +143,7 @@ pub(crate) fn start_sign(rogue: &Rogue, sid: [u8; 32], rid: &str, nonce: u64) {
     let tx =
         hex::decode(sample::eth_transfer(nonce, [0x11; 20], 5).trim_start_matches("0x")).unwrap();
     let start = SessionStart {
+        epoch: 0,
         session_id: sid,
         key_id: KEY.into(),
         parties: parties.clone(),

@@ -331,6 +331,7 @@ fn fifty_thousand_envelopes_before_a_join_keep_memory_bounded() {
     let parties: Vec<String> = PAIR.iter().map(|p| p.to_string()).collect();
     lab.rogue.route(sid, parties.clone());
     let start = SessionStart {
+        epoch: 0,
         session_id: sid,
         key_id: GATE_KEY.into(),
         parties: parties.clone(),

@@ -20,6 +20,7 @@ mod erc20;
 mod faults;
 mod governance;
 mod hardening;
+mod lifecycle;
 mod load;
 mod messages;
 mod node_startup;

@@ -152,6 +152,7 @@ pub(crate) fn start_for(rogue: &Rogue, key: &str, kind: SessionKind) -> [u8; 32]
     let parties = vec!["node-1".to_string(), "node-2".to_string()];
     rogue.route(sid, parties.clone());
     let start = SessionStart {
+        epoch: 0,
         session_id: sid,
         key_id: key.into(),
         parties: parties.clone(),
@@ -235,6 +236,7 @@ fn a_presignature_signs_one_request_part_once_even_across_a_crash() {
     let stalled: [u8; 32] = rand::random();
     rogue.route(stalled, vec!["node-1".into(), "node-2".into()]);
     let start_stalled = SessionStart {
+        epoch: 0,
         session_id: stalled,
         key_id: KEY.into(),
         parties: vec!["node-1".into(), "node-2".into()],

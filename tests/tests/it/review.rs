@@ -236,6 +236,7 @@ pub(crate) fn sign(
     let parties: Vec<String> = parties.iter().map(|p| p.to_string()).collect();
     rogue.route(sid, parties.clone());
     let start = SessionStart {
+        epoch: 0,
         session_id: sid,
         key_id: key_id.into(),
         parties,

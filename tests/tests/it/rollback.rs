@@ -128,6 +128,7 @@ fn ask_node1_alone(
     let sid: [u8; 32] = rand::random();
     rogue.route(sid, vec![N1.into(), N2.into()]);
     let start = SessionStart {
+        epoch: 0,
         session_id: sid,
         key_id: KEY.into(),
         parties: vec![N1.into(), N2.into()],

@@ -320,6 +320,7 @@ fn start_gate(rogue: &Rogue, sid: SessionId, request_id: &str, tx: &[u8]) {
     let parties: Vec<String> = PAIR.iter().map(|p| p.to_string()).collect();
     rogue.route(sid, parties.clone());
     let start = SessionStart {
+        epoch: 0,
         session_id: sid,
         key_id: GATE_KEY.into(),
         parties: parties.clone(),

@@ -1,0 +1,294 @@
+//! Refresh and reshare ceremonies (`docs/lifecycle.md`): the coordinator picks the dealers,
+//! runs the redistribution session, builds the activation certificate from the new guardians'
+//! signed confirmations, stores it durably, and then delivers it to every node (and again to
+//! every node that connects). It holds no secret and cannot activate anything on its own: each
+//! node checks the officers' order and every confirmation itself.
+
+use std::{sync::Arc, time::Duration};
+
+use proto::{
+    api::{CeremonyPhase, CeremonyView},
+    lifecycle::{session_parties, Activation, SignedMembershipOrder},
+    wire::{CoordFrame, SessionFailure, SessionKind, SessionOutput},
+};
+
+use crate::{
+    orchestrator::{failure_to_api, internal, Orchestrator},
+    store::KeyRecord,
+};
+
+/// The view of a ceremony that has just been accepted.
+pub fn starting(order: &SignedMembershipOrder) -> CeremonyView {
+    let o = &order.order;
+    CeremonyView {
+        kind: o.kind,
+        epoch: o.epoch + 1,
+        phase: CeremonyPhase::Dealing,
+        guardians: o.new_set.clone(),
+        threshold: o.new_threshold,
+        dealers: vec![],
+        progress: Default::default(),
+        error: None,
+        blamed: vec![],
+        started_at: crate::control::unix_now(),
+    }
+}
+
+/// Failure codes after which the ceremony is retried once with other dealers (the named ones
+/// left out).
+const DEALER_FAULTS: &[&str] = &[
+    "reshare.dealer_share",
+    "reshare.dealer_constant",
+    "reshare.dealer_equivocation",
+    "reshare.dealer_key",
+];
+
+impl Orchestrator {
+    /// Runs a refresh or reshare ordered by the officers; the key record's `ceremony` shows
+    /// its progress. Never leaves the key without a signing epoch: until the certificate is
+    /// stored, the old epoch stays active everywhere.
+    pub async fn change_membership(self: Arc<Self>, order: SignedMembershipOrder) {
+        let key_id = order.order.key_id.clone();
+        let mut excluded: Vec<String> = Vec::new();
+        let mut outcome = Err(internal("no attempt".into()));
+        for _attempt in 0..2 {
+            outcome = self.attempt(&order, &excluded).await;
+            match &outcome {
+                Err(f) if DEALER_FAULTS.contains(&f.code.as_str()) && !f.blame.is_empty() => {
+                    tracing::warn!(key = %key_id, code = %f.code, blame = ?f.blame, "a dealer cheated; retrying without it");
+                    self.control.record(
+                        "reshare.dealer_excluded",
+                        serde_json::json!({"key_id": key_id, "code": f.code, "blame": f.blame}),
+                    );
+                    let _ = self.store.update_key(&key_id, |k| {
+                        if let Some(c) = k.info.ceremony.as_mut() {
+                            c.blamed.extend(f.blame.iter().cloned());
+                        }
+                    });
+                    excluded.extend(f.blame.iter().cloned());
+                }
+                _ => break,
+            }
+        }
+        match outcome {
+            Ok(()) => {}
+            Err(f) => {
+                tracing::warn!(key = %key_id, code = %f.code, message = %f.message, "membership ceremony failed; the old epoch keeps signing");
+                self.control.record(
+                    "reshare.failed",
+                    serde_json::json!({"key_id": key_id, "code": f.code, "blame": f.blame}),
+                );
+                let _ = self.store.update_key(&key_id, |k| {
+                    if let Some(c) = k.info.ceremony.as_mut() {
+                        c.phase = CeremonyPhase::Failed;
+                        c.error = Some(failure_to_api(&f));
+                        c.blamed.extend(f.blame.iter().cloned());
+                    }
+                });
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        order: &SignedMembershipOrder,
+        excluded: &[String],
+    ) -> Result<(), SessionFailure> {
+        let o = &order.order;
+        let rec = self
+            .store
+            .key(&o.key_id)
+            .map_err(|e| internal(e.to_string()))?
+            .ok_or_else(|| internal("the key is gone".into()))?;
+        let t = usize::from(rec.info.threshold);
+        let dealers: Vec<String> = rec
+            .info
+            .nodes
+            .iter()
+            .filter(|n| !excluded.contains(n) && self.registry.is_connected(n))
+            .take(t)
+            .cloned()
+            .collect();
+        let absent: Vec<String> = o
+            .new_set
+            .iter()
+            .filter(|n| !self.registry.is_connected(n))
+            .cloned()
+            .collect();
+        if dealers.len() < t || !absent.is_empty() {
+            return Err(SessionFailure {
+                code: "nodes.unavailable".into(),
+                message: format!(
+                    "a reshare needs {t} connected old guardians as dealers (found {}) and every new guardian connected (missing: {})",
+                    dealers.len(),
+                    absent.join(", ")
+                ),
+                blame: absent,
+            });
+        }
+        let _ = self.store.update_key(&o.key_id, |k| {
+            if let Some(c) = k.info.ceremony.as_mut() {
+                c.dealers = dealers.clone();
+                c.progress.clear();
+            }
+        });
+        let parties = session_parties(&dealers, &o.new_set);
+        let mut refusals = Vec::new();
+        let result = self
+            .run_session_reporting(
+                &o.key_id,
+                &parties,
+                SessionKind::Reshare {
+                    order: order.clone(),
+                    dealers: dealers.clone(),
+                },
+                Duration::from_secs(self.limits.keygen_timeout_secs),
+                Some(&mut refusals),
+            )
+            .await;
+        let _ = self.store.update_key(&o.key_id, |k| {
+            if let Some(c) = k.info.ceremony.as_mut() {
+                for (node, f) in &refusals {
+                    c.progress.insert(node.clone(), f.code.clone());
+                }
+            }
+        });
+        let (_, outs) = result?;
+        let activation = certificate(order, &outs)?;
+        self.activate(rec, activation).await
+    }
+
+    /// Stores the certificate durably (the coordinator signs in the new epoch from here on),
+    /// empties the key's presignature pool, and delivers the certificate to every node.
+    async fn activate(&self, _before: KeyRecord, a: Activation) -> Result<(), SessionFailure> {
+        let o = a.order.order.clone();
+        let stored = self
+            .store
+            .update_key(&o.key_id, |k| {
+                k.info.epoch = a.epoch();
+                k.info.nodes = o.new_set.clone();
+                k.info.threshold = o.new_threshold;
+                k.activation = Some(a.clone());
+                if let Some(c) = k.info.ceremony.as_mut() {
+                    c.phase = CeremonyPhase::Activating;
+                    for g in &o.new_set {
+                        c.progress.insert(g.clone(), "stored".into());
+                    }
+                }
+            })
+            .map_err(|e| internal(format!("cannot store the activation certificate: {e}")))?;
+        if stored.is_none() {
+            return Err(internal("the key is gone".into()));
+        }
+        let dropped = self.store.drop_presigs(&o.key_id).unwrap_or(0);
+        self.control.record(
+            "reshare.certified",
+            serde_json::json!({"key_id": o.key_id, "epoch": a.epoch(), "guardians": o.new_set,
+                "threshold": o.new_threshold, "pool_presignatures_deleted": dropped}),
+        );
+        let mut everyone = o.old_set.clone();
+        everyone.extend(o.new_set.iter().filter(|g| !o.old_set.contains(g)).cloned());
+        for node in everyone {
+            self.registry
+                .send(&node, CoordFrame::Activate(Box::new(a.clone())));
+        }
+        Ok(())
+    }
+
+    /// After a restart: a ceremony still dealing cannot resume (the old epoch stays active
+    /// and a new order is needed); one with a stored certificate is delivered on connect.
+    pub fn resume_ceremonies(&self) {
+        let Ok(keys) = self.store.keys() else { return };
+        for k in keys {
+            if k.info
+                .ceremony
+                .as_ref()
+                .is_some_and(|c| c.phase == CeremonyPhase::Dealing)
+            {
+                let _ = self.store.update_key(&k.info.key_id, |k| {
+                    if let Some(c) = k.info.ceremony.as_mut() {
+                        c.phase = CeremonyPhase::Failed;
+                        c.error = Some(crate::store::api_error(
+                            "ceremony.interrupted",
+                            "the coordinator restarted while dealing; the old epoch keeps signing; post the order again (or a new one)",
+                        ));
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// The activation certificate from the session's outputs: every party agreed on the same
+/// commitments and every new guardian confirmed.
+fn certificate(
+    order: &SignedMembershipOrder,
+    outs: &[(String, SessionOutput)],
+) -> Result<Activation, SessionFailure> {
+    let o = &order.order;
+    let mut agreed: Option<Vec<u8>> = None;
+    let mut confirmations = std::collections::BTreeMap::new();
+    for (node, out) in outs {
+        let SessionOutput::Reshared {
+            epoch,
+            commitments,
+            confirmation,
+        } = out
+        else {
+            return Err(internal(format!("node `{node}` reported another output")));
+        };
+        if *epoch != o.epoch + 1 || agreed.as_ref().is_some_and(|a| a != commitments) {
+            return Err(SessionFailure {
+                code: "reshare.disagreement".into(),
+                message: format!("node `{node}` reports another epoch or other commitments"),
+                blame: vec![node.clone()],
+            });
+        }
+        agreed = Some(commitments.clone());
+        if let Some(sig) = confirmation {
+            confirmations.insert(node.clone(), sig.clone());
+        }
+    }
+    if let Some(missing) = o.new_set.iter().find(|g| !confirmations.contains_key(*g)) {
+        return Err(SessionFailure {
+            code: "reshare.unconfirmed".into(),
+            message: format!("new guardian `{missing}` did not confirm its share"),
+            blame: vec![missing.clone()],
+        });
+    }
+    Ok(Activation {
+        order: order.clone(),
+        commitments: agreed.unwrap_or_default(),
+        confirmations,
+    })
+}
+
+/// A node's answer to an activation: progress, and `active` once every new guardian did.
+pub fn on_activated(
+    store: &crate::store::Store,
+    node: &str,
+    key_id: &str,
+    epoch: u64,
+    ok: Result<(), String>,
+) {
+    let _ = store.update_key(key_id, |k| {
+        let Some(c) = k.info.ceremony.as_mut() else {
+            return;
+        };
+        if c.epoch != epoch {
+            return;
+        }
+        let done = match &ok {
+            Ok(()) => "activated".to_string(),
+            Err(code) => code.clone(),
+        };
+        c.progress.insert(node.to_string(), done);
+        let all = c
+            .guardians
+            .iter()
+            .all(|g| c.progress.get(g).map(String::as_str) == Some("activated"));
+        if all && c.phase == CeremonyPhase::Activating {
+            c.phase = CeremonyPhase::Active;
+        }
+    });
+}
