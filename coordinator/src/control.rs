@@ -218,7 +218,7 @@ impl Control {
     }
 
     /// Every account of the keys `node` holds, to register (or refuse as a conflict).
-    fn account_batches(&self, node: &str) -> Vec<proto::wire::AccountRegistration> {
+    pub(crate) fn account_batches(&self, node: &str) -> Vec<proto::wire::AccountRegistration> {
         let held: std::collections::BTreeSet<String> = self
             .store
             .keys()

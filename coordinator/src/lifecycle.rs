@@ -50,8 +50,11 @@ impl Orchestrator {
     pub async fn change_membership(self: Arc<Self>, order: SignedMembershipOrder) {
         let key_id = order.order.key_id.clone();
         let mut excluded: Vec<String> = Vec::new();
-        let mut outcome = Err(internal("no attempt".into()));
+        let mut outcome = self.new_group_aux(&order).await;
         for _attempt in 0..2 {
+            if outcome.is_err() && excluded.is_empty() {
+                break;
+            }
             outcome = self.attempt(&order, &excluded).await;
             match &outcome {
                 Err(f) if DEALER_FAULTS.contains(&f.code.as_str()) && !f.blame.is_empty() => {
@@ -82,11 +85,51 @@ impl Orchestrator {
                     if let Some(c) = k.info.ceremony.as_mut() {
                         c.phase = CeremonyPhase::Failed;
                         c.error = Some(failure_to_api(&f));
-                        c.blamed.extend(f.blame.iter().cloned());
+                        for b in &f.blame {
+                            if !c.blamed.contains(b) {
+                                c.blamed.push(b.clone());
+                            }
+                        }
                     }
                 });
             }
         }
+    }
+
+    /// Aux info (Paillier keys, ring-Pedersen parameters) for a new guardian set, run among
+    /// its members before the redistribution; an unchanged group keeps its aux info.
+    async fn new_group_aux(&self, order: &SignedMembershipOrder) -> Result<(), SessionFailure> {
+        let o = &order.order;
+        if o.new_set == o.old_set {
+            return Ok(());
+        }
+        if let Some(absent) = o.new_set.iter().find(|n| !self.registry.is_connected(n)) {
+            return Err(SessionFailure {
+                code: "nodes.unavailable".into(),
+                message: format!("new guardian `{absent}` is not connected"),
+                blame: vec![absent.clone()],
+            });
+        }
+        let mut refusals = Vec::new();
+        let result = self
+            .run_session_reporting(
+                &o.key_id,
+                &o.new_set,
+                SessionKind::ReshareAux {
+                    order: order.clone(),
+                },
+                Duration::from_secs(self.limits.aux_timeout_secs),
+                Some(&mut refusals),
+            )
+            .await;
+        let _ = self.store.update_key(&o.key_id, |k| {
+            if let Some(c) = k.info.ceremony.as_mut() {
+                for (node, f) in &refusals {
+                    c.progress.insert(node.clone(), f.code.clone());
+                }
+            }
+        });
+        result.map(|_| ())
     }
 
     async fn attempt(
@@ -191,6 +234,18 @@ impl Orchestrator {
         for node in everyone {
             self.registry
                 .send(&node, CoordFrame::Activate(Box::new(a.clone())));
+            // A new guardian registers the key's accounts after activating (in order on its
+            // link), as every node does for its keys when it connects.
+            if !o.old_set.contains(&node) {
+                for batch in self
+                    .control
+                    .account_batches(&node)
+                    .chunks(proto::wire::ACCOUNT_BATCH)
+                {
+                    self.registry
+                        .send(&node, CoordFrame::Accounts(batch.to_vec()));
+                }
+            }
         }
         Ok(())
     }

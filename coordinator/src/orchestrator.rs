@@ -480,7 +480,7 @@ fn session_record(
             request_id, part, ..
         } => ("sign", Some(request_id.clone()), Some(*part)),
         SessionKind::Keygen { .. } => ("keygen", None, None),
-        SessionKind::AuxInfo => ("aux", None, None),
+        SessionKind::AuxInfo | SessionKind::ReshareAux { .. } => ("aux", None, None),
         SessionKind::Presign => ("presign", None, None),
         SessionKind::Reshare { .. } => ("reshare", None, None),
     };

@@ -53,6 +53,13 @@ pub enum SessionKind {
     },
     /// Make one presignature of the key among exactly t `parties` (refilling the pool).
     Presign,
+    /// Aux info for the new guardian set of a reshare (`parties` is the order's `new_set`);
+    /// the order names guardians new to the key, whose identities each node takes from it
+    /// only after checking the officers' signatures.
+    ReshareAux {
+        /// The officers' order.
+        order: crate::lifecycle::SignedMembershipOrder,
+    },
     /// Redistribute the key's shares as the officers ordered (refresh or reshare). `parties`
     /// are the `dealers` (t old guardians, in their order) followed by the order's new
     /// guardians that are not dealers; every party checks that layout itself.

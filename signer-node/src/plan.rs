@@ -248,6 +248,22 @@ impl Plan {
                     i,
                 })
             }
+            SessionKind::ReshareAux { order } => {
+                let (officers, quorum) = guard.officers();
+                order
+                    .check(&officers, quorum, guard.now())
+                    .map_err(|e| fail(e.code(), e.to_string()))?;
+                if order.order.key_id != start.key_id || start.parties != order.order.new_set {
+                    return Err(fail(
+                        "session.invalid",
+                        "aux info for a reshare runs among the order's new guardians of its key",
+                    ));
+                }
+                Ok(Plan::Aux {
+                    group: start.parties.clone(),
+                    i,
+                })
+            }
             SessionKind::AuxInfo => Ok(Plan::Aux {
                 group: start.parties.clone(),
                 i,
@@ -339,7 +355,7 @@ impl Plan {
         };
         crate::presig::check_part(
             (store, guard),
-            &start.key_id,
+            (&start.key_id, req.meta.epoch),
             binding,
             presig,
             &start.parties,
@@ -486,7 +502,7 @@ impl Plan {
                 drop(share);
                 let public = crate::presig::public_of(&p);
                 let now = crate::session::unix_now();
-                crate::presig::put(store, &key_id, &id, &parties, &p, now, cap)?;
+                crate::presig::put(store, (&key_id, epoch), &id, &parties, &p, now, cap)?;
                 if let Ok(st) = guard.status() {
                     let _ = ledger_out.send(NodeFrame::Status(st));
                 }
@@ -640,8 +656,13 @@ fn check_epoch(meta: &KeyMeta, start: &SessionStart) -> Result<(), SessionFailur
 /// node's roster is refused.
 pub fn session_roster(guard: &Guard, start: &SessionStart) -> Result<Roster, SessionFailure> {
     let roster = guard.roster();
-    let SessionKind::Reshare { order, .. } = &start.kind else {
-        return Ok(roster.clone());
+    let stored = guard.ordered_peers()?;
+    let roster = roster
+        .with_identities(&stored)
+        .map_err(|e| fail("reshare.order_identity", e))?;
+    let order = match &start.kind {
+        SessionKind::Reshare { order, .. } | SessionKind::ReshareAux { order } => order,
+        _ => return Ok(roster),
     };
     let (officers, quorum) = guard.officers();
     order

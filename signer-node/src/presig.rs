@@ -48,6 +48,10 @@ pub struct PresigMeta {
     pub parties: Vec<String>,
     /// When it was stored (this node's clock).
     pub created_at: u64,
+    /// The key's share epoch it was made from: it is never used in another epoch (a presign
+    /// session that ends after an activation stores one of the old epoch).
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// A partial signature this node issued for a request part.
@@ -101,7 +105,7 @@ pub fn public_of(p: &Presig) -> PresigPublic {
 /// (deleting one is always safe; only reuse is not).
 pub fn put(
     store: &Store,
-    key_id: &str,
+    (key_id, epoch): (&str, u64),
     id: &PresigId,
     parties: &[String],
     presig: &Presig,
@@ -126,6 +130,7 @@ pub fn put(
     let meta = PresigMeta {
         parties: parties.to_vec(),
         created_at: now,
+        epoch,
     };
     items.push((
         meta_name(key_id, id),
@@ -214,7 +219,7 @@ pub fn check_spent(store: &Store, id: &PresigId, b: Binding<'_>) -> Result<(), B
 /// Checks, before joining a session, that the presignature can sign for these parties.
 pub fn check_usable(
     store: &Store,
-    key_id: &str,
+    (key_id, epoch): (&str, u64),
     id: &PresigId,
     parties: &[String],
 ) -> Result<(), SessionFailure> {
@@ -233,6 +238,16 @@ pub fn check_usable(
                 ),
             )
         })?;
+    if meta.epoch != epoch {
+        return Err(fail(
+            "presig.mismatch",
+            format!(
+                "presignature {} was made in share epoch {}, not the key's {epoch}",
+                hex::encode(id),
+                meta.epoch
+            ),
+        ));
+    }
     if meta.parties != parties {
         return Err(fail(
             "presig.mismatch",
@@ -279,7 +294,7 @@ pub(crate) fn refuse_spent(
 /// record as spent on another message.
 pub(crate) fn check_part(
     (store, guard): (&Store, &crate::guard::Guard),
-    key_id: &str,
+    key: (&str, u64),
     b: Binding<'_>,
     presig: Option<PresigId>,
     parties: &[String],
@@ -297,7 +312,7 @@ pub(crate) fn check_part(
         )),
         (None, Some(id)) => {
             refuse_spent(store, guard, &id, b)?;
-            check_usable(store, key_id, &id, parties)
+            check_usable(store, key, &id, parties)
         }
         (None, None) => Ok(()),
     }
@@ -461,6 +476,7 @@ mod tests {
         let meta = PresigMeta {
             parties: parties.clone(),
             created_at: NOW,
+            epoch: 0,
         };
         for s in [&now_store, &old_store] {
             let item = (meta_name("k", &P), Some(json_bytes(&meta).unwrap()));
@@ -487,12 +503,18 @@ mod tests {
         let old_guard = guard(&old_store, &me, &roster, &old_dir);
         let (r1, r2) = (binding("r1", &[1; 32]), binding("r2", &[2; 32]));
         let check = |store: &Store, g: &Guard, b: Binding<'_>| {
-            check_part((store, g), "k", b, Some(P), &parties).map_err(|f| f.code)
+            check_part((store, g), ("k", 0), b, Some(P), &parties).map_err(|f| f.code)
         };
         assert_eq!(
             check(&old_store, &old_guard, r2),
             Ok(()),
             "the old behaviour"
+        );
+        assert_eq!(
+            check_part((&old_store, &old_guard), ("k", 1), r2, Some(P), &parties)
+                .map_err(|f| f.code),
+            Err("presig.mismatch".to_string()),
+            "a presignature of share epoch 0 is never used in epoch 1"
         );
         ledger::receive(&old_store, &roster, "n1", &entry, NOW).unwrap();
         assert_eq!(

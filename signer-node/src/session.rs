@@ -56,7 +56,7 @@ pub fn max_payload(kind: &proto::wire::SessionKind) -> usize {
     match kind {
         SessionKind::Sign { .. } | SessionKind::Presign => 128 * 1024,
         SessionKind::Keygen { .. } => 256 * 1024,
-        SessionKind::AuxInfo => proto::wire::MAX_FRAME,
+        SessionKind::AuxInfo | SessionKind::ReshareAux { .. } => proto::wire::MAX_FRAME,
         SessionKind::Reshare { .. } => 64 * 1024,
     }
 }

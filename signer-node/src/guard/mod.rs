@@ -179,6 +179,30 @@ impl Guard {
         &self.roster
     }
 
+    /// Guardians this node learned from activated membership orders (checked against the
+    /// officers when they were activated), by node id.
+    pub fn ordered_peers(
+        &self,
+    ) -> Result<
+        std::collections::BTreeMap<String, proto::lifecycle::GuardianIdentity>,
+        SessionFailure,
+    > {
+        let rows = self
+            .store
+            .state_scan::<proto::lifecycle::GuardianIdentity>(crate::reshare::PEER_PREFIX)
+            .map_err(|e| fail("store.error", e.to_string()))?;
+        Ok(rows
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k.trim_start_matches(crate::reshare::PEER_PREFIX)
+                        .to_string(),
+                    v,
+                )
+            })
+            .collect())
+    }
+
     /// This node's clock (unix seconds), with the configured offset.
     pub fn now(&self) -> u64 {
         crate::session::unix_now().saturating_add_signed(self.clock_offset)

@@ -19,6 +19,9 @@ use crate::{
     store::Store,
 };
 
+/// State prefix of the identities of guardians learned from activated orders.
+pub const PEER_PREFIX: &str = "peer/";
+
 /// What an activation did on this node.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Activated {
@@ -122,6 +125,12 @@ pub fn activate(store: &Store, guard: &Guard, a: &Activation) -> Result<Activate
         unseal.push(share_record(&o.key_id, epoch));
     }
     let dropped = items.len();
+    for (node, id) in &o.identities {
+        items.push((
+            format!("{PEER_PREFIX}{node}"),
+            Some(crate::store::json_bytes(id).map_err(se)?),
+        ));
+    }
     meta.epoch = epoch;
     meta.group = o.new_set.clone();
     meta.threshold = o.new_threshold;

@@ -5,24 +5,24 @@ use std::time::{Duration, Instant};
 
 use alloy_consensus::{transaction::SignerRecoverable, TxEnvelope};
 use alloy_eips::eip2718::Decodable2718;
-use custody_tests::governance::Governance;
+use custody_tests::{
+    cluster::{free_port, Cluster, Layout, PrimeSource},
+    governance::Governance,
+};
 use ed25519_dalek::Signer;
 use proto::{
-    api::{CeremonyPhase, KeyInfo, RequestStatus},
+    api::{CeremonyPhase, KeyInfo, PresigPoolView, RequestStatus},
     authz::OfficerSignature,
     lifecycle::{MembershipKind, MembershipOrder, SignedMembershipOrder},
 };
 use serde_json::json;
 
-use crate::{
-    common::{exclusive, rid, shared, Shared},
-    signing::submit,
-};
+use crate::common::{exclusive, rid, scratch, shared, Shared};
 
 const LIFE: &str = "life-key";
 
-fn key(s: &Shared) -> KeyInfo {
-    let (st, v) = s.cluster.api.get(&format!("/v1/keys/{LIFE}")).unwrap();
+fn key(c: &Cluster) -> KeyInfo {
+    let (st, v) = c.api.get(&format!("/v1/keys/{LIFE}")).unwrap();
     assert_eq!(st, 200, "{v}");
     serde_json::from_value(v).unwrap()
 }
@@ -44,8 +44,8 @@ fn order(k: &KeyInfo, kind: MembershipKind, new_set: &[&str], t: u16) -> Members
     }
 }
 
-fn signed(s: &Shared, o: MembershipOrder, officers: &[&str]) -> SignedMembershipOrder {
-    let gov = Governance::at(&s.cluster.layout.dir);
+fn signed(c: &Cluster, o: MembershipOrder, officers: &[&str]) -> SignedMembershipOrder {
+    let gov = Governance::at(&c.layout.dir);
     let d = o.digest();
     let signatures = officers
         .iter()
@@ -64,14 +64,13 @@ fn signed(s: &Shared, o: MembershipOrder, officers: &[&str]) -> SignedMembership
 }
 
 /// Posts the order and waits until its ceremony is no longer dealing or activating.
-fn run(s: &Shared, route: &str, body: &SignedMembershipOrder) -> KeyInfo {
+fn run(s: &Cluster, route: &str, body: &SignedMembershipOrder) -> KeyInfo {
     let (st, v) = s
-        .cluster
         .api
         .post(&format!("/v1/keys/{LIFE}/{route}"), &json!(body))
         .unwrap();
     assert_eq!(st, 202, "{v}");
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let k = key(s);
         let c = k.ceremony.as_ref().expect("a ceremony");
@@ -84,10 +83,13 @@ fn run(s: &Shared, route: &str, body: &SignedMembershipOrder) -> KeyInfo {
 }
 
 /// Signs a transfer with the key and checks, independently, that it recovers to `address`.
-fn signs_as(s: &Shared, address: &str, nonce: u64) -> Vec<String> {
-    let body = json!({"request_id": rid("life"), "key_id": LIFE, "chain": "ethereum",
+fn signs_as(c: &Cluster, address: &str, nonce: u64) -> Vec<String> {
+    let id = rid("life");
+    let body = json!({"request_id": id, "key_id": LIFE, "chain": "ethereum",
                       "unsigned_tx": custody_tests::sample::eth_transfer(nonce, [0x42; 20], 777)});
-    let r = submit(s, &body);
+    let (st, v) = c.api.post("/v1/sign-requests", &body).unwrap();
+    assert_eq!(st, 202, "{v}");
+    let r = c.wait_request(&id, Duration::from_secs(120)).unwrap();
     assert_eq!(r.status, RequestStatus::Signed, "{r:?}");
     let raw = hex::decode(r.signed_tx.as_deref().unwrap().trim_start_matches("0x")).unwrap();
     let env = TxEnvelope::decode_2718(&mut raw.as_slice()).unwrap();
@@ -111,14 +113,14 @@ fn refresh_and_threshold_change_keep_the_address_and_refuse_bad_orders() {
     let before = prepare(&s);
     let addr = before.ethereum_address.clone().unwrap();
     let all = ["node-1", "node-2", "node-3"];
-    signs_as(&s, &addr, 1);
+    signs_as(&s.cluster, &addr, 1);
 
     // One officer: every node refuses the order itself; nothing changes.
     let k = run(
-        &s,
+        &s.cluster,
         "refresh",
         &signed(
-            &s,
+            &s.cluster,
             order(&before, MembershipKind::Refresh, &all, 2),
             &["officer-1"],
         ),
@@ -133,14 +135,32 @@ fn refresh_and_threshold_change_keep_the_address_and_refuse_bad_orders() {
         );
     }
     assert_eq!(k.epoch, before.epoch, "nothing activated");
-    signs_as(&s, &addr, 2);
+    signs_as(&s.cluster, &addr, 2);
+
+    // A presignature of each subset in the pool (then no refill): the refresh deletes them
+    // on every node and in the coordinator's pool.
+    let pool_path = format!("/v1/keys/{LIFE}/presignatures");
+    let (st, v) = s.cluster.api.put(&pool_path, &json!({"depth": 1})).unwrap();
+    assert_eq!(st, 200, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (_, v) = s.cluster.api.get(&pool_path).unwrap();
+        let p: PresigPoolView = serde_json::from_value(v).unwrap();
+        if p.subsets.len() == 3 && p.subsets.iter().all(|x| x.available >= 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pool did not fill: {p:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (st, v) = s.cluster.api.put(&pool_path, &json!({"depth": 0})).unwrap();
+    assert_eq!(st, 200, "{v}");
 
     // Two officers: a refresh to the next epoch, same address.
     let refreshed = run(
-        &s,
+        &s.cluster,
         "refresh",
         &signed(
-            &s,
+            &s.cluster,
             order(&before, MembershipKind::Refresh, &all, 2),
             &["officer-1", "officer-2"],
         ),
@@ -151,11 +171,29 @@ fn refresh_and_threshold_change_keep_the_address_and_refuse_bad_orders() {
     assert_eq!(refreshed.public_key, before.public_key);
     assert_eq!(refreshed.ethereum_address, before.ethereum_address);
     assert_eq!(refreshed.bitcoin, before.bitcoin);
-    signs_as(&s, &addr, 3);
+    let (_, v) = s.cluster.api.get(&pool_path).unwrap();
+    let p: PresigPoolView = serde_json::from_value(v).unwrap();
+    assert!(
+        p.subsets.iter().all(|x| x.available == 0),
+        "old-epoch presignatures left the pool: {p:?}"
+    );
+    for n in all {
+        let audit =
+            std::fs::read_to_string(s.cluster.layout.dir.join(format!("{n}/audit.jsonl"))).unwrap();
+        let last = audit
+            .lines()
+            .rfind(|l| l.contains("reshare.activated") && l.contains(LIFE))
+            .unwrap_or_default();
+        assert!(
+            last.contains("\"presignatures_deleted\":2"),
+            "{n} deletes its two old-epoch presignatures: {last}"
+        );
+    }
+    signs_as(&s.cluster, &addr, 3);
 
     // The order of the old epoch cannot be replayed.
     let stale = signed(
-        &s,
+        &s.cluster,
         order(&before, MembershipKind::Refresh, &all, 2),
         &["officer-1", "officer-2"],
     );
@@ -172,10 +210,10 @@ fn refresh_and_threshold_change_keep_the_address_and_refuse_bad_orders() {
 
     // 2-of-3 → 3-of-3: every guardian now signs.
     let three = run(
-        &s,
+        &s.cluster,
         "reshare",
         &signed(
-            &s,
+            &s.cluster,
             order(&refreshed, MembershipKind::Reshare, &all, 3),
             &["officer-2", "officer-3"],
         ),
@@ -186,22 +224,22 @@ fn refresh_and_threshold_change_keep_the_address_and_refuse_bad_orders() {
         "{three:?}"
     );
     assert_eq!((three.epoch, three.threshold), (before.epoch + 2, 3));
-    let mut signers = signs_as(&s, &addr, 4);
+    let mut signers = signs_as(&s.cluster, &addr, 4);
     signers.sort();
     assert_eq!(signers, all, "3-of-3 signs with every guardian");
 
     // … and back to 2-of-3.
     let two = run(
-        &s,
+        &s.cluster,
         "reshare",
         &signed(
-            &s,
+            &s.cluster,
             order(&three, MembershipKind::Reshare, &all, 2),
             &["officer-1", "officer-3"],
         ),
     );
     assert_eq!((two.epoch, two.threshold), (before.epoch + 3, 2), "{two:?}");
-    assert_eq!(signs_as(&s, &addr, 5).len(), 2);
+    assert_eq!(signs_as(&s.cluster, &addr, 5).len(), 2);
 }
 
 fn start_rogue_dealer(s: &mut Shared, fault: &str) {
@@ -240,11 +278,11 @@ fn rogue_dealers_are_named_and_left_out_and_the_key_keeps_its_address() {
         start_rogue_dealer(&mut s, fault);
         let nodes: Vec<&str> = k.nodes.iter().map(String::as_str).collect();
         let body = signed(
-            &s,
+            &s.cluster,
             order(&k, MembershipKind::Refresh, &nodes, k.threshold),
             &["officer-1", "officer-2"],
         );
-        let after = run(&s, "refresh", &body);
+        let after = run(&s.cluster, "refresh", &body);
         let c = after.ceremony.clone().unwrap();
         assert_eq!(c.blamed, ["node-1"], "{fault}: {c:?}");
         assert_eq!(c.phase, CeremonyPhase::Active, "{fault}: {c:?}");
@@ -265,5 +303,97 @@ fn rogue_dealers_are_named_and_left_out_and_the_key_keeps_its_address() {
     }
     s.cluster.kill_node(0).unwrap();
     s.cluster.start_node_and_wait(0).unwrap();
-    signs_as(&s, &addr, 100);
+    signs_as(&s.cluster, &addr, 100);
+}
+
+/// {node-1, node-2, node-3} 2-of-3 → {node-1, node-2, node-4} 2-of-3 on a cluster of its own:
+/// node-4 held nothing of the key and takes part with its own Paillier primes (the new group's
+/// aux info runs first); afterwards every 2-subset of the new set signs with the same address,
+/// node-3 records that it holds no share any more and the coordinator never asks it again.
+#[test]
+fn reshare_to_a_new_guardian_keeps_the_address_and_retires_the_old_one() {
+    let layout = Layout::loopback(
+        scratch("reshare-new"),
+        4,
+        env!("CARGO_BIN_EXE_devnet").into(),
+        free_port().unwrap(),
+        free_port().unwrap(),
+    );
+    layout.ensure(PrimeSource::TestFixture).unwrap();
+    let mut c = Cluster::start(layout).unwrap();
+    let (st, v) = c
+        .api
+        .post(
+            "/v1/keys",
+            &json!({"key_id": LIFE, "threshold": 2, "nodes": ["node-1", "node-2", "node-3"]}),
+        )
+        .unwrap();
+    assert_eq!(st, 202, "{v}");
+    let before = c.wait_key(LIFE, Duration::from_secs(300)).unwrap();
+    let addr = before.ethereum_address.clone().unwrap();
+    signs_as(&c, &addr, 1);
+    // node-1 and node-2 spent their primes on the first group's aux info; the new group's
+    // would make them generate fresh ones (minutes on two busy cores). TEST-ONLY: each gets
+    // its own fixture primes back as spares, as `signer-node init` stores them.
+    let fixtures = custody_tests::test_primes().unwrap();
+    for (i, spare) in fixtures.iter().enumerate().take(2) {
+        c.terminate_node(i, Duration::from_secs(20)).unwrap();
+        let dir = c.layout.dir.join(format!("node-{}", i + 1));
+        let pass = std::fs::read_to_string(dir.join("passphrase")).unwrap();
+        let store =
+            signer_node::store::Store::open(&dir, &signer_node::secret::Passphrase::new(pass))
+                .unwrap();
+        let primes = serde_json::to_vec(spare).unwrap();
+        store
+            .put_secret(signer_node::plan::PRIMES_RECORD, &primes)
+            .unwrap();
+        drop(store);
+        c.start_node_and_wait(i).unwrap();
+    }
+    let mut o = order(
+        &before,
+        MembershipKind::Reshare,
+        &["node-1", "node-2", "node-4"],
+        2,
+    );
+    let id: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(c.layout.dir.join("node-4/identity.json")).unwrap(),
+    )
+    .unwrap();
+    o.identities.insert(
+        "node-4".into(),
+        proto::lifecycle::GuardianIdentity {
+            sign_key: id["sign_key"].as_str().unwrap().into(),
+            dh_key: id["dh_key"].as_str().unwrap().into(),
+        },
+    );
+    let after = run(&c, "reshare", &signed(&c, o, &["officer-1", "officer-2"]));
+    let cer = after.ceremony.clone().unwrap();
+    assert_eq!(cer.phase, CeremonyPhase::Active, "{after:?}");
+    assert_eq!(after.nodes, ["node-1", "node-2", "node-4"]);
+    assert_eq!((after.epoch, after.threshold), (1, 2));
+    assert_eq!(after.public_key, before.public_key);
+    assert_eq!(after.bitcoin, before.bitcoin);
+    let mut pairs = std::collections::BTreeSet::new();
+    for nonce in 2..8 {
+        let mut signers = signs_as(&c, &addr, nonce);
+        signers.sort();
+        assert!(!signers.contains(&"node-3".to_string()), "{signers:?}");
+        pairs.insert(signers);
+        if pairs.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(
+        pairs.len(),
+        3,
+        "every 2-subset of the new set signs: {pairs:?}"
+    );
+    let audit = std::fs::read_to_string(c.layout.dir.join("node-3/audit.jsonl")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("reshare.activated") && l.contains("\"holds_share\":false")),
+        "node-3 destroyed its share at activation"
+    );
 }
