@@ -110,26 +110,38 @@ impl Orchestrator {
                 blame: vec![absent.clone()],
             });
         }
+        self.ceremony_session(
+            &o.key_id,
+            &o.new_set,
+            SessionKind::ReshareAux {
+                order: order.clone(),
+            },
+            Duration::from_secs(self.limits.aux_timeout_secs),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Runs one session of a ceremony and shows every party's refusal in its progress.
+    async fn ceremony_session(
+        &self,
+        key_id: &str,
+        parties: &[String],
+        kind: SessionKind,
+        timeout: Duration,
+    ) -> Result<Vec<(String, SessionOutput)>, SessionFailure> {
         let mut refusals = Vec::new();
         let result = self
-            .run_session_reporting(
-                &o.key_id,
-                &o.new_set,
-                SessionKind::ReshareAux {
-                    order: order.clone(),
-                },
-                Duration::from_secs(self.limits.aux_timeout_secs),
-                Some(&mut refusals),
-            )
+            .run_session_reporting(key_id, parties, kind, timeout, Some(&mut refusals))
             .await;
-        let _ = self.store.update_key(&o.key_id, |k| {
+        let _ = self.store.update_key(key_id, |k| {
             if let Some(c) = k.info.ceremony.as_mut() {
                 for (node, f) in &refusals {
                     c.progress.insert(node.clone(), f.code.clone());
                 }
             }
         });
-        result.map(|_| ())
+        result.map(|(_, outs)| outs)
     }
 
     async fn attempt(
@@ -176,9 +188,8 @@ impl Orchestrator {
             }
         });
         let parties = session_parties(&dealers, &o.new_set);
-        let mut refusals = Vec::new();
-        let result = self
-            .run_session_reporting(
+        let outs = self
+            .ceremony_session(
                 &o.key_id,
                 &parties,
                 SessionKind::Reshare {
@@ -186,17 +197,8 @@ impl Orchestrator {
                     dealers: dealers.clone(),
                 },
                 Duration::from_secs(self.limits.keygen_timeout_secs),
-                Some(&mut refusals),
             )
-            .await;
-        let _ = self.store.update_key(&o.key_id, |k| {
-            if let Some(c) = k.info.ceremony.as_mut() {
-                for (node, f) in &refusals {
-                    c.progress.insert(node.clone(), f.code.clone());
-                }
-            }
-        });
-        let (_, outs) = result?;
+            .await?;
         let activation = certificate(order, &outs)?;
         self.activate(rec, activation).await
     }
