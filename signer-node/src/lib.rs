@@ -125,19 +125,19 @@ pub async fn run_with_hook(
     shutdown: impl Future<Output = ()>,
     hook: Option<mpc::OutgoingHook>,
 ) -> Result<(), NodeError> {
-    run_adversarial(cfg, passphrase, health, shutdown, (hook, None)).await
+    run_adversarial(cfg, passphrase, health, shutdown, (hook, Vec::new())).await
 }
 
-/// [`run_with_hook`] that may also cheat as a dealer in redistributions
-/// ([`reshare::ceremony::DealerFault`]): adversarial tests only.
+/// [`run_with_hook`] that may also cheat as a dealer in redistributions, with the listed
+/// [`reshare::ceremony::DealerFault`]s in turn: adversarial tests only.
 pub async fn run_adversarial(
     cfg: config::NodeConfig,
     passphrase: secret::Passphrase,
     health: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()>,
-    (hook, fault): (
+    (hook, faults): (
         Option<mpc::OutgoingHook>,
-        Option<reshare::ceremony::DealerFault>,
+        Vec<reshare::ceremony::DealerFault>,
     ),
 ) -> Result<(), NodeError> {
     hygiene::harden_process().map_err(NodeError::Setup)?;
@@ -180,7 +180,7 @@ pub async fn run_adversarial(
             guard,
         )
         .with_hook(hook)
-        .with_dealer_fault(fault)
+        .with_dealer_faults(faults)
         .with_pool(
             cfg.limits.max_presignatures,
             cfg.limits.max_presign_sessions,

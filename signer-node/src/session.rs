@@ -106,8 +106,10 @@ pub struct NodeCore {
     running: Arc<std::sync::atomic::AtomicUsize>,
     /// Adversarial tests only (see [`crate::mpc::OutgoingHook`]).
     hook: Option<crate::mpc::OutgoingHook>,
-    /// Adversarial tests only: a dealer that cheats in redistributions.
-    dealer_fault: Option<crate::reshare::ceremony::DealerFault>,
+    /// Adversarial tests only: a dealer that cheats in redistributions, with the next fault
+    /// of this list in each dealing it takes part in (cycling).
+    dealer_faults: Vec<crate::reshare::ceremony::DealerFault>,
+    dealings: std::sync::atomic::AtomicUsize,
 }
 
 /// Builds a failure with a stable code.
@@ -145,14 +147,38 @@ impl NodeCore {
             stopping: Default::default(),
             running: Default::default(),
             hook: None,
-            dealer_fault: None,
+            dealer_faults: Vec::new(),
+            dealings: Default::default(),
         }
     }
 
-    /// Makes this node a cheating dealer (adversarial tests only).
-    pub fn with_dealer_fault(mut self, f: Option<crate::reshare::ceremony::DealerFault>) -> Self {
-        self.dealer_fault = f;
+    /// Makes this node a cheating dealer (adversarial tests only): its n-th dealing uses the
+    /// fault `faults[n % faults.len()]`.
+    pub fn with_dealer_faults(
+        mut self,
+        faults: Vec<crate::reshare::ceremony::DealerFault>,
+    ) -> Self {
+        self.dealer_faults = faults;
         self
+    }
+
+    /// The fault of this dealing, if this node cheats and deals in `start`.
+    fn next_dealer_fault(
+        &self,
+        start: &SessionStart,
+    ) -> Option<crate::reshare::ceremony::DealerFault> {
+        let proto::wire::SessionKind::Reshare { dealers, .. } = &start.kind else {
+            return None;
+        };
+        if self.dealer_faults.is_empty() || !dealers.iter().any(|d| d == self.guard.node_id()) {
+            return None;
+        }
+        let n = self
+            .dealings
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.dealer_faults
+            .get(n % self.dealer_faults.len())
+            .copied()
     }
 
     /// Installs an [`crate::mpc::OutgoingHook`] (adversarial tests only).
@@ -384,7 +410,7 @@ impl NodeCore {
             me as u16,
             &self.guard,
             self.presig_cap,
-            self.dealer_fault,
+            self.next_dealer_fault(&start),
         )?;
         let prepared = t0.elapsed();
         let ctx = plan.context_hash(&start);

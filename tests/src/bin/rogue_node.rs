@@ -5,8 +5,9 @@
 //!
 //! Usage: `rogue-node --config node.toml --passphrase-file FILE [--tamper-gamma]`. With
 //! `--tamper-gamma` it alters its round-2 `Γ` instead, which honest peers' proof checks catch
-//! and attribute to it. With `--dealer-fault wrong-sub-share|wrong-constant|equivocate` it
-//! cheats as a dealer in refresh and reshare ceremonies instead. Never part of a deployment.
+//! and attribute to it. With `--dealer-fault F[,F…]` (each `wrong-sub-share`, `wrong-constant`
+//! or `equivocate`) it cheats as a dealer in refresh and reshare ceremonies instead, with the
+//! next fault of the list in each dealing. Never part of a deployment.
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -67,21 +68,25 @@ fn main() -> anyhow::Result<()> {
         false => Mode::Partial,
     };
     use signer_node::reshare::ceremony::DealerFault;
-    let fault = match args
+    let faults = match args
         .iter()
         .position(|a| a == "--dealer-fault")
         .and_then(|i| args.get(i + 1))
-        .map(String::as_str)
     {
-        None => None,
-        Some("wrong-sub-share") => Some(DealerFault::WrongSubShare),
-        Some("wrong-constant") => Some(DealerFault::WrongConstant),
-        Some("equivocate") => Some(DealerFault::Equivocate),
-        Some(other) => anyhow::bail!("unknown dealer fault `{other}`"),
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|f| match f {
+                "wrong-sub-share" => Ok(DealerFault::WrongSubShare),
+                "wrong-constant" => Ok(DealerFault::WrongConstant),
+                "equivocate" => Ok(DealerFault::Equivocate),
+                other => Err(anyhow::anyhow!("unknown dealer fault `{other}`")),
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?,
     };
-    let hook: Option<signer_node::mpc::OutgoingHook> = match fault {
-        Some(_) => None,
-        None => Some(Arc::new(move |b: &mut Vec<u8>| tamper(mode, b))),
+    let hook: Option<signer_node::mpc::OutgoingHook> = match faults.is_empty() {
+        false => None,
+        true => Some(Arc::new(move |b: &mut Vec<u8>| tamper(mode, b))),
     };
     rt.block_on(async {
         let health = match &cfg.health_listen {
@@ -93,7 +98,7 @@ fn main() -> anyhow::Result<()> {
             pass,
             health,
             signer_node::cli::shutdown_signal(),
-            (hook, fault),
+            (hook, faults),
         )
         .await?;
         Ok::<(), anyhow::Error>(())

@@ -17,7 +17,7 @@ use proto::{
 };
 use serde_json::json;
 
-use crate::common::{exclusive, rid, scratch, shared, Shared};
+use crate::common::{rid, scratch, shared, Shared};
 
 const LIFE: &str = "life-key";
 
@@ -242,76 +242,45 @@ fn refresh_and_threshold_change_keep_the_address_and_refuse_bad_orders() {
     assert_eq!(signs_as(&s.cluster, &addr, 5).len(), 2);
 }
 
-fn start_rogue_dealer(s: &mut Shared, fault: &str) {
-    s.cluster.kill_node(0).unwrap();
-    let mut rogue = std::process::Command::new(env!("CARGO_BIN_EXE_rogue-node"));
-    let nd = s.cluster.layout.dir.join("node-1");
-    rogue
-        .arg("--config")
-        .arg(nd.join("node.toml"))
-        .arg("--passphrase-file")
-        .arg(nd.join("passphrase"))
-        .args(["--dealer-fault", fault]);
-    s.cluster.start_node_as(0, rogue).unwrap();
-    let all = s.cluster.layout.nodes.clone();
-    s.cluster
-        .wait_connected(&all, Duration::from_secs(30))
-        .unwrap();
+/// Asserts that the ceremony named exactly node-1 for `code`, that the coordinator audited it,
+/// and that the retry without node-1 as a dealer activated exactly one epoch after `before`.
+fn named_and_left_out(c: &Cluster, before: &KeyInfo, after: &KeyInfo, code: &str) {
+    let cer = after.ceremony.clone().unwrap();
+    assert_eq!(cer.blamed, ["node-1"], "{code}: {cer:?}");
+    assert_eq!(cer.phase, CeremonyPhase::Active, "{code}: {cer:?}");
+    assert!(
+        !cer.dealers.contains(&"node-1".to_string()),
+        "{code}: {cer:?}"
+    );
+    assert_eq!(
+        after.epoch,
+        before.epoch + 1,
+        "{code}: exactly one epoch activated"
+    );
+    assert_eq!(after.public_key, before.public_key, "{code}");
+    let audit = std::fs::read_to_string(c.layout.dir.join("coordinator/audit.jsonl")).unwrap();
+    assert!(
+        audit.lines().any(|l| l.contains("reshare.dealer_excluded")
+            && l.contains(code)
+            && l.contains("node-1")),
+        "{code}: the coordinator audits the named dealer"
+    );
 }
 
-/// A compromised node-1 cheats as a dealer in three ways: a wrong sub-share (shown by the
-/// receiver's complaint with node-1's own signature), a constant term that would change the
-/// key, and different commitments to different parties (two views node-1 signed). Each time the
-/// nodes name node-1 with the fault's code, the attempt activates nothing, and the retry
-/// without node-1 as a dealer activates exactly one new epoch with the same address.
+/// On a cluster of its own (four nodes; the key 2-of-3 on {node-1, node-2, node-3}), node-1 is
+/// a compromised guardian that cheats as a dealer, with a different fault in each ceremony: a
+/// wrong sub-share (shown by the receiver's complaint with node-1's own signature), a constant
+/// term that would change the key, and different commitments to different parties (two views
+/// node-1 signed). Each time the nodes name node-1 with the fault's code, the attempt activates
+/// nothing, and the retry without node-1 as a dealer activates exactly one new epoch.
+///
+/// The last ceremony reshares {node-1, node-2, node-3} → {node-1, node-2, node-4}: node-4 held
+/// nothing of the key and takes part with its own Paillier primes (the new group's aux info
+/// runs first); the retry's dealers are node-2 and node-3, which leaves the key. Afterwards
+/// every 2-subset of the new set signs with the same address, node-3 records that it holds no
+/// share any more and the coordinator never asks it again.
 #[test]
-fn rogue_dealers_are_named_and_left_out_and_the_key_keeps_its_address() {
-    let mut s = exclusive();
-    let mut k = prepare(&s);
-    let addr = k.ethereum_address.clone().unwrap();
-    let audit_path = s.cluster.layout.dir.join("coordinator/audit.jsonl");
-    for (fault, code) in [
-        ("wrong-sub-share", "reshare.dealer_share"),
-        ("wrong-constant", "reshare.dealer_constant"),
-        ("equivocate", "reshare.dealer_equivocation"),
-    ] {
-        start_rogue_dealer(&mut s, fault);
-        let nodes: Vec<&str> = k.nodes.iter().map(String::as_str).collect();
-        let body = signed(
-            &s.cluster,
-            order(&k, MembershipKind::Refresh, &nodes, k.threshold),
-            &["officer-1", "officer-2"],
-        );
-        let after = run(&s.cluster, "refresh", &body);
-        let c = after.ceremony.clone().unwrap();
-        assert_eq!(c.blamed, ["node-1"], "{fault}: {c:?}");
-        assert_eq!(c.phase, CeremonyPhase::Active, "{fault}: {c:?}");
-        assert!(!c.dealers.contains(&"node-1".to_string()), "{fault}: {c:?}");
-        assert_eq!(
-            after.epoch,
-            k.epoch + 1,
-            "{fault}: exactly one epoch activated"
-        );
-        let audit = std::fs::read_to_string(&audit_path).unwrap();
-        assert!(
-            audit.lines().any(|l| l.contains("reshare.dealer_excluded")
-                && l.contains(code)
-                && l.contains("node-1")),
-            "{fault}: the coordinator audits the named dealer"
-        );
-        k = after;
-    }
-    s.cluster.kill_node(0).unwrap();
-    s.cluster.start_node_and_wait(0).unwrap();
-    signs_as(&s.cluster, &addr, 100);
-}
-
-/// {node-1, node-2, node-3} 2-of-3 → {node-1, node-2, node-4} 2-of-3 on a cluster of its own:
-/// node-4 held nothing of the key and takes part with its own Paillier primes (the new group's
-/// aux info runs first); afterwards every 2-subset of the new set signs with the same address,
-/// node-3 records that it holds no share any more and the coordinator never asks it again.
-#[test]
-fn reshare_to_a_new_guardian_keeps_the_address_and_retires_the_old_one() {
+fn rogue_dealers_are_named_and_left_out_and_a_new_guardian_replaces_a_retired_one() {
     let layout = Layout::loopback(
         scratch("reshare-new"),
         4,
@@ -329,12 +298,13 @@ fn reshare_to_a_new_guardian_keeps_the_address_and_retires_the_old_one() {
         )
         .unwrap();
     assert_eq!(st, 202, "{v}");
-    let before = c.wait_key(LIFE, Duration::from_secs(300)).unwrap();
-    let addr = before.ethereum_address.clone().unwrap();
+    let mut k = c.wait_key(LIFE, Duration::from_secs(300)).unwrap();
+    let addr = k.ethereum_address.clone().unwrap();
     signs_as(&c, &addr, 1);
     // node-1 and node-2 spent their primes on the first group's aux info; the new group's
     // would make them generate fresh ones (minutes on two busy cores). TEST-ONLY: each gets
-    // its own fixture primes back as spares, as `signer-node init` stores them.
+    // its own fixture primes back as spares, as `signer-node init` stores them. node-1 comes
+    // back as `rogue-node`, the real node with a cheating dealer.
     let fixtures = custody_tests::test_primes().unwrap();
     for (i, spare) in fixtures.iter().enumerate().take(2) {
         c.terminate_node(i, Duration::from_secs(20)).unwrap();
@@ -348,10 +318,37 @@ fn reshare_to_a_new_guardian_keeps_the_address_and_retires_the_old_one() {
             .put_secret(signer_node::plan::PRIMES_RECORD, &primes)
             .unwrap();
         drop(store);
-        c.start_node_and_wait(i).unwrap();
     }
+    let mut rogue = std::process::Command::new(env!("CARGO_BIN_EXE_rogue-node"));
+    let nd = c.layout.dir.join("node-1");
+    rogue
+        .arg("--config")
+        .arg(nd.join("node.toml"))
+        .arg("--passphrase-file")
+        .arg(nd.join("passphrase"))
+        .args([
+            "--dealer-fault",
+            "wrong-sub-share,wrong-constant,equivocate",
+        ]);
+    c.start_node_as(0, rogue).unwrap();
+    c.start_node_and_wait(1).unwrap();
+    let all = c.layout.nodes.clone();
+    c.wait_connected(&all, Duration::from_secs(30)).unwrap();
+
+    for code in ["reshare.dealer_share", "reshare.dealer_constant"] {
+        let nodes: Vec<&str> = k.nodes.iter().map(String::as_str).collect();
+        let body = signed(
+            &c,
+            order(&k, MembershipKind::Refresh, &nodes, k.threshold),
+            &["officer-1", "officer-2"],
+        );
+        let after = run(&c, "refresh", &body);
+        named_and_left_out(&c, &k, &after, code);
+        k = after;
+    }
+
     let mut o = order(
-        &before,
+        &k,
         MembershipKind::Reshare,
         &["node-1", "node-2", "node-4"],
         2,
@@ -368,14 +365,17 @@ fn reshare_to_a_new_guardian_keeps_the_address_and_retires_the_old_one() {
         },
     );
     let after = run(&c, "reshare", &signed(&c, o, &["officer-1", "officer-2"]));
-    let cer = after.ceremony.clone().unwrap();
-    assert_eq!(cer.phase, CeremonyPhase::Active, "{after:?}");
+    named_and_left_out(&c, &k, &after, "reshare.dealer_equivocation");
+    assert_eq!(
+        after.ceremony.as_ref().map(|c| c.dealers.clone()),
+        Some(vec!["node-2".to_string(), "node-3".to_string()])
+    );
     assert_eq!(after.nodes, ["node-1", "node-2", "node-4"]);
-    assert_eq!((after.epoch, after.threshold), (1, 2));
-    assert_eq!(after.public_key, before.public_key);
-    assert_eq!(after.bitcoin, before.bitcoin);
+    assert_eq!((after.epoch, after.threshold), (3, 2));
+    assert_eq!(after.bitcoin, k.bitcoin);
+    assert_eq!(after.ethereum_address.as_deref(), Some(addr.as_str()));
     let mut pairs = std::collections::BTreeSet::new();
-    for nonce in 2..8 {
+    for nonce in 2..10 {
         let mut signers = signs_as(&c, &addr, nonce);
         signers.sort();
         assert!(!signers.contains(&"node-3".to_string()), "{signers:?}");
