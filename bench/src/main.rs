@@ -42,6 +42,10 @@ struct Args {
     /// Skip the library baseline (for quick system runs; ratios are then not computed).
     #[arg(long)]
     skip_library: bool,
+    /// Only the key ceremony, refresh and reshare rows of 2-of-3 and 3-of-5 clusters (no
+    /// library baseline, signing loads or plots).
+    #[arg(long)]
+    lifecycle_only: bool,
     /// Where to write the results and plots.
     #[arg(long, default_value = "docs/bench")]
     out: std::path::PathBuf,
@@ -65,6 +69,20 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut rows = Vec::new();
     let mut plot = plot::Data::default();
+    if args.lifecycle_only {
+        for (n, t) in [(3, 2), (5, 3)] {
+            eprintln!("system: {n}-node cluster, {t}-of-{n} key (test-only primes) ...");
+            let (c, ceremony) =
+                system::cluster(&format!("life{t}{n}"), n, t, PrimeSource::TestFixture)?;
+            rows.push(ceremony_row(n, t, ceremony));
+            system::lifecycle(&c, n, t, ceremony, &mut rows)?;
+        }
+        let table = render(&rows);
+        println!("{table}");
+        std::fs::create_dir_all(&args.out)?;
+        std::fs::write(args.out.join("bench-lifecycle.md"), &table)?;
+        return Ok(());
+    }
     let base = match args.skip_library {
         true => Baseline {
             full23: Duration::ZERO,
@@ -241,12 +259,7 @@ fn ceremony_and_cold(
 ) -> anyhow::Result<custody_tests::cluster::Cluster> {
     eprintln!("system: {n}-node cluster, {t}-of-{n} key (test-only primes) ...");
     let (c, ceremony) = system::cluster(&format!("{t}{n}"), n, t, PrimeSource::TestFixture)?;
-    rows.push(row(
-        &format!("{t}-of-{n} key ceremony via API (test-only primes)"),
-        None,
-        None,
-        format!("{:.1} s", ceremony.as_secs_f64()),
-    ));
+    rows.push(ceremony_row(n, t, ceremony));
     let (cold, _, _) = system::load(&c, &format!("cold{n}"), args.runs, 1)?;
     let name = format!("cold {t}-of-{n}");
     rows.push(row(
@@ -256,7 +269,17 @@ fn ceremony_and_cold(
         ratio(pct(&cold, 0.5), library_full),
     ));
     plot.latency.push((name, pct(&cold, 0.5), pct(&cold, 0.99)));
+    system::lifecycle(&c, n, t, ceremony, rows)?;
     Ok(c)
+}
+
+fn ceremony_row(n: usize, t: u16, ceremony: Duration) -> Row {
+    row(
+        &format!("{t}-of-{n} key ceremony via API (test-only primes)"),
+        None,
+        None,
+        format!("{:.1} s", ceremony.as_secs_f64()),
+    )
 }
 
 fn primes_part(n: usize, rows: &mut Vec<Row>) {

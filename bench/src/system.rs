@@ -165,3 +165,66 @@ pub fn stop_refill(cluster: &Cluster) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(3));
     Ok(())
 }
+
+/// Refresh and reshare wall times of the cluster's key, from the POST of the officers' order
+/// to the ceremony's `active` phase: a refresh (same guardians, same t), a reshare to t+1 of
+/// the same guardians and one back to t (no new guardian, so no aux info runs). Each row gives
+/// the time as a multiple of the key ceremony's.
+pub fn lifecycle(
+    c: &Cluster,
+    n: usize,
+    t: u16,
+    ceremony: Duration,
+    rows: &mut Vec<crate::Row>,
+) -> anyhow::Result<()> {
+    use custody_tests::lifecycle::{order, run, signed};
+    use proto::{api::CeremonyPhase, lifecycle::MembershipKind};
+    let (_, v) = c.api.get(&format!("/v1/keys/{KEY}"))?;
+    let mut k: proto::api::KeyInfo = serde_json::from_value(v)?;
+    let nodes = k.nodes.clone();
+    let set: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    let steps = [
+        (
+            MembershipKind::Refresh,
+            "refresh",
+            t,
+            format!("{t}-of-{n} refresh"),
+        ),
+        (
+            MembershipKind::Reshare,
+            "reshare",
+            t + 1,
+            format!("{t}-of-{n} → {}-of-{n} reshare", t + 1),
+        ),
+        (
+            MembershipKind::Reshare,
+            "reshare",
+            t,
+            format!("{}-of-{n} → {t}-of-{n} reshare", t + 1),
+        ),
+    ];
+    for (kind, route, to, name) in steps {
+        eprintln!("system: {name} ...");
+        let body = signed(c, order(&k, kind, &set, to), &["officer-1", "officer-2"])?;
+        let t0 = Instant::now();
+        let after = run(c, route, &body, Duration::from_secs(1800))?;
+        let took = t0.elapsed();
+        let phase = after.ceremony.as_ref().map(|c| c.phase);
+        anyhow::ensure!(
+            phase == Some(CeremonyPhase::Active) && after.epoch == k.epoch + 1,
+            "{name} did not activate: {after:?}"
+        );
+        rows.push(crate::Row {
+            measure: format!("{name} via API (order to active)"),
+            p50: None,
+            p99: None,
+            extra: format!(
+                "{:.1} s ({:.2}× the key ceremony)",
+                took.as_secs_f64(),
+                took.as_secs_f64() / ceremony.as_secs_f64().max(1e-9)
+            ),
+        });
+        k = after;
+    }
+    Ok(())
+}

@@ -116,6 +116,8 @@ pub struct FaultBook {
     reporters: Mutex<BTreeMap<String, BTreeSet<String>>>,
     /// node → failed-check reports it sent (suspect until explained).
     reports: Mutex<BTreeMap<String, u64>>,
+    /// (kind, outcome) → refresh and reshare ceremonies that ended so.
+    reshares: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -275,14 +277,31 @@ impl FaultBook {
             "custody_key_locked",
             "Whether the key is locked after a security incident.",
         );
+        let mut epoch = Family::gauge(
+            "custody_key_epoch",
+            "The key's active share epoch (0 from its DKG, one more after each refresh or reshare).",
+        );
         for k in store.keys().unwrap_or_default() {
             locked.push(
                 vec![("key", clean(&k.info.key_id))],
                 u64::from(k.info.locked.is_some()),
             );
+            epoch.push(vec![("key", clean(&k.info.key_id))], k.info.epoch);
         }
         out.push(locked);
+        out.push(epoch);
         out
+    }
+
+    /// Counts a refresh or reshare ceremony that ended (`outcome`: `activated` or `failed`).
+    pub fn reshare_ended(&self, kind: proto::lifecycle::MembershipKind, outcome: &str) {
+        let kind = match kind {
+            proto::lifecycle::MembershipKind::Refresh => "refresh",
+            proto::lifecycle::MembershipKind::Reshare => "reshare",
+        };
+        *lock(&self.reshares)
+            .entry((kind.to_string(), outcome.to_string()))
+            .or_default() += 1;
     }
 
     /// The in-memory counters (blame, incidents, failed-check reports).
@@ -311,7 +330,14 @@ impl FaultBook {
         for (node, n) in lock(&self.reports).iter() {
             reports.push(vec![("node", node_value(node))], *n);
         }
-        vec![blame, incidents, reports]
+        let mut reshares = Family::counter(
+            "custody_reshare_total",
+            "Refresh and reshare ceremonies since the coordinator started, per kind and outcome.",
+        );
+        for ((kind, outcome), n) in lock(&self.reshares).iter() {
+            reshares.push(vec![("kind", clean(kind)), ("outcome", clean(outcome))], *n);
+        }
+        vec![blame, incidents, reports, reshares]
     }
 }
 

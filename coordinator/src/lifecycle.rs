@@ -73,9 +73,11 @@ impl Orchestrator {
                 _ => break,
             }
         }
+        let kind = order.order.kind;
         match outcome {
-            Ok(()) => {}
+            Ok(()) => self.faults.reshare_ended(kind, "activated"),
             Err(f) => {
+                self.faults.reshare_ended(kind, "failed");
                 tracing::warn!(key = %key_id, code = %f.code, message = %f.message, "membership ceremony failed; the old epoch keeps signing");
                 self.control.record(
                     "reshare.failed",

@@ -112,6 +112,17 @@ enum Cmd {
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
     },
+    /// Generate spare Paillier primes into a stopped node's store (about a minute), so that the
+    /// next aux-info ceremony, a reshare to a new guardian set, does not wait for them. Does
+    /// nothing if the node holds spare primes already.
+    Primes {
+        /// Path to node.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// Read the passphrase from this file (else $SIGNER_NODE_PASSPHRASE, else a prompt).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
 }
 
 /// The public identity of the store at `dir`, derived from its sealed identity keys.
@@ -180,6 +191,7 @@ fn check(config: &std::path::Path, pass: Passphrase) -> anyhow::Result<()> {
         }
         false => (None, 0),
     };
+    let roster = crate::reshare::known_peers(&store, &roster).map_err(anyhow::Error::msg)?;
     let ledger = crate::ledger::check(&store, &roster, &cfg.node_id)
         .map_err(|e| anyhow::anyhow!("ledger inconsistent: {e}"))?;
     let pinned = crate::policy_book::Pinned {
@@ -188,6 +200,7 @@ fn check(config: &std::path::Path, pass: Passphrase) -> anyhow::Result<()> {
         activation_delay: cfg.policy.activation_delay_secs,
     };
     let book = crate::policy_book::PolicyBook::load(&store, pinned)?;
+    let keys = check_keys(&store)?;
     let summary = serde_json::json!({
         "node_id": cfg.node_id,
         "secret_records": store.secret_names()?.len(),
@@ -196,9 +209,42 @@ fn check(config: &std::path::Path, pass: Passphrase) -> anyhow::Result<()> {
         "audit_anchor": anchored,
         "policy": book.active_info(),
         "ledger": ledger,
+        "keys": keys,
     });
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
+}
+
+/// Each key's share epoch, guardians and threshold, with the share of its active epoch (and any
+/// pending one) opened and parsed: a key that signs without a readable share of its epoch, or
+/// with a share of another public key, is an error.
+fn check_keys(store: &crate::store::Store) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut out = Vec::new();
+    for meta in store.key_metas()? {
+        let active = meta.complete.then_some(meta.epoch);
+        let pending = meta.pending.as_ref().map(|p| p.epoch);
+        for epoch in active.into_iter().chain(pending) {
+            let record = crate::plan::share_record(&meta.key_id, epoch);
+            let share: crate::mpc::KeyShare = crate::plan::load_json(store, &record)
+                .map_err(|f| anyhow::anyhow!("{}: {}", f.code, f.message))?
+                .with_context(|| format!("key `{}` has no share of epoch {epoch}", meta.key_id))?;
+            let public = share.core.key_info.shared_public_key.to_bytes(true);
+            anyhow::ensure!(
+                public.as_bytes() == meta.public_key.as_slice(),
+                "key `{}`: the share of epoch {epoch} is of another public key",
+                meta.key_id
+            );
+        }
+        out.push(serde_json::json!({
+            "key_id": meta.key_id,
+            "epoch": meta.epoch,
+            "holds_share": meta.complete,
+            "guardians": meta.group,
+            "threshold": meta.threshold,
+            "pending_epoch": pending,
+        }));
+    }
+    Ok(out)
 }
 
 /// The passphrase from `--passphrase-file`, else `$SIGNER_NODE_PASSPHRASE` (taken out of the
@@ -385,6 +431,32 @@ pub fn main_with_primes(
             config,
             passphrase_file,
         } => check(&config, passphrase(passphrase_file.as_ref(), env, false)?),
+        Cmd::Primes {
+            config,
+            passphrase_file,
+        } => {
+            let cfg = NodeConfig::load(&config)?;
+            let pass = passphrase(passphrase_file.as_ref(), env, false)?;
+            let (store, _) = crate::open_and_validate(&cfg, &pass).map_err(|e| {
+                anyhow::anyhow!("{e} (a running node holds its store: stop it first)")
+            })?;
+            let stored = crate::init::spare_primes(
+                &store,
+                primes(&cfg.node_id),
+                std::io::stderr().is_terminal(),
+            )?;
+            match stored {
+                true => println!(
+                    "`{}`: spare Paillier primes stored; the next aux-info ceremony uses them",
+                    cfg.node_id
+                ),
+                false => println!(
+                    "`{}` holds spare Paillier primes already; nothing changed",
+                    cfg.node_id
+                ),
+            }
+            Ok(())
+        }
         Cmd::Run {
             config,
             passphrase_file,

@@ -73,6 +73,47 @@ pub fn generate_primes(bar: Option<&ProgressBar>) -> Primes {
     }
 }
 
+/// Fresh Paillier primes, with a progress bar on the terminal when `progress`.
+fn fresh_primes(progress: bool) -> Primes {
+    let bar = if progress {
+        let b = ProgressBar::new(4);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} generating Paillier safe primes [{bar:30}] {pos}/{len} ({elapsed})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b.enable_steady_tick(std::time::Duration::from_millis(200));
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let p = generate_primes(Some(&bar));
+    bar.finish_and_clear();
+    p
+}
+
+/// Stores spare Paillier primes in a stopped node's store, so that the next aux-info ceremony
+/// (a reshare to a new guardian set) starts at once instead of generating them. `primes` as in
+/// [`init_node`]. Returns `false`, changing nothing, when the node holds spare primes already.
+pub fn spare_primes(
+    store: &Store,
+    primes: Option<Primes>,
+    progress: bool,
+) -> Result<bool, InitError> {
+    if store.get_secret(PRIMES_RECORD)?.is_some() {
+        return Ok(false);
+    }
+    let primes = primes.unwrap_or_else(|| fresh_primes(progress));
+    let sealed = to_secret_json(&primes).map_err(|e| InitError::Io {
+        path: "primes".into(),
+        msg: e.to_string(),
+    })?;
+    drop(primes);
+    store.put_secret(PRIMES_RECORD, sealed.expose_secret())?;
+    Ok(true)
+}
+
 /// Initialises a node's data directory. `primes` lets tests inject committed test-only primes;
 /// production passes `None` and generates fresh ones.
 pub fn init_node(
@@ -89,27 +130,7 @@ pub fn init_node(
     let store = Store::create(dir, node_id, passphrase, params)?;
     let identity = NodeIdentity::generate(node_id);
     store.put_secret(IDENTITY_RECORD, &identity.to_secret_bytes())?;
-    let primes = match primes {
-        Some(p) => p,
-        None => {
-            let bar = if progress {
-                let b = ProgressBar::new(4);
-                b.set_style(
-                    ProgressStyle::with_template(
-                        "{spinner} generating Paillier safe primes [{bar:30}] {pos}/{len} ({elapsed})",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                );
-                b.enable_steady_tick(std::time::Duration::from_millis(200));
-                b
-            } else {
-                ProgressBar::hidden()
-            };
-            let p = generate_primes(Some(&bar));
-            bar.finish_and_clear();
-            p
-        }
-    };
+    let primes = primes.unwrap_or_else(|| fresh_primes(progress));
     let sealed = to_secret_json(&primes).map_err(|e| InitError::Io {
         path: "primes".into(),
         msg: e.to_string(),

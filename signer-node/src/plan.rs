@@ -655,11 +655,7 @@ fn check_epoch(meta: &KeyMeta, start: &SessionStart) -> Result<(), SessionFailur
 /// is never taken on the coordinator's word). An ordered identity that contradicts the
 /// node's roster is refused.
 pub fn session_roster(guard: &Guard, start: &SessionStart) -> Result<Roster, SessionFailure> {
-    let roster = guard.roster();
-    let stored = guard.ordered_peers()?;
-    let roster = roster
-        .with_identities(&stored)
-        .map_err(|e| fail("reshare.order_identity", e))?;
+    let roster = guard.peers()?;
     let order = match &start.kind {
         SessionKind::Reshare { order, .. } | SessionKind::ReshareAux { order } => order,
         _ => return Ok(roster),

@@ -468,11 +468,22 @@ impl Cluster {
 
     /// Returns the key, creating it (DKG + aux info) if it does not exist yet.
     pub fn ensure_key(&self, key_id: &str, t: u16, timeout: Duration) -> anyhow::Result<KeyInfo> {
+        self.ensure_key_on(key_id, t, &self.layout.nodes, timeout)
+    }
+
+    /// [`Cluster::ensure_key`] with the key's guardians given (a subset of the nodes).
+    pub fn ensure_key_on(
+        &self,
+        key_id: &str,
+        t: u16,
+        nodes: &[String],
+        timeout: Duration,
+    ) -> anyhow::Result<KeyInfo> {
         let (status, v) = self.api.get(&format!("/v1/keys/{key_id}"))?;
         if status == 404 {
             let (s, v) = self.api.post(
                 "/v1/keys",
-                &json!({"key_id": key_id, "threshold": t, "nodes": self.layout.nodes}),
+                &json!({"key_id": key_id, "threshold": t, "nodes": nodes}),
             )?;
             if s != 202 {
                 bail!("create key failed: {s} {v}");

@@ -30,6 +30,10 @@ pub struct Args {
     /// Number of signer nodes.
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,
+    /// Extra signer nodes that run but hold no share of the key (`node-4`, … after the
+    /// key's nodes): a guardian to reshare the key to (README, "Replacing a guardian").
+    #[arg(long, default_value_t = 0)]
+    pub spare_nodes: usize,
     /// Signing threshold t.
     #[arg(long, default_value_t = 2)]
     pub threshold: u16,

@@ -4,6 +4,7 @@ pub mod api;
 pub mod cluster;
 pub mod devnet_cli;
 pub mod governance;
+pub mod lifecycle;
 pub mod pki;
 pub mod rogue;
 pub mod sample;

@@ -96,7 +96,9 @@ impl Guard {
         let (received, findings) = {
             let _serial = lock(&self.ledger_writes);
             let me = self.identity.node_id.as_str();
-            ledger::receive(&self.store, &self.roster, me, entry, self.now())?
+            // A guardian that joined by a reshare is a peer too: its entries count.
+            let peers = self.peers().map_err(|f| f.message)?;
+            ledger::receive(&self.store, &peers, me, entry, self.now())?
         };
         for f in findings {
             let (node, code, message) = f.describe();
@@ -114,8 +116,9 @@ impl Guard {
     ) -> Result<(), Vec<String>> {
         let mut behind = Vec::new();
         let now = self.now();
+        let peers = self.peers().unwrap_or_else(|_| self.roster.clone());
         for (origin, seq) in heads {
-            if self.roster.get(origin).is_none() {
+            if peers.get(origin).is_none() {
                 continue;
             }
             match ledger::note_seen(&self.store, origin, *seq, by, now) {

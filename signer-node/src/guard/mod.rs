@@ -179,28 +179,14 @@ impl Guard {
         &self.roster
     }
 
-    /// Guardians this node learned from activated membership orders (checked against the
-    /// officers when they were activated), by node id.
-    pub fn ordered_peers(
-        &self,
-    ) -> Result<
-        std::collections::BTreeMap<String, proto::lifecycle::GuardianIdentity>,
-        SessionFailure,
-    > {
-        let rows = self
-            .store
-            .state_scan::<proto::lifecycle::GuardianIdentity>(crate::reshare::PEER_PREFIX)
-            .map_err(|e| fail("store.error", e.to_string()))?;
-        Ok(rows
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    k.trim_start_matches(crate::reshare::PEER_PREFIX)
-                        .to_string(),
-                    v,
-                )
-            })
-            .collect())
+    /// Every peer this node knows: the pinned roster and the guardians learned from activated
+    /// membership orders ([`crate::reshare::known_peers`]).
+    pub fn peers(&self) -> Result<Roster, SessionFailure> {
+        let ordered =
+            crate::reshare::ordered_peers(&self.store).map_err(|e| fail("store.error", e))?;
+        self.roster
+            .with_identities(&ordered)
+            .map_err(|e| fail("reshare.order_identity", e))
     }
 
     /// This node's clock (unix seconds), with the configured offset.

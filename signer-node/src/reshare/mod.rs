@@ -22,6 +22,30 @@ use crate::{
 /// State prefix of the identities of guardians learned from activated orders.
 pub const PEER_PREFIX: &str = "peer/";
 
+/// Guardians this node learned from activated membership orders (each checked against the
+/// officers when it was activated), by node id.
+pub fn ordered_peers(
+    store: &Store,
+) -> Result<std::collections::BTreeMap<String, proto::lifecycle::GuardianIdentity>, String> {
+    let rows = store
+        .state_scan::<proto::lifecycle::GuardianIdentity>(PEER_PREFIX)
+        .map_err(|e| e.to_string())?;
+    Ok(rows
+        .into_iter()
+        .map(|(k, v)| (k.trim_start_matches(PEER_PREFIX).to_string(), v))
+        .collect())
+}
+
+/// Every peer this node knows: its pinned roster and the guardians it learned from activated
+/// orders (an ordered identity never overrides a pinned one). Their ledger entries, joins and
+/// envelopes verify against these keys.
+pub fn known_peers(
+    store: &Store,
+    pinned: &crate::identity::Roster,
+) -> Result<crate::identity::Roster, String> {
+    pinned.with_identities(&ordered_peers(store)?)
+}
+
 /// What an activation did on this node.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Activated {

@@ -42,7 +42,7 @@ fn run(argv: Vec<String>) -> anyhow::Result<()> {
     let dir = std::path::absolute(&args.dir)?;
     let mut layout = Layout::loopback(
         dir.clone(),
-        args.nodes,
+        args.nodes + args.spare_nodes,
         std::env::current_exe()?,
         args.api_port,
         args.node_port,
@@ -67,7 +67,7 @@ fn run(argv: Vec<String>) -> anyhow::Result<()> {
     }
     eprintln!(
         "starting coordinator and {} signer nodes (logs in {})",
-        args.nodes,
+        args.nodes + args.spare_nodes,
         dir.join("logs").display()
     );
     let cluster = Cluster::start(layout)?;
@@ -77,7 +77,19 @@ fn run(argv: Vec<String>) -> anyhow::Result<()> {
         args.key_id
     ));
     spinner.enable_steady_tick(Duration::from_millis(120));
-    let key = cluster.ensure_key(&args.key_id, args.threshold, Duration::from_secs(900));
+    let guardians: Vec<String> = cluster
+        .layout
+        .nodes
+        .iter()
+        .take(args.nodes)
+        .cloned()
+        .collect();
+    let key = cluster.ensure_key_on(
+        &args.key_id,
+        args.threshold,
+        &guardians,
+        Duration::from_secs(900),
+    );
     spinner.finish_and_clear();
     let key = key?;
     write_more_samples(&dir, &key)?;

@@ -1,6 +1,6 @@
-//! `fixture-node`: the real `signer-node` command line for tests, except that `init` takes the
-//! node's Paillier primes from the TEST-ONLY committed fixtures instead of generating them (a
-//! minute of CPU per node). Node `node-N` gets the N-th fixture; any other id generates fresh
+//! `fixture-node`: the real `signer-node` command line for tests, except that `init` and
+//! `primes` take the node's Paillier primes from the TEST-ONLY committed fixtures instead of
+//! generating them (a minute of CPU per node). Node `node-N` gets the N-th fixture; any other id generates fresh
 //! primes. The runbook test runs `signer-node` as this binary; the devnet test still generates
 //! fresh primes through the shipped path. Never part of a deployment: the fixtures are public.
 

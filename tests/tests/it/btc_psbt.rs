@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 
 use crate::common::{rid, shared, KEY};
 
-const FLAGS: u32 = bitcoinconsensus::VERIFY_P2SH
+/// Bitcoin Core's pre-taproot script verification flags.
+pub(crate) const FLAGS: u32 = bitcoinconsensus::VERIFY_P2SH
     | bitcoinconsensus::VERIFY_DERSIG
     | bitcoinconsensus::VERIFY_NULLDUMMY
     | bitcoinconsensus::VERIFY_CHECKLOCKTIMEVERIFY

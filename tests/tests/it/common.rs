@@ -175,3 +175,22 @@ fn settle_ledgers(s: &Shared) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `signer-node check` of node `i` (stopped), its JSON summary; fails the test if the check fails.
+pub fn node_check(c: &custody_tests::cluster::Cluster, i: usize) -> serde_json::Value {
+    let nd = c.layout.dir.join(&c.layout.nodes[i]);
+    let out = std::process::Command::new(&c.layout.exe)
+        .args(["signer-node", "check", "--config"])
+        .arg(nd.join("node.toml"))
+        .arg("--passphrase-file")
+        .arg(nd.join("passphrase"))
+        .env_remove(signer_node::cli::PASSPHRASE_ENV)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "signer-node check failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

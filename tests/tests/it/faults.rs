@@ -402,9 +402,9 @@ fn row_7_tampered_partial_signature_locks_the_key_until_an_operator_unlocks_it()
 }
 
 /// Tiny deterministic generator for kill points (the seed is printed; see [`seed`]).
-struct Lcg(u64);
+pub(crate) struct Lcg(pub(crate) u64);
 impl Lcg {
-    fn next_ms(&mut self, lo: u64, hi: u64) -> u64 {
+    pub(crate) fn next_ms(&mut self, lo: u64, hi: u64) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)
@@ -587,21 +587,7 @@ fn coordinator_killed_in_a_loop_under_load_loses_nothing_and_signs_each_request_
 }
 
 fn check_node(s: &Shared, i: usize) -> Value {
-    let nd = s.cluster.layout.dir.join(&s.cluster.layout.nodes[i]);
-    let out = std::process::Command::new(&s.cluster.layout.exe)
-        .args(["signer-node", "check", "--config"])
-        .arg(nd.join("node.toml"))
-        .arg("--passphrase-file")
-        .arg(nd.join("passphrase"))
-        .env_remove(signer_node::cli::PASSPHRASE_ENV)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "signer-node check failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    crate::common::node_check(&s.cluster, i)
 }
 
 /// Row 28: node-1 is killed (SIGKILL) 6 times (12 with `CUSTODY_SOAK=1`) at random points while it signs, i.e. while it

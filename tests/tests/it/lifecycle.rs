@@ -7,83 +7,35 @@ use alloy_consensus::{transaction::SignerRecoverable, TxEnvelope};
 use alloy_eips::eip2718::Decodable2718;
 use custody_tests::{
     cluster::{free_port, Cluster, Layout, PrimeSource},
-    governance::Governance,
+    lifecycle::order,
+    rogue::Rogue,
 };
-use ed25519_dalek::Signer;
 use proto::{
     api::{CeremonyPhase, KeyInfo, PresigPoolView, RequestStatus},
-    authz::OfficerSignature,
     lifecycle::{MembershipKind, MembershipOrder, SignedMembershipOrder},
+    payload::SignPayload,
+    wire::{CoordFrame, SessionKind, SessionStart},
 };
 use serde_json::json;
 
-use crate::common::{rid, scratch, shared, Shared};
+use crate::{
+    agreement::{spawn_copy, Kill},
+    common::{rid, scratch, shared, Shared},
+};
 
 const LIFE: &str = "life-key";
 
-fn key(c: &Cluster) -> KeyInfo {
-    let (st, v) = c.api.get(&format!("/v1/keys/{LIFE}")).unwrap();
-    assert_eq!(st, 200, "{v}");
-    serde_json::from_value(v).unwrap()
-}
-
-fn order(k: &KeyInfo, kind: MembershipKind, new_set: &[&str], t: u16) -> MembershipOrder {
-    MembershipOrder {
-        key_id: LIFE.into(),
-        epoch: k.epoch,
-        kind,
-        old_set: k.nodes.clone(),
-        new_set: new_set.iter().map(|n| n.to_string()).collect(),
-        new_threshold: t,
-        identities: Default::default(),
-        not_after: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 3600,
-    }
-}
-
 fn signed(c: &Cluster, o: MembershipOrder, officers: &[&str]) -> SignedMembershipOrder {
-    let gov = Governance::at(&c.layout.dir);
-    let d = o.digest();
-    let signatures = officers
-        .iter()
-        .map(|name| {
-            let k = gov.key(name).unwrap();
-            OfficerSignature {
-                officer: k.verifying_key().to_bytes(),
-                signature: k.sign(&d).to_bytes(),
-            }
-        })
-        .collect();
-    SignedMembershipOrder {
-        order: o,
-        signatures,
-    }
+    custody_tests::lifecycle::signed(c, o, officers).unwrap()
 }
 
 /// Posts the order and waits until its ceremony is no longer dealing or activating.
 fn run(s: &Cluster, route: &str, body: &SignedMembershipOrder) -> KeyInfo {
-    let (st, v) = s
-        .api
-        .post(&format!("/v1/keys/{LIFE}/{route}"), &json!(body))
-        .unwrap();
-    assert_eq!(st, 202, "{v}");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let k = key(s);
-        let c = k.ceremony.as_ref().expect("a ceremony");
-        if matches!(c.phase, CeremonyPhase::Active | CeremonyPhase::Failed) {
-            return k;
-        }
-        assert!(Instant::now() < deadline, "ceremony still running: {k:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    custody_tests::lifecycle::run(s, route, body, Duration::from_secs(300)).unwrap()
 }
 
 /// Signs a transfer with the key and checks, independently, that it recovers to `address`.
-fn signs_as(c: &Cluster, address: &str, nonce: u64) -> Vec<String> {
+pub(crate) fn signs_as(c: &Cluster, address: &str, nonce: u64) -> Vec<String> {
     let id = rid("life");
     let body = json!({"request_id": id, "key_id": LIFE, "chain": "ethereum",
                       "unsigned_tx": custody_tests::sample::eth_transfer(nonce, [0x42; 20], 777)});
@@ -190,6 +142,20 @@ fn refresh_and_threshold_change_keep_the_address_and_refuse_bad_orders() {
         );
     }
     signs_as(&s.cluster, &addr, 3);
+    let (_, m) = s.cluster.api.get("/metrics").unwrap();
+    let m = m.as_str().unwrap_or_default();
+    assert!(
+        m.lines()
+            .any(|l| l == format!("custody_key_epoch{{key=\"{LIFE}\"}} {}", refreshed.epoch)),
+        "the epoch gauge follows the key: {m}"
+    );
+    for outcome in ["failed", "activated"] {
+        let series = format!("custody_reshare_total{{kind=\"refresh\",outcome=\"{outcome}\"}} ");
+        assert!(
+            m.lines().any(|l| l.starts_with(&series)),
+            "{series} is counted: {m}"
+        );
+    }
 
     // The order of the old epoch cannot be replayed.
     let stale = signed(
@@ -267,6 +233,121 @@ fn named_and_left_out(c: &Cluster, before: &KeyInfo, after: &KeyInfo, code: &str
     );
 }
 
+/// Copies node `i`'s store, audit log, identity and config to `dst` for a rogue coordinator:
+/// the node is SIGKILLed first (redb survives it; a live copy would be torn) and not restarted.
+fn copy_stopped(c: &mut Cluster, i: usize, dst: &std::path::Path, rogue_port: u16) {
+    c.kill_node(i).unwrap();
+    let src = c.layout.dir.join(&c.layout.nodes[i]);
+    std::fs::create_dir_all(dst).unwrap();
+    for f in [
+        "node.redb",
+        "audit.jsonl",
+        "passphrase",
+        "identity.json",
+        "node.toml",
+    ] {
+        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+    let mut cfg: String = std::fs::read_to_string(dst.join("node.toml"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("health_listen"))
+        .map(|l| match l.starts_with("coordinator_addr") {
+            true => format!("coordinator_addr = \"127.0.0.1:{rogue_port}\"\n"),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    cfg.push_str(
+        "\n[limits]\njoin_timeout_secs = 8\nprotocol_timeout_secs = 8\nround_timeout_secs = 4\n",
+    );
+    std::fs::write(dst.join("node.toml"), cfg).unwrap();
+}
+
+/// A compromised coordinator pairs node-1, in the key's new epoch, with a copy of node-2 from
+/// before the last activation (a restored old backup that never saw the certificate). Shown
+/// each its own epoch, both refuse at the join (`session.intent_mismatch`: the epoch is in the
+/// context hash); shown the new epoch, the stale node refuses itself (`session.epoch`). No
+/// partial signature leaves either node.
+fn mixed_epochs_are_refused(c: &mut Cluster, rogue: &Rogue, stale: &std::path::Path, epoch: u64) {
+    let current = scratch("epoch-current-node-1");
+    copy_stopped(c, 0, &current, rogue.port);
+    let _children = Kill(vec![
+        spawn_copy(&c.layout.exe, &current),
+        spawn_copy(&c.layout.exe, stale),
+    ]);
+    rogue
+        .wait_nodes(&["node-1", "node-2"], Duration::from_secs(30))
+        .unwrap();
+    let parties = vec!["node-1".to_string(), "node-2".to_string()];
+    for (n, (e1, e2), codes) in [
+        (
+            90,
+            (epoch, epoch - 1),
+            ["session.intent_mismatch", "session.intent_mismatch"],
+        ),
+        (91, (epoch, epoch), ["", "session.epoch"]),
+    ] {
+        let sid: [u8; 32] = rand::random();
+        rogue.route(sid, parties.clone());
+        let tx = hex::decode(
+            custody_tests::sample::eth_transfer(n, [0x42; 20], 777).trim_start_matches("0x"),
+        )
+        .unwrap();
+        for (node, e) in [("node-1", e1), ("node-2", e2)] {
+            let start = SessionStart {
+                epoch: e,
+                session_id: sid,
+                key_id: LIFE.into(),
+                parties: parties.clone(),
+                kind: SessionKind::Sign {
+                    request_id: format!("mixed-{n}"),
+                    payload: SignPayload::EthTx(tx.clone()),
+                    part: 0,
+                    approvals: vec![],
+                    presignature: None,
+                    account: None,
+                },
+            };
+            assert!(rogue.send(node, CoordFrame::Start(start)));
+        }
+        let mut got = std::collections::BTreeMap::new();
+        while got.len() < 2 {
+            let (node, rsid, r) = rogue
+                .next_report(Duration::from_secs(60))
+                .expect("a report from each node");
+            assert_eq!(rsid, sid);
+            let f = r.expect_err("no partial signature in a mixed-epoch session");
+            got.insert(node, f.code);
+        }
+        assert_eq!(got["node-2"], codes[1], "{got:?}");
+        if !codes[0].is_empty() {
+            assert_eq!(got["node-1"], codes[0], "{got:?}");
+        }
+    }
+}
+
+/// A 2-input regtest PSBT spending outputs to the key's P2WPKH address (the one it had before
+/// the reshare) is signed by the new guardians, and the finalized transaction passes Bitcoin
+/// Core's script checks (`bitcoinconsensus`) for each input.
+fn psbt_from_before_signs(c: &Cluster, public_key_hex: &str) {
+    let pk: [u8; 33] = hex::decode(public_key_hex).unwrap().try_into().unwrap();
+    let spk = proto::btc::p2wpkh_script(&pk).unwrap();
+    let amounts = [60_000u64, 61_000];
+    let psbt = custody_tests::sample::btc_psbt(&spk, &amounts, 100_000, 20_000);
+    let id = rid("life-btc");
+    let body = json!({"request_id": id, "key_id": LIFE, "chain": "bitcoin", "network": "regtest",
+        "psbt": psbt.to_string()});
+    let (st, v) = c.api.post("/v1/sign-requests", &body).unwrap();
+    assert_eq!(st, 202, "{v}");
+    let r = c.wait_request(&id, Duration::from_secs(180)).unwrap();
+    assert_eq!(r.status, RequestStatus::Signed, "{r:?}");
+    let raw = hex::decode(r.signed_tx.as_deref().unwrap()).unwrap();
+    for (i, sat) in amounts.iter().enumerate() {
+        bitcoinconsensus::verify_with_flags(&spk, *sat, &raw, None, i, crate::btc_psbt::FLAGS)
+            .unwrap_or_else(|e| panic!("input {i} fails script verification: {e:?}"));
+    }
+}
+
 /// On a cluster of its own (four nodes; the key 2-of-3 on {node-1, node-2, node-3}), node-1 is
 /// a compromised guardian that cheats as a dealer, with a different fault in each ceremony: a
 /// wrong sub-share (shown by the receiver's complaint with node-1's own signature), a constant
@@ -300,6 +381,7 @@ fn rogue_dealers_are_named_and_left_out_and_a_new_guardian_replaces_a_retired_on
     assert_eq!(st, 202, "{v}");
     let mut k = c.wait_key(LIFE, Duration::from_secs(300)).unwrap();
     let addr = k.ethereum_address.clone().unwrap();
+    let before_pk = k.public_key.clone();
     signs_as(&c, &addr, 1);
     // node-1 and node-2 spent their primes on the first group's aux info; the new group's
     // would make them generate fresh ones (minutes on two busy cores). TEST-ONLY: each gets
@@ -347,23 +429,19 @@ fn rogue_dealers_are_named_and_left_out_and_a_new_guardian_replaces_a_retired_on
         k = after;
     }
 
+    // A copy of node-2 in this epoch, before the reshare activates the next one.
+    let rogue = Rogue::start(&c.layout.dir.join("pki")).unwrap();
+    let stale = scratch("epoch-stale-node-2");
+    copy_stopped(&mut c, 1, &stale, rogue.port);
+    c.start_node_and_wait(1).unwrap();
+
     let mut o = order(
         &k,
         MembershipKind::Reshare,
         &["node-1", "node-2", "node-4"],
         2,
     );
-    let id: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(c.layout.dir.join("node-4/identity.json")).unwrap(),
-    )
-    .unwrap();
-    o.identities.insert(
-        "node-4".into(),
-        proto::lifecycle::GuardianIdentity {
-            sign_key: id["sign_key"].as_str().unwrap().into(),
-            dh_key: id["dh_key"].as_str().unwrap().into(),
-        },
-    );
+    custody_tests::lifecycle::add_identity(&c, &mut o, "node-4").unwrap();
     let after = run(&c, "reshare", &signed(&c, o, &["officer-1", "officer-2"]));
     named_and_left_out(&c, &k, &after, "reshare.dealer_equivocation");
     assert_eq!(
@@ -396,4 +474,6 @@ fn rogue_dealers_are_named_and_left_out_and_a_new_guardian_replaces_a_retired_on
             .any(|l| l.contains("reshare.activated") && l.contains("\"holds_share\":false")),
         "node-3 destroyed its share at activation"
     );
+    psbt_from_before_signs(&c, before_pk.as_deref().unwrap());
+    mixed_epochs_are_refused(&mut c, &rogue, &stale, after.epoch);
 }

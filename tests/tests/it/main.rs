@@ -21,6 +21,7 @@ mod faults;
 mod governance;
 mod hardening;
 mod lifecycle;
+mod lifecycle_kills;
 mod load;
 mod messages;
 mod node_startup;
