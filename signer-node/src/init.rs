@@ -130,13 +130,7 @@ pub fn init_node(
     let store = Store::create(dir, node_id, passphrase, params)?;
     let identity = NodeIdentity::generate(node_id);
     store.put_secret(IDENTITY_RECORD, &identity.to_secret_bytes())?;
-    let primes = primes.unwrap_or_else(|| fresh_primes(progress));
-    let sealed = to_secret_json(&primes).map_err(|e| InitError::Io {
-        path: "primes".into(),
-        msg: e.to_string(),
-    })?;
-    drop(primes);
-    store.put_secret(PRIMES_RECORD, sealed.expose_secret())?;
+    spare_primes(&store, primes, progress)?;
     let public = identity.public();
     let path = dir.join(IDENTITY_FILE);
     let json = serde_json::to_string_pretty(&public).unwrap_or_default();

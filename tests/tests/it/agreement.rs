@@ -71,17 +71,7 @@ pub(crate) fn rogue_pair(s: &mut Shared) -> (Rogue, Kill, Vec<PathBuf>) {
     for (i, id) in ["node-1", "node-2"].into_iter().enumerate() {
         let dst = scratch(&format!("rogue-{id}"));
         copy_node(s, i, &dst);
-        let mut cfg: String = std::fs::read_to_string(dst.join("node.toml"))
-            .unwrap()
-            .lines()
-            .filter(|l| !l.starts_with("health_listen"))
-            .map(|l| match l.starts_with("coordinator_addr") {
-                true => format!("coordinator_addr = \"127.0.0.1:{}\"\n", rogue.port),
-                false => format!("{l}\n"),
-            })
-            .collect();
-        cfg.push_str("\n[limits]\njoin_timeout_secs = 8\nprotocol_timeout_secs = 8\nround_timeout_secs = 4\n");
-        std::fs::write(dst.join("node.toml"), cfg).unwrap();
+        crate::common::point_at_rogue(&dst, rogue.port);
         children.0.push(spawn_copy(&s.cluster.layout.exe, &dst));
         dirs.push(dst);
     }

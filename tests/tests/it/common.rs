@@ -86,8 +86,14 @@ pub fn rid(tag: &str) -> String {
 /// store that is being written gives a torn snapshot that no crash could produce.
 pub fn copy_node(s: &mut Shared, i: usize, dst: &std::path::Path) {
     settle_ledgers(s);
-    let src = s.cluster.layout.dir.join(&s.cluster.layout.nodes[i]);
     s.cluster.kill_node(i).unwrap();
+    copy_store(&s.cluster, i, dst);
+    s.cluster.start_node_and_wait(i).unwrap();
+}
+
+/// Copies stopped node `i`'s store, audit log, identity and config to `dst`.
+pub fn copy_store(c: &custody_tests::cluster::Cluster, i: usize, dst: &std::path::Path) {
+    let src = c.layout.dir.join(&c.layout.nodes[i]);
     std::fs::create_dir_all(dst).unwrap();
     // The audit log goes with the store: the store anchors the log's head, and a node whose
     // log is shorter than its anchor refuses to start (`audit.truncated`).
@@ -108,7 +114,23 @@ pub fn copy_node(s: &mut Shared, i: usize, dst: &std::path::Path) {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(dst.join("node.toml"), cfg).unwrap();
-    s.cluster.start_node_and_wait(i).unwrap();
+}
+
+/// Points the node copy in `dst` at a rogue coordinator on `port`, with short protocol
+/// deadlines.
+pub fn point_at_rogue(dst: &std::path::Path, port: u16) {
+    let mut cfg: String = std::fs::read_to_string(dst.join("node.toml"))
+        .unwrap()
+        .lines()
+        .map(|l| match l.starts_with("coordinator_addr") {
+            true => format!("coordinator_addr = \"127.0.0.1:{port}\"\n"),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    cfg.push_str(
+        "\n[limits]\njoin_timeout_secs = 8\nprotocol_timeout_secs = 8\nround_timeout_secs = 4\n",
+    );
+    std::fs::write(dst.join("node.toml"), cfg).unwrap();
 }
 
 /// Runs `exe signer-node <args>` without the passphrase variable of the test's environment.

@@ -233,34 +233,12 @@ fn named_and_left_out(c: &Cluster, before: &KeyInfo, after: &KeyInfo, code: &str
     );
 }
 
-/// Copies node `i`'s store, audit log, identity and config to `dst` for a rogue coordinator:
-/// the node is SIGKILLed first (redb survives it; a live copy would be torn) and not restarted.
+/// Copies node `i` to `dst` for a rogue coordinator on `rogue_port`: the node is SIGKILLed
+/// first (redb survives it; a live copy would be torn) and not restarted.
 fn copy_stopped(c: &mut Cluster, i: usize, dst: &std::path::Path, rogue_port: u16) {
     c.kill_node(i).unwrap();
-    let src = c.layout.dir.join(&c.layout.nodes[i]);
-    std::fs::create_dir_all(dst).unwrap();
-    for f in [
-        "node.redb",
-        "audit.jsonl",
-        "passphrase",
-        "identity.json",
-        "node.toml",
-    ] {
-        std::fs::copy(src.join(f), dst.join(f)).unwrap();
-    }
-    let mut cfg: String = std::fs::read_to_string(dst.join("node.toml"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("health_listen"))
-        .map(|l| match l.starts_with("coordinator_addr") {
-            true => format!("coordinator_addr = \"127.0.0.1:{rogue_port}\"\n"),
-            false => format!("{l}\n"),
-        })
-        .collect();
-    cfg.push_str(
-        "\n[limits]\njoin_timeout_secs = 8\nprotocol_timeout_secs = 8\nround_timeout_secs = 4\n",
-    );
-    std::fs::write(dst.join("node.toml"), cfg).unwrap();
+    crate::common::copy_store(c, i, dst);
+    crate::common::point_at_rogue(dst, rogue_port);
 }
 
 /// A compromised coordinator pairs node-1, in the key's new epoch, with a copy of node-2 from

@@ -269,18 +269,7 @@ fn row_17_dest_allow_on_the_live_policy_denies_an_unlisted_destination() {
 fn copy_to(s: &mut Shared, i: usize, tag: &str, port: u16) -> (PathBuf, Child) {
     let dst = scratch(tag);
     copy_node(s, i, &dst);
-    let mut cfg: String = std::fs::read_to_string(dst.join("node.toml"))
-        .unwrap()
-        .lines()
-        .map(|l| match l.starts_with("coordinator_addr") {
-            true => format!("coordinator_addr = \"127.0.0.1:{port}\"\n"),
-            false => format!("{l}\n"),
-        })
-        .collect();
-    cfg.push_str(
-        "\n[limits]\njoin_timeout_secs = 8\nprotocol_timeout_secs = 8\nround_timeout_secs = 4\n",
-    );
-    std::fs::write(dst.join("node.toml"), cfg).unwrap();
+    crate::common::point_at_rogue(&dst, port);
     let child = spawn_copy(&s.cluster.layout.exe, &dst);
     (dst, child)
 }
