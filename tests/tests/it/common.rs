@@ -119,6 +119,16 @@ pub fn copy_store(c: &custody_tests::cluster::Cluster, i: usize, dst: &std::path
 /// Points the node copy in `dst` at a rogue coordinator on `port`, with short protocol
 /// deadlines.
 pub fn point_at_rogue(dst: &std::path::Path, port: u16) {
+    point_at(
+        dst,
+        port,
+        "join_timeout_secs = 8\nprotocol_timeout_secs = 8\nround_timeout_secs = 4\n",
+    );
+}
+
+/// Points the node copy in `dst` at a coordinator on `port`, with `limits` (lines of its
+/// `[limits]` section).
+pub fn point_at(dst: &std::path::Path, port: u16, limits: &str) {
     let mut cfg: String = std::fs::read_to_string(dst.join("node.toml"))
         .unwrap()
         .lines()
@@ -127,9 +137,8 @@ pub fn point_at_rogue(dst: &std::path::Path, port: u16) {
             false => format!("{l}\n"),
         })
         .collect();
-    cfg.push_str(
-        "\n[limits]\njoin_timeout_secs = 8\nprotocol_timeout_secs = 8\nround_timeout_secs = 4\n",
-    );
+    cfg.push_str("\n[limits]\n");
+    cfg.push_str(limits);
     std::fs::write(dst.join("node.toml"), cfg).unwrap();
 }
 

@@ -98,20 +98,15 @@ pub(crate) fn copy_to_rogue(
     (port, limits): (u16, &str),
 ) -> PathBuf {
     copy_node(s, i, dst);
-    let mut cfg: String = std::fs::read_to_string(dst.join("node.toml"))
-        .unwrap()
-        .lines()
-        .map(|l| match l.starts_with("coordinator_addr") {
-            true => format!("coordinator_addr = \"127.0.0.1:{port}\"\n"),
-            false => format!("{l}\n"),
-        })
-        .collect();
     // Signing runs the full protocol while other tests load the two cores: generous round
     // deadlines, a short join deadline (a lone party gives up quickly).
-    cfg.push_str(&format!(
-        "\n[limits]\njoin_timeout_secs = 8\nprotocol_timeout_secs = 60\nround_timeout_secs = 20\n{limits}"
-    ));
-    std::fs::write(dst.join("node.toml"), cfg).unwrap();
+    crate::common::point_at(
+        dst,
+        port,
+        &format!(
+            "join_timeout_secs = 8\nprotocol_timeout_secs = 60\nround_timeout_secs = 20\n{limits}"
+        ),
+    );
     dst.to_path_buf()
 }
 
