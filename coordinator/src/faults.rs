@@ -290,6 +290,14 @@ impl FaultBook {
         }
         out.push(locked);
         out.push(epoch);
+        let mut overdue = Family::gauge(
+            "custody_refresh_overdue",
+            "Whether the key's scheduled refresh (policy `refresh_every`) is overdue; keys without a schedule are absent.",
+        );
+        for (key, view) in crate::lifecycle::schedule::schedules(store) {
+            overdue.push(vec![("key", clean(&key))], u64::from(view.overdue));
+        }
+        out.push(overdue);
         out
     }
 

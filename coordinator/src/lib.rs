@@ -93,6 +93,7 @@ pub async fn run(
     let router = api::router(state, cfg.limits.max_body_bytes);
     orch.resume();
     tokio::spawn(pool::refill_loop(orch.clone()));
+    tokio::spawn(orch.clone().run_refresh_schedule());
     tracing::info!(
         api = %api_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         nodes = %node_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),

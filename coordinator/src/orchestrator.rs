@@ -305,14 +305,12 @@ impl Orchestrator {
         timeout: Duration,
         mut every: Option<&mut Vec<(String, SessionFailure)>>,
     ) -> Result<Vec<(String, SessionOutput)>, SessionFailure> {
-        for p in &start.parties {
-            if !self.registry.send(p, CoordFrame::Start(start.clone())) {
-                return Err(SessionFailure {
-                    code: "node.disconnected".into(),
-                    message: format!("node `{p}` is not connected"),
-                    blame: vec![p.clone()],
-                });
-            }
+        if let Err(p) = self.registry.start_session(start) {
+            return Err(SessionFailure {
+                code: "node.disconnected".into(),
+                message: format!("node `{p}` is not connected"),
+                blame: vec![p],
+            });
         }
         let mut outputs: HashMap<String, SessionOutput> = HashMap::new();
         let mut failed: Vec<String> = Vec::new();
@@ -335,8 +333,8 @@ impl Orchestrator {
                 }
                 Ok(None) => break,
                 Err(_) => {
-                    if let Some((_, f)) = every.as_deref().and_then(|a| a.first()) {
-                        return Err(f.clone());
+                    if let Some(f) = every.as_deref().and_then(|a| precise(a)) {
+                        return Err(f);
                     }
                     let missing: Vec<String> = start
                         .parties
@@ -355,8 +353,8 @@ impl Orchestrator {
                 }
             }
         }
-        if let Some((_, f)) = every.as_deref().and_then(|a| a.first()) {
-            return Err(f.clone());
+        if let Some(f) = every.as_deref().and_then(|a| precise(a)) {
+            return Err(f);
         }
         Ok(start
             .parties
@@ -376,6 +374,7 @@ impl Orchestrator {
                 rec.info.bitcoin = Some(bitcoin_addresses(&pk));
                 rec.info.public_key = Some(hex::encode(pk));
                 rec.info.status = KeyStatus::Ready;
+                rec.epoch_since = Some(crate::control::unix_now());
                 rec.chain_code = Some(hex::encode(chain_code));
                 tracing::info!(key = %rec.info.key_id, "key ready");
             }
@@ -595,6 +594,15 @@ fn bad_output(node: &str) -> SessionFailure {
         message: format!("node `{node}` returned an unexpected output"),
         blame: vec![node.to_string()],
     }
+}
+
+/// Of the failures every party reported, the first that names someone (a party that can tell
+/// who cheated outranks one that cannot), else the first.
+fn precise(all: &[(String, SessionFailure)]) -> Option<SessionFailure> {
+    all.iter()
+        .find(|(_, f)| !f.blame.is_empty())
+        .or(all.first())
+        .map(|(_, f)| f.clone())
 }
 
 #[cfg(test)]

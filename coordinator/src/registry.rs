@@ -145,6 +145,21 @@ impl Registry {
             .unwrap_or(false)
     }
 
+    /// Sends a session's start to each of its parties, in order; stops at the first that is not
+    /// connected and returns it. Envelopes of the session are not routed meanwhile: a fast
+    /// party's join must not reach a slower party's queue before that party's start, or the
+    /// slower party drops it as belonging to no session it knows (the routes' lock is held
+    /// while the starts are queued; `route_envelope` takes it first).
+    pub fn start_session(&self, start: &proto::wire::SessionStart) -> Result<(), String> {
+        let _routing = lock(&self.routes);
+        for p in &start.parties {
+            if !self.send(p, CoordFrame::Start(start.clone())) {
+                return Err(p.clone());
+            }
+        }
+        Ok(())
+    }
+
     /// Opens a route for a session; reports arrive on the returned channel.
     pub fn open_route(&self, sid: SessionId, parties: Vec<String>) -> mpsc::Receiver<Report> {
         let (tx, rx) = mpsc::channel(ROUTE_REPORTS);

@@ -56,6 +56,10 @@ pub struct KeyRecord {
     /// connects, before its sync mark); `None` at epoch 0.
     #[serde(default)]
     pub activation: Option<proto::lifecycle::Activation>,
+    /// When the key's current epoch became active (unix seconds: the key's ceremony, or the
+    /// activation certificate stored); the refresh schedule counts from it.
+    #[serde(default)]
+    pub epoch_since: Option<u64>,
 }
 
 /// A sign request as stored.

@@ -131,6 +131,12 @@ impl Policy {
         }
     }
 
+    /// The key's `refresh_every` in seconds: its shares are refreshed on that schedule, and a
+    /// node accepts a refresh no officer signed only when this policy sets it.
+    pub fn refresh_every(&self, key_id: &str) -> Option<u64> {
+        self.doc.keys.get(key_id).and_then(|k| k.refresh_every)
+    }
+
     /// Advice for a policy that is valid but probably not what its authors meant, file-wide
     /// warnings first, then by position in the file.
     pub fn warnings(&self) -> &[PolicyWarning] {
@@ -243,6 +249,10 @@ pub(crate) struct ApprovalTier {
 pub(crate) struct KeyRule {
     pub assets: BTreeSet<String>,
     pub frozen: bool,
+    /// Seconds between scheduled share refreshes (`docs/lifecycle.md`); absent from the
+    /// canonical encoding when unset, so older policies keep their hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_every: Option<u64>,
 }
 
 /// `[approvers.<group>]`

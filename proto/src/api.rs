@@ -72,6 +72,25 @@ pub struct KeyInfo {
     /// The latest refresh or reshare ceremony of the key, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ceremony: Option<CeremonyView>,
+    /// The key's scheduled refresh, when the policy sets `refresh_every` for it (filled in on
+    /// read from the latest policy the coordinator relayed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<RefreshView>,
+}
+
+/// A key's scheduled refresh (`refresh_every` in the signed policy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RefreshView {
+    /// The policy's `refresh_every`, in seconds.
+    pub every_secs: u64,
+    /// When the current epoch became active here (unix seconds).
+    pub since: u64,
+    /// When the next refresh is due (unix seconds).
+    pub due_at: u64,
+    /// No refresh activated within the grace period after `due_at`
+    /// ([`crate::lifecycle::refresh_grace`]): see the ceremony's error and the nodes.
+    pub overdue: bool,
 }
 
 /// Where a refresh or reshare ceremony is.
@@ -119,6 +138,9 @@ pub struct CeremonyView {
     pub blamed: Vec<String>,
     /// Start (unix seconds).
     pub started_at: u64,
+    /// Started by the policy's schedule (`refresh_every`), not by an officers' order.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scheduled: bool,
 }
 
 /// Why a key is locked.

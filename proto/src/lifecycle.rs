@@ -54,6 +54,31 @@ pub struct MembershipOrder {
     pub identities: BTreeMap<String, GuardianIdentity>,
     /// The order is void at and after this time (unix seconds).
     pub not_after: u64,
+    /// A refresh the signed policy schedules (`refresh_every`), made by the coordinator and
+    /// signed by no officer: every node accepts it only as a plain refresh of its own key, due
+    /// by its own record of when the key's epoch activated ([`MembershipOrder::check_due`]).
+    /// Absent from the encoding (and the digest) when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub scheduled: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The longest a scheduled order may live: the coordinator cannot keep one for later.
+pub const SCHEDULED_TTL_SECS: u64 = 900;
+
+/// How long after its due time a scheduled refresh that has not activated counts as overdue:
+/// a tenth of the period, between 5 seconds and a day.
+pub fn refresh_grace(every: u64) -> u64 {
+    (every / 10).clamp(5, 86_400)
+}
+
+/// How early a node accepts a scheduled refresh (clock skew between it and the coordinator):
+/// a tenth of the period, at most five minutes.
+pub fn schedule_slack(every: u64) -> u64 {
+    (every / 10).min(300)
 }
 
 /// A membership order with the officers' signatures over [`MembershipOrder::digest`].
@@ -108,6 +133,18 @@ pub enum OrderError {
     /// A new guardian's identity is missing, malformed or differs from the pinned one.
     #[error("guardian identity: {0}")]
     Identity(String),
+    /// A scheduled order that the policy does not schedule, or that is more than a plain
+    /// refresh of the key as it is.
+    #[error("not a scheduled refresh: {0}")]
+    NotScheduled(String),
+    /// A scheduled refresh before it is due.
+    #[error("the key's next scheduled refresh is due at {due} (now {now})")]
+    NotDue {
+        /// When this node's record of the epoch plus the policy's `refresh_every` falls due.
+        due: u64,
+        /// This node's clock.
+        now: u64,
+    },
 }
 
 impl OrderError {
@@ -120,6 +157,8 @@ impl OrderError {
             OrderError::Set(_) => "reshare.order_set",
             OrderError::Threshold { .. } => "reshare.order_threshold",
             OrderError::Identity(_) => "reshare.order_identity",
+            OrderError::NotScheduled(_) => "reshare.not_scheduled",
+            OrderError::NotDue { .. } => "reshare.not_due",
         }
     }
 }
@@ -199,9 +238,62 @@ impl MembershipOrder {
     }
 }
 
+impl MembershipOrder {
+    /// What a scheduled order may be: a refresh (same guardians, same order), naming no new
+    /// identity. The threshold is checked against the key by [`MembershipOrder::check_due`].
+    fn check_scheduled_shape(&self) -> Result<(), OrderError> {
+        if self.kind != MembershipKind::Refresh || self.old_set != self.new_set {
+            return Err(OrderError::NotScheduled(
+                "only a refresh of the same guardians is ever scheduled".into(),
+            ));
+        }
+        if !self.identities.is_empty() {
+            return Err(OrderError::NotScheduled(
+                "a scheduled refresh names no identity".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A scheduled refresh checked against this node's own state: the policy it runs sets
+    /// `every` (its `refresh_every` for the key), the key's threshold stays `threshold`, and the
+    /// epoch this node activated at `since` is due (`since + every`, less the clock slack).
+    /// An order signed by officers is not scheduled and passes.
+    pub fn check_due(
+        &self,
+        every: Option<u64>,
+        since: u64,
+        threshold: u16,
+        now: u64,
+    ) -> Result<(), OrderError> {
+        if !self.scheduled {
+            return Ok(());
+        }
+        let Some(every) = every else {
+            return Err(OrderError::NotScheduled(format!(
+                "the policy in force sets no `refresh_every` for key `{}`",
+                self.key_id
+            )));
+        };
+        if self.new_threshold != threshold {
+            return Err(OrderError::NotScheduled(format!(
+                "a scheduled refresh keeps the threshold {threshold}, not {}",
+                self.new_threshold
+            )));
+        }
+        let due = since.saturating_add(every);
+        if now.saturating_add(schedule_slack(every)) < due {
+            return Err(OrderError::NotDue { due, now });
+        }
+        Ok(())
+    }
+}
+
 impl SignedMembershipOrder {
-    /// Checks the order as a node does: shape, expiry and the pinned officers' quorum. The key's
-    /// epoch and guardian set are checked by the caller against its own store.
+    /// Checks the order as a node does: shape, expiry and its authority (the pinned officers'
+    /// quorum, or for a scheduled refresh its shape and a short life). The key's epoch and
+    /// guardian set, and whether a scheduled refresh is due, are checked by the caller against
+    /// its own store and policy.
     pub fn check(&self, officers: &[[u8; 32]], quorum: usize, now: u64) -> Result<(), OrderError> {
         self.order.check_shape()?;
         if now >= self.order.not_after {
@@ -210,11 +302,26 @@ impl SignedMembershipOrder {
                 now,
             });
         }
+        if self.order.scheduled && self.order.not_after > now.saturating_add(SCHEDULED_TTL_SECS) {
+            return Err(OrderError::NotScheduled(format!(
+                "a scheduled order lives at most {SCHEDULED_TTL_SECS} s"
+            )));
+        }
+        self.check_authority(officers, quorum)
+    }
+
+    /// Who ordered it, without the clock (an activation is checked after the order expired):
+    /// the pinned officers' quorum, or for a scheduled order the shape of a plain refresh (every
+    /// guardian checked that it was due before it confirmed its share).
+    pub fn check_authority(&self, officers: &[[u8; 32]], quorum: usize) -> Result<(), OrderError> {
+        if self.order.scheduled {
+            return self.order.check_scheduled_shape();
+        }
         self.check_quorum(officers, quorum)
     }
 
-    /// The pinned officers' quorum alone (an activation is checked after the order expired).
-    pub fn check_quorum(&self, officers: &[[u8; 32]], quorum: usize) -> Result<(), OrderError> {
+    /// The pinned officers' quorum alone.
+    fn check_quorum(&self, officers: &[[u8; 32]], quorum: usize) -> Result<(), OrderError> {
         let digest = self.order.digest();
         let mut valid: Vec<[u8; 32]> = self
             .signatures
@@ -323,6 +430,7 @@ mod tests {
             new_threshold: 2,
             identities: BTreeMap::new(),
             not_after: 1000,
+            scheduled: false,
         }
     }
 
@@ -393,6 +501,69 @@ mod tests {
                 .err()
                 .map(|e| e.code()),
             Some("reshare.order_set")
+        );
+    }
+
+    #[test]
+    fn a_scheduled_refresh_is_only_a_plain_refresh_when_due() {
+        let a = SigningKey::from_bytes(&[1; 32]);
+        let officers = [a.verifying_key().to_bytes()];
+        let mut o = order();
+        o.scheduled = true;
+        o.not_after = 600;
+        let unsigned = signed(o.clone(), &[]);
+        let code =
+            |s: &SignedMembershipOrder, now| s.check(&officers, 1, now).err().map(|e| e.code());
+        assert_eq!(
+            code(&unsigned, 10),
+            None,
+            "no officer signs a scheduled refresh"
+        );
+        let mut plain = o.clone();
+        plain.scheduled = false;
+        assert_ne!(
+            plain.digest(),
+            o.digest(),
+            "`scheduled` is part of the digest"
+        );
+        assert_eq!(
+            code(&signed(plain, &[]), 10),
+            Some("reshare.order_quorum"),
+            "without the flag, an unsigned order is refused"
+        );
+        assert_eq!(code(&unsigned, 600), Some("reshare.order_expired"));
+        let mut long = o.clone();
+        long.not_after = 10 + SCHEDULED_TTL_SECS + 1;
+        assert_eq!(code(&signed(long, &[]), 10), Some("reshare.not_scheduled"));
+        let mut reshare = o.clone();
+        reshare.kind = MembershipKind::Reshare;
+        reshare.new_set = vec!["node-1".into(), "node-2".into()];
+        assert_eq!(
+            code(&signed(reshare, &[]), 10),
+            Some("reshare.not_scheduled")
+        );
+        let due = |every, since, t, now| o.check_due(every, since, t, now).err().map(|e| e.code());
+        assert_eq!(
+            due(None, 0, 2, 10),
+            Some("reshare.not_scheduled"),
+            "no refresh_every"
+        );
+        assert_eq!(
+            due(Some(100), 0, 3, 100),
+            Some("reshare.not_scheduled"),
+            "threshold"
+        );
+        assert_eq!(due(Some(100), 50, 2, 100), Some("reshare.not_due"));
+        assert_eq!(
+            due(Some(100), 50, 2, 139),
+            Some("reshare.not_due"),
+            "slack is 10 s"
+        );
+        assert_eq!(due(Some(100), 50, 2, 140), None);
+        assert_eq!(
+            order().check_due(None, 0, 2, 0),
+            Ok(()),
+            "an officers' order is not scheduled"
         );
     }
 }

@@ -182,6 +182,7 @@ mod tests {
             chain_code,
             epoch: 0,
             pending: None,
+            since: 0,
         };
         store.commit_key(&meta, ("share/k", b"x"), &[]).unwrap();
         (store, meta, dir)

@@ -75,6 +75,15 @@ pub enum DeliveryError {
     Deadline,
 }
 
+/// Party indices in whose name the relay delivered an envelope that failed its sender's
+/// signature or its encryption (shared by the delivery layer and the round deadline).
+pub type Forged = Arc<std::sync::Mutex<std::collections::BTreeSet<u16>>>;
+
+/// Locks a mutex, taking over a poisoned one.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The deadline of every protocol round: waiting longer than `timeout` for the next message
 /// ends the run, and records which parties had not delivered.
 #[derive(Clone)]
@@ -87,6 +96,8 @@ pub struct RoundWatch {
     pub me: u16,
     /// Set when the deadline passed: the parties that had not delivered.
     pub stalled: Arc<std::sync::Mutex<Option<Vec<String>>>>,
+    /// Parties in whose name the relay delivered envelopes that failed their checks.
+    pub forged: Forged,
     /// The runtime whose timers the blocking protocol thread uses.
     pub handle: tokio::runtime::Handle,
 }
@@ -111,10 +122,40 @@ impl RoundWatch {
 
     /// Who stalled the run, if its deadline passed.
     pub fn stalled(&self) -> Option<Vec<String>> {
-        self.stalled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.stalled).clone()
+    }
+
+    /// The failure of a run whose round deadline passed: `session.timeout` naming the parties
+    /// that did not deliver, unless every one of them is a party in whose name the relay
+    /// delivered envelopes that failed their checks. Then the relay is at fault, not them
+    /// (each party signs its own envelopes): `session.relay_tampered`, naming no party.
+    pub fn deadline_failure(&self) -> Option<proto::wire::SessionFailure> {
+        let late = self.stalled()?;
+        let forged: Vec<String> = lock(&self.forged)
+            .iter()
+            .filter_map(|j| self.parties.get(usize::from(*j)).cloned())
+            .collect();
+        if !forged.is_empty() && late.iter().all(|p| forged.contains(p)) {
+            return Some(crate::session::fail(
+                "session.relay_tampered",
+                format!(
+                    "the relay delivered envelopes in the name of {} that failed their signature or encryption, and nothing valid from them within {:?}: the relay altered or forged them; {} not blamed",
+                    forged.join(", "),
+                    self.timeout,
+                    if forged.len() == 1 { "that party is" } else { "those parties are" }
+                ),
+            ));
+        }
+        let mut f = crate::session::fail(
+            "session.timeout",
+            format!(
+                "round deadline of {:?} passed without a message from {}",
+                self.timeout,
+                late.join(", ")
+            ),
+        );
+        f.blame = late;
+        Some(f)
     }
 }
 
@@ -127,9 +168,11 @@ pub struct OutSink<M> {
     _m: PhantomData<fn(M)>,
 }
 
-/// Rewrites this node's own protocol messages before they are sealed. Only adversarial tests
-/// set it (a test binary playing a compromised guardian); the `signer-node` binary never does.
-pub type OutgoingHook = Arc<dyn Fn(&mut Vec<u8>) + Send + Sync>;
+/// Rewrites this node's own protocol messages before they are sealed, and may return a second,
+/// different version of the message, sealed and sent under the same sequence number (an
+/// equivocating sender). Only adversarial tests set it (a test binary playing a compromised
+/// guardian); the `signer-node` binary never does.
+pub type OutgoingHook = Arc<dyn Fn(&mut Vec<u8>) -> Option<Vec<u8>> + Send + Sync>;
 
 impl<M> OutSink<M> {
     /// `first_seq` is the next sequence number (0 is taken by the join message).
@@ -166,22 +209,23 @@ impl<M: Serialize> Sink<Outgoing<M>> for OutSink<M> {
     fn start_send(mut self: Pin<&mut Self>, item: Outgoing<M>) -> Result<(), Self::Error> {
         let mut bytes = Vec::new();
         ciborium::into_writer(&item.msg, &mut bytes).map_err(|_| DeliveryError::Seal)?;
-        if let Some(hook) = &self.hook {
-            hook(&mut bytes);
-        }
+        let twin = self.hook.as_ref().and_then(|hook| hook(&mut bytes));
         let to = match item.recipient {
             MessageDestination::AllParties => None,
             MessageDestination::OneParty(j) => Some(j),
         };
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
-        let env = self
-            .crypto
-            .seal(to, seq, &bytes)
-            .ok_or(DeliveryError::Seal)?;
-        self.frames
-            .send(NodeFrame::Envelope(env))
-            .map_err(|_| DeliveryError::Closed)
+        for bytes in std::iter::once(bytes).chain(twin) {
+            let env = self
+                .crypto
+                .seal(to, seq, &bytes)
+                .ok_or(DeliveryError::Seal)?;
+            self.frames
+                .send(NodeFrame::Envelope(env))
+                .map_err(|_| DeliveryError::Closed)?;
+        }
+        Ok(())
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -369,6 +413,13 @@ pub fn classify_failure(debug: &str) -> (&'static str, Vec<u16>) {
     if debug.contains("SignatureInvalid") {
         return ("signature.invalid", Vec::new());
     }
+    if debug.contains("NotReliable") {
+        // The echo round found that the parties hold different round-1 broadcasts. Every
+        // broadcast is signed by its sender, so one sender signed two versions and the relay
+        // showed each to different parties; the parties whose echo differs are not the culprit
+        // (a party that got the other version is honest), so nobody is named.
+        return ("session.broadcast_mismatch", Vec::new());
+    }
     let mut culprits: Vec<u16> = debug
         .match_indices("faulty_party:")
         .filter_map(|(at, tag)| {
@@ -394,6 +445,11 @@ mod tests {
         let bad = "SigningError(Aborted(SignatureInvalid))";
         assert_eq!(classify_failure(bad), ("signature.invalid", vec![]));
         assert_eq!(classify_failure("IoError(x)"), ("session.protocol", vec![]));
+        let echo = "SigningError(Aborted(Round1aNotReliable([AbortBlame { faulty_party: 2, data_message: 4, proof_message: 4 }])))";
+        assert_eq!(
+            classify_failure(echo),
+            ("session.broadcast_mismatch", vec![])
+        );
     }
 
     #[test]
@@ -407,12 +463,33 @@ mod tests {
             parties: vec!["a".into(), "b".into(), "c".into()],
             me: 0,
             stalled: Default::default(),
+            forged: Default::default(),
             handle: rt.handle().clone(),
         };
         assert_eq!(w.laggards(&[0, 3, 2]), vec!["c".to_string()]);
         assert_eq!(
             w.laggards(&[5, 2, 2]),
             vec!["b".to_string(), "c".to_string()]
+        );
+        assert!(w.deadline_failure().is_none(), "no deadline passed");
+        *lock(&w.stalled) = Some(vec!["c".into()]);
+        let f = w.deadline_failure().expect("the deadline passed");
+        assert_eq!(
+            (f.code.as_str(), f.blame.clone()),
+            ("session.timeout", vec!["c".to_string()])
+        );
+        lock(&w.forged).insert(1);
+        let f = w.deadline_failure().expect("the deadline passed");
+        assert_eq!(
+            f.code, "session.timeout",
+            "b's forged envelopes do not excuse c: {f:?}"
+        );
+        lock(&w.forged).insert(2);
+        let f = w.deadline_failure().expect("the deadline passed");
+        assert_eq!(
+            (f.code.as_str(), f.blame.len()),
+            ("session.relay_tampered", 0),
+            "{f:?}"
         );
     }
 }

@@ -259,6 +259,13 @@ impl Plan {
                         "aux info for a reshare runs among the order's new guardians of its key",
                     ));
                 }
+                if order.order.new_set == order.order.old_set {
+                    // The group keeps its aux info: a relay that asks again only spends primes.
+                    return Err(fail(
+                        "session.invalid",
+                        "the order keeps the key's guardians, who keep their aux info",
+                    ));
+                }
                 Ok(Plan::Aux {
                     group: start.parties.clone(),
                     i,
@@ -662,7 +669,7 @@ pub fn session_roster(guard: &Guard, start: &SessionStart) -> Result<Roster, Ses
     };
     let (officers, quorum) = guard.officers();
     order
-        .check_quorum(&officers, quorum)
+        .check_authority(&officers, quorum)
         .map_err(|e| fail(e.code(), e.to_string()))?;
     roster
         .with_identities(&order.order.identities)
@@ -697,16 +704,7 @@ fn keygen_indexes(meta: &KeyMeta, parties: &[String]) -> Result<Vec<u16>, Sessio
 /// A failed protocol run as a stable code with the parties to blame: the round deadline's
 /// laggards, or the culprits cggmp24 names in its error.
 fn protocol_failure(debug: &str, watch: &mpc::RoundWatch) -> SessionFailure {
-    if let Some(late) = watch.stalled() {
-        let mut f = fail(
-            "session.timeout",
-            format!(
-                "round deadline of {:?} passed without a message from {}",
-                watch.timeout,
-                late.join(", ")
-            ),
-        );
-        f.blame = late;
+    if let Some(f) = watch.deadline_failure() {
         return f;
     }
     let (code, culprits) = mpc::classify_failure(debug);
@@ -753,6 +751,7 @@ fn finish_keygen(
         chain_code: chain_code.clone(),
         epoch: 0,
         pending: None,
+        since: 0,
     };
     match aux {
         Some(aux) => complete_share(store, &mut meta, share, aux, &[])?,
@@ -789,6 +788,7 @@ fn complete_share(
         )
     })?;
     meta.complete = true;
+    meta.since = crate::session::unix_now();
     let bytes = secret_json(&full)?;
     store
         .commit_key(

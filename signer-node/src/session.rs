@@ -80,6 +80,8 @@ struct Live {
     crypto: Arc<SessionCrypto>,
     tx: mpsc::Sender<RawIncoming>,
     seen: HashSet<(u16, u32)>,
+    /// Parties in whose name the relay delivered an envelope that failed its checks.
+    forged: crate::mpc::Forged,
 }
 
 /// Shared state of a running node.
@@ -290,6 +292,7 @@ impl NodeCore {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(session = %hex::encode(env.session_id), error = %e, "rejected envelope (the relay, not the claimed sender, is suspect)");
+                crate::mpc::lock(&live.forged).insert(env.from);
                 return;
             }
         };
@@ -349,6 +352,7 @@ impl NodeCore {
                 crypto: crypto.clone(),
                 tx,
                 seen: HashSet::new(),
+                forged: Default::default(),
             },
         );
         Ok(crypto)
@@ -471,6 +475,11 @@ impl NodeCore {
             parties: start.parties.clone(),
             me: me as u16,
             stalled: Default::default(),
+            forged: self
+                .lock()
+                .get(&start.session_id)
+                .map(|l| l.forged.clone())
+                .unwrap_or_default(),
             handle: tokio::runtime::Handle::current(),
         };
         let job = tokio::task::spawn_blocking(move || {

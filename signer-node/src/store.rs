@@ -92,6 +92,11 @@ pub struct KeyMeta {
     /// A new share stored by a redistribution and waiting for its activation certificate.
     #[serde(default)]
     pub pending: Option<PendingEpoch>,
+    /// When this node's share of `epoch` became able to sign (unix seconds, this node's
+    /// clock): a scheduled refresh is due `refresh_every` after it. 0 in records written
+    /// before it existed (a scheduled refresh is then due at once).
+    #[serde(default)]
+    pub since: u64,
 }
 
 /// A share of the next epoch, stored (sealed under its epoch's record) but not yet active.

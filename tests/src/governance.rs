@@ -27,7 +27,7 @@ pub const GATE_CHAIN: u64 = 17_000;
 /// Chain id of the velocity test's chain (Hoodi).
 pub const VELOCITY_CHAIN: u64 = 560_048;
 /// Keys the policy names: the devnet's (default `--key-id`), the tests' and the bench's.
-pub const TEST_KEYS: [&str; 10] = [
+pub const TEST_KEYS: [&str; 11] = [
     "devnet-key",
     "it-key",
     "bench-key",
@@ -38,6 +38,7 @@ pub const TEST_KEYS: [&str; 10] = [
     "pool-key",
     "acct-key",
     "life-key",
+    "bcast-key",
 ];
 
 /// The `governance/` directory of a cluster.

@@ -29,6 +29,7 @@ pub fn order(k: &KeyInfo, kind: MembershipKind, new_set: &[&str], t: u16) -> Mem
         new_threshold: t,
         identities: Default::default(),
         not_after: now + 3600,
+        scheduled: false,
     }
 }
 

@@ -22,11 +22,16 @@ type Links = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<CoordFrame>>>>;
 /// Rewrites what a node sent before it is relayed: `(sender, envelope)` → envelopes to route.
 pub type Tamper = Box<dyn Fn(&str, Envelope) -> Vec<Envelope> + Send + Sync>;
 
+/// Decides, per recipient, whether the relay delivers an envelope: `(sender, recipient,
+/// envelope)` → deliver. A broadcast can so reach each party in a different version.
+pub type Deliver = Box<dyn Fn(&str, &str, &Envelope) -> bool + Send + Sync>;
+
 /// What the relay does with envelopes, shared with the connection tasks.
 #[derive(Clone, Default)]
 struct Relay {
     routes: Arc<Mutex<HashMap<SessionId, Vec<String>>>>,
     tamper: Arc<Mutex<Option<Tamper>>>,
+    deliver: Arc<Mutex<Option<Deliver>>>,
     captured: Arc<Mutex<Vec<Envelope>>>,
     /// Each routed envelope waits a random time up to this before delivery (reordering).
     jitter: Arc<Mutex<Option<Duration>>>,
@@ -142,6 +147,11 @@ impl Rogue {
         *lock(&self.relay.tamper) = Some(f);
     }
 
+    /// From now on, each envelope reaches only the recipients `f` accepts (`None`: all).
+    pub fn deliver(&self, f: Option<Deliver>) {
+        *lock(&self.relay.deliver) = f;
+    }
+
     /// From now on, delays each delivery by a random time up to `max`, so messages arrive out
     /// of order (`None`: deliver at once).
     pub fn jitter(&self, max: Option<Duration>) {
@@ -206,6 +216,12 @@ fn relay_one(relay: &Relay, links: &Links, sender: &str, env: Envelope) {
     };
     let jitter = *lock(&relay.jitter);
     for t in targets {
+        if lock(&relay.deliver)
+            .as_ref()
+            .is_some_and(|f| !f(sender, &t, &env))
+        {
+            continue;
+        }
         let Some(l) = lock(links).get(&t).cloned() else {
             continue;
         };

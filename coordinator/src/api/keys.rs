@@ -88,10 +88,12 @@ pub(crate) async fn create_key(
             locked: None,
             epoch: 0,
             ceremony: None,
+            refresh: None,
         },
         presign_depth: None,
         activation: None,
         chain_code: None,
+        epoch_since: None,
     };
     if !st.orch.store.insert_key(&rec).map_err(internal)? {
         return Err(ApiFail::new(
@@ -133,8 +135,12 @@ pub(crate) async fn get_key(
         .key(&key_id)
         .map_err(internal)?
         .map(|k| {
+            let policy = crate::lifecycle::schedule::relayed_policy(&st.orch.store);
+            let now = crate::control::unix_now();
+            let refresh = crate::lifecycle::schedule::schedule(&k, policy.as_ref(), now);
             let mut info = with_addresses(k.info);
             info.chain_code = k.chain_code;
+            info.refresh = refresh;
             Json(with_freeze(&st, info))
         })
         .ok_or_else(|| no_key(&key_id))

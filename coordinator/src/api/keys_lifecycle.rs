@@ -10,9 +10,11 @@ use axum::{
     Json,
 };
 use proto::{
-    api::{ApiError, CeremonyPhase, KeyInfo, KeyStatus},
+    api::{ApiError, KeyInfo},
     lifecycle::{MembershipKind, SignedMembershipOrder},
 };
+
+use crate::lifecycle::ClaimError;
 
 use super::{
     error::{internal, no_key, parse_json, typed, ApiFail},
@@ -47,46 +49,19 @@ async fn start(
     }
     o.check_shape()
         .map_err(|e| unprocessable(e.code(), e.to_string()))?;
-    let conflict = |code: &str, msg: String| ApiFail::new(StatusCode::CONFLICT, code, msg);
-    let mut refused: Option<ApiFail> = None;
-    let updated = st
-        .orch
-        .store
-        .update_key(&key_id, |k| {
-            if k.info.status != KeyStatus::Ready {
-                refused = Some(conflict("key.not_ready", "the key is not ready".into()));
-            } else if k.info.ceremony.as_ref().is_some_and(|c| {
-                matches!(c.phase, CeremonyPhase::Dealing | CeremonyPhase::Activating)
-            }) {
-                refused = Some(conflict(
-                    "reshare.in_progress",
-                    "a ceremony of this key is still running".into(),
-                ));
-            } else if o.epoch != k.info.epoch {
-                refused = Some(conflict(
-                    "reshare.order_epoch",
-                    format!(
-                        "the order starts from epoch {} but the key is in epoch {}",
-                        o.epoch, k.info.epoch
-                    ),
-                ));
-            } else if o.old_set != k.info.nodes {
-                refused = Some(unprocessable(
-                    "reshare.order_set",
-                    format!(
-                        "the order's old set {:?} is not the key's guardians {:?}",
-                        o.old_set, k.info.nodes
-                    ),
-                ));
-            } else {
-                k.info.ceremony = Some(crate::lifecycle::starting(&order));
-            }
-        })
-        .map_err(internal)?;
-    let rec = updated.ok_or_else(|| no_key(&key_id))?;
-    if let Some(f) = refused {
-        return Err(f);
+    if o.scheduled {
+        // No officer signs it: only a plain refresh may be posted, and the nodes judge whether
+        // their policy schedules it and whether it is due.
+        order
+            .check_authority(&[], 0)
+            .map_err(|e| unprocessable(e.code(), e.to_string()))?;
     }
+    let rec = st.orch.claim_ceremony(&order).map_err(|e| match e {
+        ClaimError::Conflict { code, message } => ApiFail::new(StatusCode::CONFLICT, code, message),
+        ClaimError::Set(message) => unprocessable("reshare.order_set", message),
+        ClaimError::NoKey => no_key(&key_id),
+        ClaimError::Store(e) => internal(e),
+    })?;
     st.orch.control.record(
         "reshare.ordered",
         serde_json::json!({"key_id": key_id, "kind": o.kind, "epoch": o.epoch,

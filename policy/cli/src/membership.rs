@@ -63,6 +63,7 @@ pub fn run(action: ReshareAction) -> Result<Status> {
                 new_threshold: threshold,
                 identities,
                 not_after: now.saturating_add(expires_in),
+                scheduled: false,
             };
             if let Err(e) = order.check_shape() {
                 bail!("{} ({})", e, e.code());

@@ -91,6 +91,7 @@ pub(crate) struct RawKey {
     pub assets: Vec<Label>,
     #[serde(default)]
     pub frozen: bool,
+    pub refresh_every: Option<Lit>,
 }
 
 #[derive(Deserialize)]

@@ -22,6 +22,10 @@ use crate::model::{
 };
 use crate::tags;
 
+/// The shortest `refresh_every`: a refresh is cheap, but each one deletes the key's
+/// presignatures.
+const MIN_REFRESH_EVERY: u64 = 10;
+
 pub(crate) struct Validator<'a> {
     file: &'a str,
     src: &'a str,
@@ -477,11 +481,26 @@ impl<'a> Validator<'a> {
                     self.unknown_asset(a, assets);
                 }
             }
+            let refresh_every = k.refresh_every.as_ref().and_then(|lit| {
+                let every = self.duration(lit, "`refresh_every`")?;
+                if every < MIN_REFRESH_EVERY {
+                    self.err(
+                        lit.span(),
+                        format!(
+                            "`refresh_every` must be at least {}",
+                            literals::format_duration(MIN_REFRESH_EVERY)
+                        ),
+                    );
+                    return None;
+                }
+                Some(every)
+            });
             out.insert(
                 key.into_inner(),
                 KeyRule {
                     assets: allowed,
                     frozen: k.frozen,
+                    refresh_every,
                 },
             );
         }
@@ -708,6 +727,37 @@ mod tests {
             "{}",
             w[0].message
         );
+    }
+
+    #[test]
+    fn refresh_every_is_a_duration_of_at_least_ten_seconds_and_keeps_older_hashes() {
+        let key = "[keys.hot]\nassets = [\"eth\", \"btc\"]";
+        let with = |every: &str| BASE.replace(key, &format!("{key}\nrefresh_every = {every}"));
+        let p = policy_of(&with("\"30d\""));
+        assert_eq!(p.refresh_every("hot"), Some(30 * 86_400));
+        assert_eq!(base_policy().refresh_every("hot"), None);
+        assert_ne!(p.hash(), base_policy().hash(), "part of the policy hash");
+        assert_eq!(
+            policy_of(&BASE.replace(key, &format!("{key}\nfrozen = false"))).hash(),
+            base_policy().hash(),
+            "a policy without it hashes as before"
+        );
+        let errors = |text: &str| {
+            crate::Policy::check(text, "p.toml")
+                .err()
+                .unwrap()
+                .iter()
+                .map(|e| (e.line, e.message.clone()))
+                .collect::<Vec<_>>()
+        };
+        let line = line_of(BASE, "[keys.hot]") + 2;
+        assert_eq!(
+            errors(&with("\"5s\"")),
+            vec![(line, "`refresh_every` must be at least 10s".to_string())]
+        );
+        let e = errors(&with("\"soon\""));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].1.starts_with("`refresh_every`: "), "{e:?}");
     }
 
     #[test]

@@ -174,6 +174,17 @@ impl Guard {
         self.identity.clone()
     }
 
+    /// The `refresh_every` (seconds) that the policy in force sets for `key_id`, if any: what
+    /// makes a scheduled refresh of the key acceptable here.
+    pub fn refresh_every(&self, key_id: &str) -> Result<Option<u64>, SessionFailure> {
+        let now = self.now();
+        let mut book = lock(&self.book);
+        let policy = book
+            .current(&self.store, now)
+            .map_err(|e| fail("store.error", e.to_string()))?;
+        Ok(policy.and_then(|p| p.refresh_every(key_id)))
+    }
+
     /// The pinned roster.
     pub fn roster(&self) -> &Roster {
         &self.roster

@@ -41,6 +41,9 @@ pub enum DealerFault {
     WrongConstant,
     /// Shows every other party a different set of commitments (each signed).
     Equivocate,
+    /// Reports its own public share falsely and commits to a constant term that matches the
+    /// lie (so check 3 passes and the constant terms no longer add up to the key).
+    WrongPublicShare,
 }
 
 /// Every dealer's commitments, in dealer order.
@@ -96,6 +99,13 @@ impl ResharePlan {
                 order
                     .check_key(meta.epoch, &meta.group)
                     .map_err(order_fail)?;
+                o.check_due(
+                    guard.refresh_every(&start.key_id)?,
+                    meta.since,
+                    meta.threshold,
+                    guard.now(),
+                )
+                .map_err(order_fail)?;
                 if meta.threshold as usize != dealers.len() {
                     return Err(fail(
                         "reshare.dealers",
@@ -112,6 +122,11 @@ impl ResharePlan {
                     order: o.epoch,
                     key: meta.epoch,
                 }))
+            }
+            _ if o.scheduled => {
+                return Err(order_fail(proto::lifecycle::OrderError::NotScheduled(
+                    "this node holds no signing share of the key to refresh".into(),
+                )))
             }
             _ if !o.new_set.iter().any(|g| g == me_id) => {
                 return Err(fail(
@@ -229,21 +244,7 @@ impl ResharePlan {
         let ch = out.channels::<Msg>(early, rx);
         let key_id = self.key_id.clone();
         let result = futures::executor::block_on(self.run(store, sid, ch));
-        let result = result.map_err(|f| match watch.stalled() {
-            Some(late) => {
-                let mut t = fail(
-                    "session.timeout",
-                    format!(
-                        "no message from {} within {:?}",
-                        late.join(", "),
-                        watch.timeout
-                    ),
-                );
-                t.blame = late;
-                t
-            }
-            None => f,
-        });
+        let result = result.map_err(|f| watch.deadline_failure().unwrap_or(f));
         let _ = guard.audit(
             match &result {
                 Ok(_) => "reshare.pending",
@@ -320,7 +321,8 @@ impl ResharePlan {
         // 4. Agreement, constant terms, complaints: the same data gives every party the same
         //    verdict.
         self.agree(&sid, &echoes)?;
-        let (key, commitments) = self.check_deals(&deals)?;
+        let reference = self.own_key(store)?;
+        let (key, commitments) = self.check_deals(&deals, reference.as_ref())?;
         self.judge_complaints(&sid, &echoes, &commitments)?;
         let view = views_hash(&echoes[&self.me]);
         // 5. New guardians build, validate and store their pending share.
@@ -383,7 +385,7 @@ impl ResharePlan {
         let share: KeyShare = load_json(store, &share_record(&meta.key_id, meta.epoch))?
             .ok_or_else(|| fail("key.not_found", "key share missing"))?;
         check_points(&share)?;
-        let key = key_info(&share);
+        let mut key = key_info(&share);
         let vfail = |e: vss::VssError| fail("reshare.internal", e.to_string());
         let mut dealing = vss::deal::<E>(
             &mut crate::mpc::rng(),
@@ -395,6 +397,18 @@ impl ResharePlan {
         )
         .map_err(vfail)?;
         drop(share);
+        if self.fault == Some(DealerFault::WrongPublicShare) {
+            let lambda = vss::lagrange::<E>(&self.dealer_points(), my_old).map_err(vfail)?;
+            let own = key
+                .public_shares
+                .get_mut(usize::from(my_old) - 1)
+                .and_then(|b| Some((Point::<E>::from_bytes(&*b).ok()?, b)));
+            if let (Some((x, b)), Some(c)) = (own, dealing.commitments.first_mut()) {
+                let lied = x + Point::generator();
+                *b = point_bytes(&lied);
+                *c = lied * lambda;
+            }
+        }
         if self.fault == Some(DealerFault::WrongConstant) {
             if let Some(c) = dealing.commitments.first_mut() {
                 *c += Point::generator().to_point();
@@ -513,33 +527,73 @@ impl ResharePlan {
         Ok(())
     }
 
-    /// Checks each dealer's (agreed) deal: the old key is the one this node holds (old
-    /// guardians) or the one every dealer reports (new guardians), `t'` commitments, and a
-    /// constant term equal to the dealer's weighted public share.
+    /// An old guardian's own record of the key: public key, chain code and every public
+    /// share, read from its share of the epoch (public data; the share is dropped at once).
+    fn own_key(&self, store: &Store) -> Result<Option<KeyInfoWire>, SessionFailure> {
+        let Some(meta) = &self.old else {
+            return Ok(None);
+        };
+        let share: KeyShare = load_json(store, &share_record(&meta.key_id, meta.epoch))?
+            .ok_or_else(|| fail("key.not_found", "key share missing"))?;
+        Ok(Some(key_info(&share)))
+    }
+
+    /// Whether a reported key's public shares lie on one polynomial of the old degree through
+    /// its public key ([`vss::check_public_shares`]).
+    fn consistent(&self, key: &KeyInfoWire) -> bool {
+        let y = Point::<E>::from_bytes(&key.public_key).ok();
+        let publics: Option<Vec<Point<E>>> = key
+            .public_shares
+            .iter()
+            .map(|b| Point::<E>::from_bytes(b).ok())
+            .collect();
+        match (y, publics) {
+            (Some(y), Some(p)) => {
+                vss::check_public_shares::<E>(&y, &p, self.dealers.len() as u16).is_ok()
+            }
+            _ => false,
+        }
+    }
+
+    /// Checks each dealer's (agreed) deal: the old key it reports (public key, chain code and
+    /// public shares) is the one this node holds (old guardians), or fits together and is the
+    /// one every dealer reports (new guardians); `t'` commitments; and a constant term equal to
+    /// the dealer's weighted public share. A dealer that lies about its own public share, to
+    /// commit to a constant term that would change the key, is named by every old guardian, and
+    /// by the new ones too when the old group has more guardians than its threshold.
     fn check_deals(
         &self,
         deals: &BTreeMap<u16, Deal>,
+        reference: Option<&KeyInfoWire>,
     ) -> Result<(KeyInfoWire, Commitments), SessionFailure> {
-        let reference = self
-            .old
-            .as_ref()
-            .map(|meta| (meta.public_key.clone(), meta.chain_code.clone()));
+        for (d, _) in &self.dealers {
+            let deal = deals
+                .get(d)
+                .ok_or_else(|| fail("session.internal", "a deal is missing"))?;
+            let lie = match reference {
+                Some(own) => (deal.key != *own).then_some("reports another key than this node holds (public key, chain code or public shares)"),
+                None => (!self.consistent(&deal.key)).then_some("reports public shares that do not fit its public key"),
+            };
+            if let Some(what) = lie {
+                return Err(self.blame(
+                    "reshare.dealer_key",
+                    &[*d],
+                    format!("dealer `{}` {what}", self.name(*d)),
+                ));
+            }
+        }
         let mut key: Option<KeyInfoWire> = None;
         let mut all = Vec::new();
         for (d, point) in &self.dealers {
             let deal = deals
                 .get(d)
                 .ok_or_else(|| fail("session.internal", "a deal is missing"))?;
-            let differs = match (&reference, &key) {
-                (Some((pk, cc)), _) => deal.key.public_key != *pk || deal.key.chain_code != *cc,
-                (None, Some(k)) => *k != deal.key,
-                (None, None) => false,
-            };
-            if differs {
-                return Err(self.blame(
+            if key.as_ref().is_some_and(|k| *k != deal.key) {
+                // Each report fits together but they differ: a new guardian cannot tell which
+                // is the key (the old guardians, who hold it, name the dealer).
+                return Err(fail(
                     "reshare.dealer_key",
-                    &[*d],
-                    format!("dealer `{}` reports another key", self.name(*d)),
+                    "the dealers report different keys, each consistent; the old guardians name the one that lies",
                 ));
             }
             key.get_or_insert_with(|| deal.key.clone());
@@ -682,6 +736,7 @@ impl ResharePlan {
             chain_code: key.chain_code.clone(),
             epoch: o.epoch,
             pending: None,
+            since: 0,
         });
         meta.pending = Some(PendingEpoch {
             epoch,

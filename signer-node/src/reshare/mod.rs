@@ -73,7 +73,7 @@ pub fn activate(store: &Store, guard: &Guard, a: &Activation) -> Result<Activate
     }
     let (officers, quorum) = guard.officers();
     a.order
-        .check_quorum(&officers, quorum)
+        .check_authority(&officers, quorum)
         .map_err(|e| fail(e.code(), e.to_string()))?;
     a.order
         .order
@@ -160,6 +160,7 @@ pub fn activate(store: &Store, guard: &Guard, a: &Activation) -> Result<Activate
     meta.threshold = o.new_threshold;
     meta.complete = in_new;
     meta.pending = None;
+    meta.since = guard.now();
     store.commit_meta(&meta, &items, &unseal).map_err(se)?;
     guard.audit(
         "reshare.activated",

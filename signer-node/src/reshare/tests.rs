@@ -215,3 +215,34 @@ fn malformed_groups_and_degrees_are_refused() {
         })
     );
 }
+
+#[test]
+fn a_public_share_reported_falsely_breaks_the_vector_when_n_exceeds_t() {
+    let o = old(2, 3);
+    let y: Point<E> = *o.info.shared_public_key;
+    let publics: Vec<Point<E>> = o.info.public_shares.iter().map(|p| **p).collect();
+    assert_eq!(vss::check_public_shares::<E>(&y, &publics, 2), Ok(()));
+    for liar in 0..3 {
+        let mut lied = publics.clone();
+        lied[liar] += Point::generator().to_point();
+        assert_eq!(
+            vss::check_public_shares::<E>(&y, &lied, 2),
+            Err(VssError::PublicKey),
+            "party {liar}'s false public share"
+        );
+    }
+    assert_eq!(
+        vss::check_public_shares::<E>(&(y + Point::generator()), &publics, 2),
+        Err(VssError::PublicKey),
+        "another key"
+    );
+    // n = t: any vector is consistent with the key it interpolates to.
+    let o = old(3, 3);
+    let publics: Vec<Point<E>> = o.info.public_shares.iter().map(|p| **p).collect();
+    let y: Point<E> = *o.info.shared_public_key;
+    assert_eq!(vss::check_public_shares::<E>(&y, &publics, 3), Ok(()));
+    assert!(matches!(
+        vss::check_public_shares::<E>(&y, &publics, 4),
+        Err(VssError::Threshold { .. })
+    ));
+}

@@ -164,6 +164,41 @@ pub fn check_commitments<E: Curve>(
     Ok(())
 }
 
+/// Checks that public shares `X_1..X_n` (points `1..=n`) lie on one polynomial of degree
+/// `t−1` through `public_key` at zero: every `t` consecutive shares (cyclically) interpolate to
+/// it. Public data only. A party that reports its own `X_i` falsely (to commit to a constant
+/// term that changes the key) breaks this when `n > t`; when `n = t` any vector is consistent
+/// with some key, and only the holders of the old shares can tell.
+pub fn check_public_shares<E: Curve>(
+    public_key: &Point<E>,
+    public_shares: &[Point<E>],
+    t: u16,
+) -> Result<(), VssError> {
+    let n = public_shares.len();
+    let t = usize::from(t);
+    if t == 0 || t > n {
+        return Err(VssError::Threshold {
+            t: t as u16,
+            n: n as u16,
+        });
+    }
+    for start in 0..n {
+        let idx: Vec<usize> = (0..t).map(|k| (start + k) % n).collect();
+        let points: Vec<u16> = idx.iter().map(|i| *i as u16 + 1).collect();
+        let mut sum = Point::<E>::zero();
+        for (i, p) in idx.iter().zip(&points) {
+            sum += public_shares[*i] * lagrange::<E>(&points, *p)?;
+        }
+        if &sum != public_key {
+            return Err(VssError::PublicKey);
+        }
+        if t == n {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// `Σ_k j^k·C_k`: the public value of a dealer's polynomial at `j`.
 fn eval<E: Curve>(commitments: &[Point<E>], j: u16) -> Point<E> {
     Polynomial::from_coefs(commitments.to_vec()).value(&Scalar::<E>::from(j))

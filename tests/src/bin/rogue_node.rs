@@ -5,8 +5,9 @@
 //!
 //! Usage: `rogue-node --config node.toml --passphrase-file FILE [--tamper-gamma]`. With
 //! `--tamper-gamma` it alters its round-2 `Γ` instead, which honest peers' proof checks catch
-//! and attribute to it. With `--dealer-fault F[,F…]` (each `wrong-sub-share`, `wrong-constant`
-//! or `equivocate`) it cheats as a dealer in refresh and reshare ceremonies instead, with the
+//! and attribute to it. With `--equivocate` it signs two versions of its round-1 broadcast (for a
+//! relay that shows each to different parties). With `--dealer-fault F[,F…]` (each `wrong-sub-share`, `wrong-constant`,
+//! `wrong-public-share` or `equivocate`) it cheats as a dealer in refresh and reshare ceremonies instead, with the
 //! next fault of the list in each dealing. Never part of a deployment.
 
 use std::{path::PathBuf, sync::Arc};
@@ -25,12 +26,24 @@ enum Mode {
     Partial,
     /// Its round-2 `Γ`, moved by the generator: the peers' proof checks name it as the culprit.
     Gamma,
+    /// Its round-1 broadcast sent twice under one sequence number, the second with `Y` moved by
+    /// the generator (both signed): a relay that shows each version to different parties makes
+    /// them hold different round-1 broadcasts.
+    Equivocate,
 }
 
-fn tamper(mode: Mode, bytes: &mut Vec<u8>) {
+/// Alters the message in place, or returns a second version of it.
+fn tamper(mode: Mode, bytes: &mut Vec<u8>) -> Option<Vec<u8>> {
     let Ok(mut msg) = ciborium::from_reader::<Msg<Secp256k1, Sha256>, _>(bytes.as_slice()) else {
-        return;
+        return None;
     };
+    if let (Msg::Round1a(m), Mode::Equivocate) = (&mut msg, mode) {
+        m.Y += Point::<Secp256k1>::generator();
+        let mut twin = Vec::new();
+        ciborium::into_writer(&msg, &mut twin).ok()?;
+        eprintln!("rogue-node: signed a second round-1 broadcast");
+        return Some(twin);
+    }
     let changed = match (&mut msg, mode) {
         (Msg::Round4(m), Mode::Partial) => {
             m.partial_sig.sigma += Scalar::one();
@@ -47,6 +60,7 @@ fn tamper(mode: Mode, bytes: &mut Vec<u8>) {
         eprintln!("rogue-node: tampered a round message");
         *bytes = out;
     }
+    None
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,9 +77,11 @@ fn main() -> anyhow::Result<()> {
     let pass = signer_node::secret::Passphrase::new(pass);
     signer_node::cli::init_tracing();
     let rt = tokio::runtime::Runtime::new()?;
-    let mode = match args.iter().any(|a| a == "--tamper-gamma") {
-        true => Mode::Gamma,
-        false => Mode::Partial,
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    let mode = match (has("--tamper-gamma"), has("--equivocate")) {
+        (true, _) => Mode::Gamma,
+        (_, true) => Mode::Equivocate,
+        _ => Mode::Partial,
     };
     use signer_node::reshare::ceremony::DealerFault;
     let faults = match args
@@ -80,6 +96,7 @@ fn main() -> anyhow::Result<()> {
                 "wrong-sub-share" => Ok(DealerFault::WrongSubShare),
                 "wrong-constant" => Ok(DealerFault::WrongConstant),
                 "equivocate" => Ok(DealerFault::Equivocate),
+                "wrong-public-share" => Ok(DealerFault::WrongPublicShare),
                 other => Err(anyhow::anyhow!("unknown dealer fault `{other}`")),
             })
             .collect::<anyhow::Result<Vec<_>>>()?,

@@ -98,6 +98,8 @@ const NOT_CODES: &[&str] = &[
     "reshare.node_activation",
     "reshare.ordered",
     "reshare.pending",
+    "refresh.overdue",
+    "refresh.scheduled",
     // `node.toml` keys named in configuration errors.
     "policy.guardians",
     "policy.officers",

@@ -9,10 +9,7 @@ use std::{
 };
 
 use custody_tests::{cluster::EXIT_WITH_PARENT, rogue::Rogue, sample};
-use proto::{
-    payload::SignPayload,
-    wire::{CoordFrame, Envelope, SessionKind, SessionStart},
-};
+use proto::wire::{CoordFrame, Envelope};
 
 use crate::common::{copy_node, exclusive, scratch, Shared, KEY};
 
@@ -90,20 +87,7 @@ fn equivocating_coordinator_gets_intent_mismatch_and_no_signature() {
     rogue.route(sid, parties.clone());
     for (node, dest) in [("node-1", [0x11u8; 20]), ("node-2", [0x66u8; 20])] {
         let tx = hex::decode(sample::eth_transfer(1, dest, 5).trim_start_matches("0x")).unwrap();
-        let start = SessionStart {
-            epoch: 0,
-            session_id: sid,
-            key_id: KEY.into(),
-            parties: parties.clone(),
-            kind: SessionKind::Sign {
-                request_id: "equivocation".into(),
-                payload: SignPayload::EthTx(tx),
-                part: 0,
-                approvals: vec![],
-                presignature: None,
-                account: None,
-            },
-        };
+        let start = crate::common::sign_start(KEY, 0, &parties, sid, "equivocation", tx);
         assert!(rogue.send(node, CoordFrame::Start(start)));
     }
     let mut seen = Vec::new();
@@ -132,20 +116,7 @@ pub(crate) fn start_sign(rogue: &Rogue, sid: [u8; 32], rid: &str, nonce: u64) {
     rogue.route(sid, parties.clone());
     let tx =
         hex::decode(sample::eth_transfer(nonce, [0x11; 20], 5).trim_start_matches("0x")).unwrap();
-    let start = SessionStart {
-        epoch: 0,
-        session_id: sid,
-        key_id: KEY.into(),
-        parties: parties.clone(),
-        kind: SessionKind::Sign {
-            request_id: rid.into(),
-            payload: SignPayload::EthTx(tx),
-            part: 0,
-            approvals: vec![],
-            presignature: None,
-            account: None,
-        },
-    };
+    let start = crate::common::sign_start(KEY, 0, &parties, sid, rid, tx);
     for node in &parties {
         assert!(rogue.send(node, CoordFrame::Start(start.clone())));
     }

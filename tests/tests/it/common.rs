@@ -225,3 +225,30 @@ pub fn node_check(c: &custody_tests::cluster::Cluster, i: usize) -> serde_json::
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// The start of a full signing session (no presignature) of `tx`, an unsigned EIP-1559
+/// transaction, by `parties` with the key's share epoch `epoch`: what a coordinator sends each
+/// party (a rogue one may send each party another).
+pub fn sign_start(
+    key_id: &str,
+    epoch: u64,
+    parties: &[String],
+    session_id: [u8; 32],
+    request_id: &str,
+    tx: Vec<u8>,
+) -> proto::wire::SessionStart {
+    proto::wire::SessionStart {
+        epoch,
+        session_id,
+        key_id: key_id.into(),
+        parties: parties.to_vec(),
+        kind: proto::wire::SessionKind::Sign {
+            request_id: request_id.into(),
+            payload: proto::payload::SignPayload::EthTx(tx),
+            part: 0,
+            approvals: vec![],
+            presignature: None,
+            account: None,
+        },
+    }
+}

@@ -13,8 +13,7 @@ use custody_tests::{
 use proto::{
     api::{CeremonyPhase, KeyInfo, PresigPoolView, RequestStatus},
     lifecycle::{MembershipKind, MembershipOrder, SignedMembershipOrder},
-    payload::SignPayload,
-    wire::{CoordFrame, SessionKind, SessionStart},
+    wire::CoordFrame,
 };
 use serde_json::json;
 
@@ -208,6 +207,25 @@ fn refresh_and_threshold_change_keep_the_address_and_refuse_bad_orders() {
     assert_eq!(signs_as(&s.cluster, &addr, 5).len(), 2);
 }
 
+/// TEST-ONLY: stops nodes `which` (indexes) and stores their own fixture primes in each as
+/// spares, as `signer-node primes` would (fresh ones take minutes on two busy cores); the caller
+/// starts them again.
+pub(crate) fn spare_primes(c: &mut Cluster, which: &[usize]) {
+    let fixtures = custody_tests::test_primes().unwrap();
+    for &i in which {
+        c.terminate_node(i, Duration::from_secs(20)).unwrap();
+        let dir = c.layout.dir.join(&c.layout.nodes[i]);
+        let pass = std::fs::read_to_string(dir.join("passphrase")).unwrap();
+        let store =
+            signer_node::store::Store::open(&dir, &signer_node::secret::Passphrase::new(pass))
+                .unwrap();
+        let primes = serde_json::to_vec(&fixtures[i]).unwrap();
+        store
+            .put_secret(signer_node::plan::PRIMES_RECORD, &primes)
+            .unwrap();
+    }
+}
+
 /// Asserts that the ceremony named exactly node-1 for `code`, that the coordinator audited it,
 /// and that the retry without node-1 as a dealer activated exactly one epoch after `before`.
 fn named_and_left_out(c: &Cluster, before: &KeyInfo, after: &KeyInfo, code: &str) {
@@ -272,20 +290,14 @@ fn mixed_epochs_are_refused(c: &mut Cluster, rogue: &Rogue, stale: &std::path::P
         )
         .unwrap();
         for (node, e) in [("node-1", e1), ("node-2", e2)] {
-            let start = SessionStart {
-                epoch: e,
-                session_id: sid,
-                key_id: LIFE.into(),
-                parties: parties.clone(),
-                kind: SessionKind::Sign {
-                    request_id: format!("mixed-{n}"),
-                    payload: SignPayload::EthTx(tx.clone()),
-                    part: 0,
-                    approvals: vec![],
-                    presignature: None,
-                    account: None,
-                },
-            };
+            let start = crate::common::sign_start(
+                LIFE,
+                e,
+                &parties,
+                sid,
+                &format!("mixed-{n}"),
+                tx.clone(),
+            );
             assert!(rogue.send(node, CoordFrame::Start(start)));
         }
         let mut got = std::collections::BTreeMap::new();
@@ -329,8 +341,9 @@ fn psbt_from_before_signs(c: &Cluster, public_key_hex: &str) {
 /// On a cluster of its own (four nodes; the key 2-of-3 on {node-1, node-2, node-3}), node-1 is
 /// a compromised guardian that cheats as a dealer, with a different fault in each ceremony: a
 /// wrong sub-share (shown by the receiver's complaint with node-1's own signature), a constant
-/// term that would change the key, and different commitments to different parties (two views
-/// node-1 signed). Each time the nodes name node-1 with the fault's code, the attempt activates
+/// term that would change the key, a false public share of its own with a constant term to
+/// match (the old guardians compare it with the public shares they hold), and different
+/// commitments to different parties (two views node-1 signed). Each time the nodes name node-1 with the fault's code, the attempt activates
 /// nothing, and the retry without node-1 as a dealer activates exactly one new epoch.
 ///
 /// The last ceremony reshares {node-1, node-2, node-3} → {node-1, node-2, node-4}: node-4 held
@@ -365,20 +378,7 @@ fn rogue_dealers_are_named_and_left_out_and_a_new_guardian_replaces_a_retired_on
     // would make them generate fresh ones (minutes on two busy cores). TEST-ONLY: each gets
     // its own fixture primes back as spares, as `signer-node init` stores them. node-1 comes
     // back as `rogue-node`, the real node with a cheating dealer.
-    let fixtures = custody_tests::test_primes().unwrap();
-    for (i, spare) in fixtures.iter().enumerate().take(2) {
-        c.terminate_node(i, Duration::from_secs(20)).unwrap();
-        let dir = c.layout.dir.join(format!("node-{}", i + 1));
-        let pass = std::fs::read_to_string(dir.join("passphrase")).unwrap();
-        let store =
-            signer_node::store::Store::open(&dir, &signer_node::secret::Passphrase::new(pass))
-                .unwrap();
-        let primes = serde_json::to_vec(spare).unwrap();
-        store
-            .put_secret(signer_node::plan::PRIMES_RECORD, &primes)
-            .unwrap();
-        drop(store);
-    }
+    spare_primes(&mut c, &[0, 1]);
     let mut rogue = std::process::Command::new(env!("CARGO_BIN_EXE_rogue-node"));
     let nd = c.layout.dir.join("node-1");
     rogue
@@ -388,14 +388,18 @@ fn rogue_dealers_are_named_and_left_out_and_a_new_guardian_replaces_a_retired_on
         .arg(nd.join("passphrase"))
         .args([
             "--dealer-fault",
-            "wrong-sub-share,wrong-constant,equivocate",
+            "wrong-sub-share,wrong-constant,wrong-public-share,equivocate",
         ]);
     c.start_node_as(0, rogue).unwrap();
     c.start_node_and_wait(1).unwrap();
     let all = c.layout.nodes.clone();
     c.wait_connected(&all, Duration::from_secs(30)).unwrap();
 
-    for code in ["reshare.dealer_share", "reshare.dealer_constant"] {
+    for code in [
+        "reshare.dealer_share",
+        "reshare.dealer_constant",
+        "reshare.dealer_key",
+    ] {
         let nodes: Vec<&str> = k.nodes.iter().map(String::as_str).collect();
         let body = signed(
             &c,
@@ -427,7 +431,7 @@ fn rogue_dealers_are_named_and_left_out_and_a_new_guardian_replaces_a_retired_on
         Some(vec!["node-2".to_string(), "node-3".to_string()])
     );
     assert_eq!(after.nodes, ["node-1", "node-2", "node-4"]);
-    assert_eq!((after.epoch, after.threshold), (3, 2));
+    assert_eq!((after.epoch, after.threshold), (k.epoch + 1, 2));
     assert_eq!(after.bitcoin, k.bitcoin);
     assert_eq!(after.ethereum_address.as_deref(), Some(addr.as_str()));
     let mut pairs = std::collections::BTreeSet::new();

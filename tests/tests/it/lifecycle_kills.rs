@@ -1,5 +1,5 @@
-//! Issue 19: `kill -9` of the coordinator or a node at random points of refresh ceremonies
-//! (`docs/lifecycle.md`, "Epochs and crash safety"), on a cluster of its own.
+//! Issue 19: `kill -9` of the coordinator or a node at random points of refresh and reshare
+//! ceremonies (`docs/lifecycle.md`, "Epochs and crash safety"), on a cluster of its own.
 
 use std::time::{Duration, Instant};
 
@@ -40,13 +40,14 @@ fn settled(c: &Cluster) -> KeyInfo {
     }
 }
 
-/// Refreshes one after the other, each cut by a `kill -9` of the coordinator or of a node at a
-/// random moment (dealing, storing pending shares, confirming, certifying, activating, or after),
-/// then a restart. Whatever the kill hit, the key ends in exactly one epoch: every node's store
+/// Refreshes and threshold changes (2-of-3 ↔ 3-of-3) one after the other, each cut by a
+/// `kill -9` of the coordinator or of a node at a random moment (dealing, storing pending
+/// shares, confirming, certifying, activating, or after), then a restart. Whatever the kill hit, the key ends in exactly one epoch: every node's store
 /// passes `signer-node check` and holds a readable share of the coordinator's epoch, and every
-/// 2-subset signs in it with the key's address. At least one refresh activated.
+/// 2-subset signs in it with the key's address. At least one ceremony activated. Then, on the
+/// same cluster, the policy schedules refreshes ([`crate::lifecycle_schedule`]).
 #[test]
-fn kill_loop_during_refreshes_leaves_the_key_signing_in_one_epoch() {
+fn kill_loop_during_refreshes_and_reshares_leaves_one_epoch_then_refreshes_run_on_schedule() {
     let layout = Layout::loopback(
         scratch("reshare-kills"),
         3,
@@ -65,17 +66,18 @@ fn kill_loop_during_refreshes_leaves_the_key_signing_in_one_epoch() {
     let set: Vec<&str> = all.iter().map(String::as_str).collect();
     let kills = rounds(10, 20);
     let mut log = Vec::new();
-    for _ in 0..kills {
+    for round in 0..kills {
         let k = settled(&c);
-        let body = signed(
-            &c,
-            order(&k, MembershipKind::Refresh, &set, 2),
-            &["officer-1", "officer-2"],
-        )
-        .unwrap();
+        // Odd rounds reshare to the other threshold (2-of-3 ↔ 3-of-3), even ones refresh.
+        let (kind, route, t) = match (round % 2, k.threshold) {
+            (1, 2) => (MembershipKind::Reshare, "reshare", 3),
+            (1, _) => (MembershipKind::Reshare, "reshare", 2),
+            _ => (MembershipKind::Refresh, "refresh", k.threshold),
+        };
+        let body = signed(&c, order(&k, kind, &set, t), &["officer-1", "officer-2"]).unwrap();
         let (st, v) = c
             .api
-            .post(&format!("/v1/keys/{KEY}/refresh"), &json!(body))
+            .post(&format!("/v1/keys/{KEY}/{route}"), &json!(body))
             .unwrap();
         assert_eq!(st, 202, "{v}");
         let after = rng.next_ms(0, 3000);
@@ -103,9 +105,25 @@ fn kill_loop_during_refreshes_leaves_the_key_signing_in_one_epoch() {
     );
     assert!(
         k.epoch > first.epoch,
-        "no refresh activated in {kills} rounds"
+        "no ceremony activated in {kills} rounds"
     );
     assert_eq!(k.public_key, first.public_key);
+    // Back to 2-of-3 (no kill) if the loop ended in 3-of-3.
+    let k = match k.threshold {
+        2 => k,
+        _ => {
+            let body = signed(
+                &c,
+                order(&k, MembershipKind::Reshare, &set, 2),
+                &["officer-1", "officer-2"],
+            )
+            .unwrap();
+            let k = custody_tests::lifecycle::run(&c, "reshare", &body, Duration::from_secs(120))
+                .unwrap();
+            assert_eq!(k.threshold, 2, "{k:?}");
+            k
+        }
+    };
     for (i, node) in all.iter().enumerate() {
         c.kill_node(i).unwrap();
         let summary = node_check(&c, i);
@@ -127,4 +145,5 @@ fn kill_loop_during_refreshes_leaves_the_key_signing_in_one_epoch() {
         assert!(!signers.contains(&all[down]), "{signers:?}");
         c.start_node_and_wait(down).unwrap();
     }
+    crate::lifecycle_schedule::scheduled_refreshes(&mut c, &addr);
 }

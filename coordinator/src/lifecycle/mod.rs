@@ -17,6 +17,8 @@ use crate::{
     store::KeyRecord,
 };
 
+pub mod schedule;
+
 /// The view of a ceremony that has just been accepted.
 pub fn starting(order: &SignedMembershipOrder) -> CeremonyView {
     let o = &order.order;
@@ -31,6 +33,76 @@ pub fn starting(order: &SignedMembershipOrder) -> CeremonyView {
         error: None,
         blamed: vec![],
         started_at: crate::control::unix_now(),
+        scheduled: o.scheduled,
+    }
+}
+
+/// Why a ceremony cannot start now.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    /// The key is not ready, a ceremony is running, or the order is stale (HTTP 409).
+    #[error("{message}")]
+    Conflict {
+        /// Stable code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The order's old set is not the key's guardians (HTTP 422).
+    #[error("{0}")]
+    Set(String),
+    /// No such key.
+    #[error("no such key")]
+    NoKey,
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(String),
+}
+
+impl Orchestrator {
+    /// Marks the key's ceremony as started by `order`, unless the key is not ready, a ceremony
+    /// of it is still running, or the order does not start from the key as it is: the one
+    /// check both the API and the refresh schedule make before
+    /// [`Orchestrator::change_membership`].
+    pub fn claim_ceremony(&self, order: &SignedMembershipOrder) -> Result<KeyRecord, ClaimError> {
+        let o = &order.order;
+        let mut refused: Option<ClaimError> = None;
+        let updated = self
+            .store
+            .update_key(&o.key_id, |k| {
+                let conflict = |code, message| Some(ClaimError::Conflict { code, message });
+                if k.info.status != proto::api::KeyStatus::Ready {
+                    refused = conflict("key.not_ready", "the key is not ready".into());
+                } else if k.info.ceremony.as_ref().is_some_and(|c| {
+                    matches!(c.phase, CeremonyPhase::Dealing | CeremonyPhase::Activating)
+                }) {
+                    refused = conflict(
+                        "reshare.in_progress",
+                        "a ceremony of this key is still running".into(),
+                    );
+                } else if o.epoch != k.info.epoch {
+                    refused = conflict(
+                        "reshare.order_epoch",
+                        format!(
+                            "the order starts from epoch {} but the key is in epoch {}",
+                            o.epoch, k.info.epoch
+                        ),
+                    );
+                } else if o.old_set != k.info.nodes {
+                    refused = Some(ClaimError::Set(format!(
+                        "the order's old set {:?} is not the key's guardians {:?}",
+                        o.old_set, k.info.nodes
+                    )));
+                } else {
+                    k.info.ceremony = Some(starting(order));
+                }
+            })
+            .map_err(|e| ClaimError::Store(e.to_string()))?;
+        let rec = updated.ok_or(ClaimError::NoKey)?;
+        match refused {
+            Some(f) => Err(f),
+            None => Ok(rec),
+        }
     }
 }
 
@@ -213,6 +285,7 @@ impl Orchestrator {
             .store
             .update_key(&o.key_id, |k| {
                 k.info.epoch = a.epoch();
+                k.epoch_since = Some(crate::control::unix_now());
                 k.info.nodes = o.new_set.clone();
                 k.info.threshold = o.new_threshold;
                 k.activation = Some(a.clone());
