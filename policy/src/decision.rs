@@ -78,6 +78,9 @@ pub struct Decision {
     pub evaluated_at: u64,
     /// Every rule, in the order of [`crate::tags::ALL`].
     pub rules: Vec<RuleResult>,
+    /// A contract call as this node decoded it with the policy's ABI (what people approve).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<proto::call::CallView>,
 }
 
 impl Decision {

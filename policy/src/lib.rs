@@ -13,6 +13,7 @@
 mod address;
 mod approval;
 mod bundle;
+mod calls;
 mod decision;
 mod error;
 mod eval;
@@ -30,7 +31,7 @@ pub use bundle::{
 };
 pub use decision::{Decision, Outcome, RuleResult, Verdict};
 pub use error::{PolicyError, PolicyWarning};
-pub use eval::evaluate;
+pub use eval::{counted_intent, decoded_call, evaluate};
 pub use input::{Approval, EvalContext, HistoryEntry};
 pub use model::{Horizons, Policy, PolicyHash, POLICY_DOMAIN};
 

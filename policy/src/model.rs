@@ -189,6 +189,9 @@ pub(crate) struct PolicyDoc {
     pub account_classes: BTreeMap<String, AccountRule>,
     /// Each account already merged with its class.
     pub accounts: BTreeMap<String, AccountRule>,
+    /// Omitted when empty, so that a policy without contracts keeps the hash it always had.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub contracts: BTreeMap<String, crate::calls::ContractRule>,
 }
 
 /// `[chains.<label>]`
@@ -211,6 +214,9 @@ pub(crate) struct AssetRule {
     pub limits: Limits,
     pub timelock: Vec<TimelockTier>,
     pub approval: Vec<ApprovalTier>,
+    /// Spenders an unlimited allowance of this token may go to (`allowance.unlimited`).
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub unlimited_spenders: BTreeSet<String>,
 }
 
 /// Per-transaction and velocity limits for one asset (global or per account).
@@ -320,6 +326,14 @@ impl PolicyDoc {
             .iter()
             .find(|(_, a)| a.chain == chain_label && &a.asset == asset)
             .map(|(label, _)| label.as_str())
+    }
+
+    /// The allowlist in force for an account: its own when it has one, else the global one.
+    pub fn allow_list_for<'a>(&'a self, account: Option<&'a AccountRule>) -> &'a AllowList {
+        match account.and_then(|a| a.allow.as_ref()) {
+            Some(list) => list,
+            None => &self.destinations.allow,
+        }
     }
 
     /// The group an approver key belongs to (a key belongs to at most one group).

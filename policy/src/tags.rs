@@ -17,8 +17,23 @@ pub const SCOPE_KEY: &str = "scope.key";
 pub const SCOPE_CHAIN: &str = "scope.chain";
 /// The asset is in the policy and the key may move it.
 pub const SCOPE_ASSET: &str = "scope.asset";
-/// Contract calls are refused unless the chain allows them.
+/// Contract calls are refused unless the chain allows them (`contract_calls = true`), which
+/// allows nothing by itself: the call must also pass the `contract.*` rules.
 pub const SCOPE_CONTRACT_CALL: &str = "scope.contract_call";
+/// A contract call goes to a `[contracts.<name>]` of the policy on the intent's chain (or is an
+/// allowance on a token of the policy, or on Permit2); a contract creation never does.
+pub const CONTRACT_UNKNOWN: &str = "contract.unknown";
+/// The calldata's selector is a function the contract's entry names.
+pub const CONTRACT_FUNCTION: &str = "contract.function";
+/// The calldata is exactly the canonical ABI encoding of its decoded arguments, every argument
+/// constraint holds, and native value goes only to a payable function that counts no token.
+pub const CONTRACT_ARG: &str = "contract.arg";
+/// A function that carries other calls is refused unless the policy opens it (`inner`); then
+/// every inner call is decoded and judged, nests no further, and all move one asset.
+pub const CONTRACT_NESTED: &str = "contract.nested";
+/// An unlimited ERC-20 or Permit2 allowance is refused unless the token's
+/// `unlimited_spenders` names the spender.
+pub const ALLOWANCE_UNLIMITED: &str = "allowance.unlimited";
 /// Message signatures (proof of reserves) are refused unless the chain allows them.
 pub const SCOPE_MESSAGE: &str = "scope.message";
 /// An amount sum overflowed; the engine fails closed.
@@ -41,7 +56,7 @@ pub const TIMELOCK_TIER: &str = "timelock.tier";
 pub const APPROVAL_QUORUM: &str = "approval.quorum";
 
 /// Every tag, in the order in which a [`crate::Decision`] lists them.
-pub const ALL: [&str; 17] = [
+pub const ALL: [&str; 22] = [
     INTENT_SHAPE,
     FREEZE,
     REQUEST_EXPIRED,
@@ -49,6 +64,11 @@ pub const ALL: [&str; 17] = [
     SCOPE_CHAIN,
     SCOPE_ASSET,
     SCOPE_CONTRACT_CALL,
+    CONTRACT_UNKNOWN,
+    CONTRACT_FUNCTION,
+    CONTRACT_ARG,
+    CONTRACT_NESTED,
+    ALLOWANCE_UNLIMITED,
     SCOPE_MESSAGE,
     AMOUNT_OVERFLOW,
     FEE_MAX,

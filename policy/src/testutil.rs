@@ -79,6 +79,7 @@ pub fn intent(amount: u128) -> WithdrawalIntent {
         }],
         change: vec![],
         fee: 10,
+        calldata: None,
     }
 }
 

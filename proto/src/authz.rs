@@ -252,6 +252,9 @@ pub struct NodeVerdict {
     /// Hash of the payload this node decoded (hex): what approvals must be bound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_hash: Option<String>,
+    /// A contract call as this node decoded it with its policy's ABI: what approvers approve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<crate::call::CallView>,
 }
 
 impl NodeVerdict {
@@ -270,6 +273,7 @@ impl NodeVerdict {
             evaluated_at: now,
             signed: BTreeMap::new(),
             payload_hash: None,
+            call: None,
         }
     }
 }

@@ -187,6 +187,12 @@ impl UnsignedEip1559 {
             payments,
             change: vec![],
             fee,
+            calldata: match (kind, self.tx.to) {
+                (IntentKind::ContractCall, TxKind::Call(_)) => {
+                    Some(format!("0x{}", hex::encode(input)))
+                }
+                _ => None,
+            },
         })
     }
 

@@ -91,6 +91,11 @@ pub struct WithdrawalIntent {
     /// Maximum fee the transaction can cost, in the chain's native base units.
     #[serde(with = "u128_string")]
     pub fee: u128,
+    /// A contract call's calldata (lowercase 0x-hex, selector first), which the policy decodes
+    /// with the ABI its officers signed (`[contracts]`). Absent for transfers and messages, so
+    /// their canonical bytes are what they always were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calldata: Option<String>,
 }
 
 impl WithdrawalIntent {

@@ -9,6 +9,7 @@ pub mod api;
 pub mod audit;
 pub mod authz;
 pub mod btc;
+pub mod call;
 pub mod eth;
 pub mod hd;
 pub mod intent;

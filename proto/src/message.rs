@@ -258,6 +258,7 @@ pub fn message_intent(key_id: &str, chain: ChainRef, _message: &[u8]) -> Withdra
         payments: vec![],
         change: vec![],
         fee: 0,
+        calldata: None,
     }
 }
 

@@ -207,3 +207,41 @@ impl NodeConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use proto::intent::{Asset, ChainRef, IntentKind, Payment, WithdrawalIntent};
+
+    use super::Scope;
+
+    fn call(kind: IntentKind) -> WithdrawalIntent {
+        WithdrawalIntent {
+            key_id: "k".into(),
+            account: None,
+            chain: ChainRef::Ethereum { chain_id: 1 },
+            kind,
+            asset: Asset::Native,
+            payments: vec![Payment {
+                destination: "0x4444444444444444444444444444444444444444".into(),
+                amount: 0,
+            }],
+            change: vec![],
+            fee: 1,
+            calldata: Some("0xdeadbeef".into()),
+        }
+    }
+
+    #[test]
+    fn node_scope_contract_call_is_off_unless_listed() {
+        let mut scope = Scope {
+            ethereum_chain_ids: vec![1],
+            ..Scope::default()
+        };
+        let refused = scope.check(&call(IntentKind::ContractCall)).unwrap_err();
+        assert_eq!(refused.0, "node.scope.contract_call");
+        assert!(scope.check(&call(IntentKind::Transfer)).is_ok());
+        scope.contract_calls = true;
+        assert!(scope.check(&call(IntentKind::ContractCall)).is_ok());
+    }
+}

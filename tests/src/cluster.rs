@@ -44,6 +44,9 @@ pub struct Layout {
     pub presign_depth: u32,
     /// Whether nodes sign proof-of-reserves messages (`[scope] messages`); off by default.
     pub messages: bool,
+    /// Whether nodes sign contract calls at all (`[scope] contract_calls`); on, so that the
+    /// calls the devnet policy names (`[contracts.vault]`) can be signed.
+    pub contract_calls: bool,
 }
 
 impl Layout {
@@ -65,6 +68,7 @@ impl Layout {
             bind_host: "127.0.0.1".into(),
             presign_depth: 0,
             messages: false,
+            contract_calls: true,
         }
     }
 
@@ -159,7 +163,7 @@ impl Layout {
         let governance = crate::governance::Governance::at(&self.dir).node_section()?;
         for id in &self.nodes {
             let cfg = format!(
-                "node_id = \"{id}\"\ndata_dir = \".\"\ncoordinator_addr = \"{}:{}\"\ncoordinator_name = \"{}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nroster = \"{}\"\n# /healthz and /readyz (plain HTTP, loopback only).\nhealth_listen = \"127.0.0.1:{}\"\n\n# What this node signs at all (devnet: Sepolia, Holesky, Hoodi and regtest; messages only with `devnet --messages`).\n[scope]\nethereum_chain_ids = [11155111, 17000, 560048]\nbitcoin_networks = [\"regtest\"]\nmessages = {}\n{}",
+                "node_id = \"{id}\"\ndata_dir = \".\"\ncoordinator_addr = \"{}:{}\"\ncoordinator_name = \"{}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nroster = \"{}\"\n# /healthz and /readyz (plain HTTP, loopback only).\nhealth_listen = \"127.0.0.1:{}\"\n\n# What this node signs at all (devnet: Sepolia, Holesky, Hoodi and regtest; messages only with `devnet --messages`; contract calls that the policy names).\n[scope]\nethereum_chain_ids = [11155111, 17000, 560048]\nbitcoin_networks = [\"regtest\"]\nmessages = {}\ncontract_calls = {}\n{}",
                 self.coordinator_host,
                 self.node_port,
                 self.coordinator_host,
@@ -169,6 +173,7 @@ impl Layout {
                 self.dir.join("roster.json").display(),
                 free_port()?,
                 self.messages,
+                self.contract_calls,
                 governance,
             );
             std::fs::write(self.node_dir(id).join("node.toml"), cfg)?;

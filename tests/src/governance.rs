@@ -24,6 +24,10 @@ pub const GUARDIAN: &str = "guardian-1";
 pub const APPROVERS: [&str; 3] = ["approver-1", "approver-2", "approver-3"];
 /// Chain id of the policy tests' chain (Holesky).
 pub const GATE_CHAIN: u64 = 17_000;
+/// The devnet policy's settlement vault (`[contracts.vault]` on Sepolia).
+pub const VAULT: &str = "0x4444444444444444444444444444444444444444";
+/// The devnet policy's test token (`[assets.test-token]` on Sepolia).
+pub const TEST_TOKEN: &str = "0x3333333333333333333333333333333333333333";
 /// Chain id of the velocity test's chain (Hoodi).
 pub const VELOCITY_CHAIN: u64 = 560_048;
 /// Keys the policy names: the devnet's (default `--key-id`), the tests' and the bench's.
@@ -228,6 +232,18 @@ per_tx = 1_000_000 # 0.01 BTC per withdrawal
 [[account_classes.default.limits.btc.velocity]]
 window = "24h"
 max = 5_000_000 # 0.05 BTC per account per day
+
+# The venue's settlement vault: `settle` moves test tokens to `to`, at most 500 per call.
+[contracts.vault]
+chain = "sepolia"
+address = "{VAULT}"
+
+[contracts.vault.functions.settle]
+signature = "settle(bytes32 batch, address to, uint256 amount)"
+amount = "amount"
+asset = "test-token"
+recipient = "to"
+args.amount = {{ max = "500_000_000_000_000_000_000" }} # 500 tokens
 
 {keys}[destinations]
 require_allowlist = false

@@ -2,6 +2,7 @@
 
 use alloy_consensus::{SignableTransaction, TxEip1559};
 use alloy_primitives::{Address, Bytes, TxKind, U256};
+use sha3::Digest;
 
 /// An unsigned EIP-1559 ETH transfer on Sepolia, hex with `0x`.
 pub fn eth_transfer(nonce: u64, to: [u8; 20], wei: u128) -> String {
@@ -29,6 +30,21 @@ pub fn eth_tx_on(chain_id: u64, nonce: u64, to: [u8; 20], wei: u128, input: Vec<
     let mut out = Vec::new();
     tx.encode_for_signing(&mut out);
     format!("0x{}", hex::encode(out))
+}
+
+/// The devnet policy's settlement vault (`[contracts.vault]`).
+pub const VAULT: [u8; 20] = [0x44; 20];
+
+/// Calldata of `settle(bytes32 batch, address to, uint256 amount)`, the vault's settlement call,
+/// laid out word by word (the nodes decode it with the ABI in their policy).
+pub fn settle_calldata(batch: [u8; 32], to: [u8; 20], amount: u128) -> Vec<u8> {
+    let mut data = sha3::Keccak256::digest(b"settle(bytes32,address,uint256)")[..4].to_vec();
+    data.extend_from_slice(&batch);
+    data.extend_from_slice(&[0u8; 12]);
+    data.extend_from_slice(&to);
+    data.extend_from_slice(&[0u8; 16]);
+    data.extend_from_slice(&amount.to_be_bytes());
+    data
 }
 
 /// An unsigned ERC-20 `transfer(to, amount)` call to `token`, hex with `0x`.

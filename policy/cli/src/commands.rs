@@ -384,6 +384,18 @@ fn approve(
         };
         policy
     };
+    // The approver sees the call as every node will decode it, before signing.
+    match policy::decoded_call(intent, &policy) {
+        Some(call) => {
+            for line in call.lines() {
+                eprintln!("approving call: {line}");
+            }
+        }
+        None if intent.kind == proto::intent::IntentKind::ContractCall => {
+            eprintln!("approving a contract call that the policy does not name: every node will refuse it (`contract.unknown`)");
+        }
+        None => {}
+    }
     let approval = sign_approval(
         key.expose_secret(),
         intent,

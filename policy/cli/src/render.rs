@@ -72,6 +72,11 @@ pub fn decision_table(policy: &Policy, d: &Decision) -> String {
         "request  `{}` evaluated at {}",
         d.request_id, d.evaluated_at
     );
+    if let Some(call) = &d.call {
+        for line in call.lines() {
+            let _ = writeln!(out, "call     {line}");
+        }
+    }
     let _ = writeln!(out);
     let _ = writeln!(out, "{:<20} {:<15} REASON", "RULE", "VERDICT");
     for r in &d.rules {

@@ -6,10 +6,7 @@ use crate::model::{AllowEntry, AllowList};
 use crate::tags;
 
 fn allow_list<'a>(f: &Facts<'a>) -> &'a AllowList {
-    match f.account.and_then(|a| a.allow.as_ref()) {
-        Some(list) => list,
-        None => &f.doc.destinations.allow,
-    }
+    f.doc.allow_list_for(f.account)
 }
 
 fn allowed<'a>(f: &Facts<'a>, dest: &str) -> Option<&'a AllowEntry> {

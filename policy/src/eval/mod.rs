@@ -1,10 +1,12 @@
 //! The evaluation: one pure function from inputs to a [`Decision`].
 
+mod contract;
 mod dest;
 mod limits;
 mod scope;
 mod tiers;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use proto::intent::WithdrawalIntent;
@@ -28,9 +30,11 @@ pub fn evaluate(
     approvals: &[Approval],
     ctx: &EvalContext,
 ) -> Decision {
-    let f = Facts::new(intent, &policy.doc, ctx);
+    let reading = read_call(intent, &policy.doc);
+    let counted = counted(intent, &reading);
+    let f = Facts::new(&counted, &policy.doc, ctx);
     let (velocity, velocity_overflow) = limits::velocity(&f, history);
-    let checks = vec![
+    let mut checks = vec![
         scope::shape(&f),
         scope::freeze(&f),
         scope::expired(&f),
@@ -38,6 +42,9 @@ pub fn evaluate(
         scope::chain(&f),
         scope::asset(&f),
         scope::contract_call(&f),
+    ];
+    checks.extend(contract::rules(&f, &reading));
+    checks.extend([
         scope::message(&f),
         limits::overflow(&f, velocity_overflow),
         limits::fee(&f),
@@ -48,8 +55,50 @@ pub fn evaluate(
         dest::cooldown(&f),
         tiers::timelock(&f),
         tiers::approval(&f, policy, approvals),
-    ];
-    decide(policy, ctx, checks)
+    ]);
+    let mut decision = decide(policy, ctx, checks);
+    decision.call = reading.view;
+    decision
+}
+
+/// The intent as the limits count it: a decoded contract call moves the asset of its amount
+/// argument to its recipient, an allowance moves its amount of the token to the spender. The
+/// node records these moves in its ledger (velocity), so they are what [`evaluate`] checked.
+pub fn counted_intent<'i>(
+    intent: &'i WithdrawalIntent,
+    policy: &Policy,
+) -> Cow<'i, WithdrawalIntent> {
+    counted(intent, &read_call(intent, &policy.doc))
+}
+
+/// A contract call as the policy's ABI decodes it (what `policy approve` shows its signer);
+/// `None` for a transfer, a message, or a call to a contract the policy does not name.
+pub fn decoded_call(intent: &WithdrawalIntent, policy: &Policy) -> Option<proto::call::CallView> {
+    read_call(intent, &policy.doc).view
+}
+
+fn read_call(intent: &WithdrawalIntent, doc: &PolicyDoc) -> crate::calls::Reading {
+    let (account, _) = account_rule(intent, doc);
+    let list = doc
+        .chain_label(&intent.chain)
+        .and_then(|l| doc.allow_list_for(account).get(l));
+    let allowlisted = |a: &str| list.is_some_and(|m| m.contains_key(a));
+    crate::calls::read(intent, doc, &allowlisted)
+}
+
+fn counted<'i>(
+    intent: &'i WithdrawalIntent,
+    r: &crate::calls::Reading,
+) -> Cow<'i, WithdrawalIntent> {
+    match (&r.refused, &r.counted) {
+        (None, Some((asset, payments))) => {
+            let mut c = intent.clone();
+            c.asset = asset.clone();
+            c.payments = payments.clone();
+            Cow::Owned(c)
+        }
+        _ => Cow::Borrowed(intent),
+    }
 }
 
 fn decide(policy: &Policy, ctx: &EvalContext, checks: Vec<Check>) -> Decision {
@@ -88,6 +137,7 @@ fn decide(policy: &Policy, ctx: &EvalContext, checks: Vec<Check>) -> Decision {
                 reason: c.reason,
             })
             .collect(),
+        call: None,
     }
 }
 

@@ -142,7 +142,7 @@ pub(super) fn contract_call(f: &Facts) -> Check {
     match (f.chain_label, f.chain) {
         (Some(label), Some(c)) if c.contract_calls => Check::pass(
             tags::SCOPE_CONTRACT_CALL,
-            format!("chain `{label}` allows contract calls"),
+            format!("chain `{label}` allows contract calls; the `contract.*` rules judge this one"),
         ),
         (Some(label), _) => Check::fail(
             tags::SCOPE_CONTRACT_CALL,

@@ -29,6 +29,8 @@ pub(crate) struct RawPolicy {
     pub account_classes: BTreeMap<Label, RawAccount>,
     #[serde(default)]
     pub accounts: BTreeMap<Label, RawAccount>,
+    #[serde(default)]
+    pub contracts: BTreeMap<Label, RawContract>,
 }
 
 #[derive(Deserialize)]
@@ -60,6 +62,8 @@ pub(crate) struct RawAsset {
     pub timelock: Vec<RawTimelock>,
     #[serde(default)]
     pub approval: Vec<RawApproval>,
+    #[serde(default)]
+    pub unlimited_spenders: Vec<Label>,
 }
 
 #[derive(Deserialize)]
@@ -151,4 +155,39 @@ pub(crate) struct RawLimits {
     pub per_tx: Lit,
     #[serde(default)]
     pub velocity: Vec<RawWindow>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawContract {
+    pub chain: Label,
+    pub address: Label,
+    #[serde(default)]
+    pub functions: BTreeMap<Label, RawFunction>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFunction {
+    /// A Solidity signature: `settle(bytes32 batch, address to, uint256 amount)`.
+    pub signature: Option<Label>,
+    /// Or the JSON ABI fragment of one function.
+    pub abi: Option<Label>,
+    pub amount: Option<Label>,
+    pub asset: Option<Label>,
+    pub recipient: Option<Label>,
+    pub inner: Option<Label>,
+    #[serde(default)]
+    pub args: BTreeMap<Label, Spanned<RawArg>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawArg {
+    pub eq: Option<Lit>,
+    pub one_of: Option<Vec<Lit>>,
+    pub min: Option<Lit>,
+    pub max: Option<Lit>,
+    pub allowlisted: Option<Spanned<bool>>,
+    pub prefix: Option<Label>,
 }

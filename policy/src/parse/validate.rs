@@ -8,6 +8,7 @@ use ed25519_dalek::VerifyingKey;
 use proto::intent::{Asset, ChainRef};
 
 mod accounts;
+mod contracts;
 
 use super::raw::{
     Label, Lit, RawAllow, RawApproval, RawAsset, RawDeny, RawDestinations, RawPolicy, RawTimelock,
@@ -142,6 +143,7 @@ impl<'a> Validator<'a> {
         let destinations = self.destinations(raw.destinations);
         let account_classes = self.account_classes(raw.account_classes, &assets);
         let accounts = self.accounts(raw.accounts, &assets, &account_classes);
+        let contracts = self.contracts(raw.contracts, &assets);
         Some(PolicyDoc {
             version: version?,
             name: raw.name,
@@ -154,6 +156,7 @@ impl<'a> Validator<'a> {
             destinations,
             account_classes,
             accounts,
+            contracts,
         })
     }
 
@@ -305,6 +308,15 @@ impl<'a> Validator<'a> {
                 .iter()
                 .filter_map(|t| self.approval_tier(t))
                 .collect::<Vec<_>>();
+            let mut unlimited_spenders = std::collections::BTreeSet::new();
+            for s in &a.unlimited_spenders {
+                if !matches!(asset, Some(Asset::Erc20 { .. })) {
+                    let msg = "`unlimited_spenders` applies to erc20 tokens only".to_string();
+                    self.err(s.span(), msg);
+                } else if let Some(addr) = self.address(&a.chain, s) {
+                    unlimited_spenders.insert(addr);
+                }
+            }
             let (Some(asset), Some(limits)) = (asset, limits) else {
                 continue;
             };
@@ -334,6 +346,7 @@ impl<'a> Validator<'a> {
                 limits,
                 timelock,
                 approval,
+                unlimited_spenders,
             };
             out.insert(label.into_inner(), rule);
         }

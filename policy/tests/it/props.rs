@@ -74,6 +74,7 @@ fn intent(payments: &[(usize, u128)]) -> WithdrawalIntent {
             .collect(),
         change: vec![],
         fee: 1,
+        calldata: None,
     }
 }
 

@@ -68,6 +68,8 @@ fn ctx() -> EvalContext {
 }
 
 /// Finding: a contract creation hid its `value` from the intent, so no limit applied to it.
+/// Since `[contracts]`, a creation is refused outright (`contract.unknown`: no policy names a
+/// contract to deploy), and its value still counts against `limit.per_tx`.
 #[test]
 fn contract_creation_value_is_limited_by_per_tx() {
     let policy = Policy::from_toml(POLICY, "review.toml").unwrap();
@@ -81,12 +83,18 @@ fn contract_creation_value_is_limited_by_per_tx() {
     assert_eq!(
         over.outcome,
         Outcome::Deny {
-            rules: vec!["limit.per_tx".into()]
+            rules: vec!["contract.unknown".into(), "limit.per_tx".into()]
         },
         "{over:#?}"
     );
-    let within = decide(1_000);
-    assert!(within.is_allow(), "{within:#?}");
-    let zero = decide(0);
-    assert!(zero.is_allow(), "{zero:#?}");
+    for value in [1_000, 0] {
+        let within = decide(value);
+        assert_eq!(
+            within.outcome,
+            Outcome::Deny {
+                rules: vec!["contract.unknown".into()]
+            },
+            "{within:#?}"
+        );
+    }
 }

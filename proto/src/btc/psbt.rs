@@ -146,6 +146,7 @@ impl UnsignedPsbt {
             payments: payments.into_iter().map(to_payment).collect(),
             change: change.into_iter().map(to_payment).collect(),
             fee: u128::from(self.fee),
+            calldata: None,
         })
     }
 

@@ -79,10 +79,16 @@ impl Guard {
         also: Vec<(String, Option<Vec<u8>>)>,
         consume: &[String],
     ) -> Result<Option<LedgerEntry>, StoreError> {
+        // The moves this node reserved when it allowed the request: what its policy counted
+        // (a contract call's decoded amount, an allowance), not the transaction's raw value.
+        let reserved = self
+            .store
+            .state_get::<ledger::Reservation>(&format!("hist/{request_id}"))?
+            .filter(|r| r.payload_hash.as_ref() == Some(payload_hash));
         let own = ledger::OwnEntry {
             request_id,
             key_id: &intent.key_id,
-            moves: ledger::moves_of(intent),
+            moves: reserved.map_or_else(|| ledger::moves_of(intent), |r| r.moves),
             payload_hash: Some(*payload_hash),
             presig,
             audit: self.audit_head(),

@@ -383,6 +383,9 @@ impl Guard {
             request_expires_at: None,
         };
         let decision = policy::evaluate(intent, policy, &history, approvals, &ctx);
+        // A decoded contract call moves what the policy counted (its amount argument's asset
+        // to its recipient, an allowance to its spender): the ledger records that.
+        let moves = ledger::moves_of(&policy::counted_intent(intent, policy));
         drop(book);
         let mut verdict = to_verdict(&decision, first_seen);
         // A time-lock runs from when the request first became eligible: a request denied (while
@@ -408,7 +411,7 @@ impl Guard {
             let r = Reservation {
                 key_id: intent.key_id.clone(),
                 at: now,
-                moves: ledger::moves_of(intent),
+                moves,
                 payload_hash: Some(req.payload_hash),
             };
             let also = match req.decoded.transaction_id() {
@@ -666,6 +669,7 @@ pub fn to_verdict(d: &Decision, first_seen: u64) -> NodeVerdict {
         evaluated_at: d.evaluated_at,
         signed: BTreeMap::new(),
         payload_hash: None,
+        call: d.call.clone(),
     }
 }
 

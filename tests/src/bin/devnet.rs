@@ -123,6 +123,7 @@ fn run(argv: Vec<String>) -> anyhow::Result<()> {
             r.status == proto::api::RequestStatus::Signed,
             "sample request not signed"
         );
+        smoke_settle(&cluster, &dir)?;
         return smoke_account(&cluster, &args.key_id);
     }
     println!("sign the sample transaction with the README's curl; Ctrl-C stops the devnet");
@@ -160,6 +161,19 @@ fn write_more_samples(dir: &std::path::Path, key: &proto::api::KeyInfo) -> anyho
         "unsigned_tx": custody_tests::sample::erc20_transfer(1, [0x33; 20], [0x44; 20], 2_500_000),
     });
     write_json(dir, "sample-erc20-request.json", &erc20)?;
+    // A settlement call to the policy's vault: `settle(batch, to, amount)`, 250 test tokens.
+    let settle = json!({
+        "request_id": "devnet-settle-1",
+        "key_id": key.key_id,
+        "chain": "ethereum",
+        "unsigned_tx": custody_tests::sample::eth_tx(
+            2,
+            custody_tests::sample::VAULT,
+            0,
+            custody_tests::sample::settle_calldata([0x0b; 32], [0x42; 20], 250_000_000_000_000_000_000),
+        ),
+    });
+    write_json(dir, "sample-settle-request.json", &settle)?;
     let pk: [u8; 33] = hex::decode(key.public_key.as_deref().unwrap_or_default())?
         .try_into()
         .map_err(|_| anyhow::anyhow!("malformed public key"))?;
@@ -219,6 +233,34 @@ fn account_psbt(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// The README's account path: create an account, withdraw a deposit to its first address.
+/// Signs the sample `settle` call; every node must show it as `vault.settle`.
+fn smoke_settle(cluster: &Cluster, dir: &std::path::Path) -> anyhow::Result<()> {
+    let body: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        dir.join("sample-settle-request.json"),
+    )?)?;
+    let (status, v) = cluster.api.post("/v1/sign-requests", &body)?;
+    anyhow::ensure!(
+        status == 202 || status == 200,
+        "settle refused: {status} {v}"
+    );
+    let r = cluster.wait_request("devnet-settle-1", Duration::from_secs(120))?;
+    anyhow::ensure!(
+        r.status == proto::api::RequestStatus::Signed,
+        "settle not signed: {r:?}"
+    );
+    for (node, v) in &r.verdicts {
+        let call = v.call.as_ref().map(|c| c.lines().join("; "));
+        anyhow::ensure!(
+            call.as_deref()
+                .is_some_and(|c| c.starts_with("vault.settle(")),
+            "{node} did not show the settle call: {v:?}"
+        );
+        println!("{node} decoded: {}", call.unwrap_or_default());
+    }
+    println!("settle call signed");
+    Ok(())
+}
+
 fn smoke_account(cluster: &Cluster, key_id: &str) -> anyhow::Result<()> {
     let (st, v) = cluster.api.post(
         &format!("/v1/keys/{key_id}/accounts"),

@@ -78,35 +78,55 @@ pub(crate) fn rogue_pair(s: &mut Shared) -> (Rogue, Kill, Vec<PathBuf>) {
     (rogue, children, dirs)
 }
 
+/// Two transfers to different destinations, then two `settle` calls to the policy's vault
+/// that differ only in their calldata (the amount): each node decodes its own and both refuse.
 #[test]
 fn equivocating_coordinator_gets_intent_mismatch_and_no_signature() {
     let mut s = exclusive();
     let (rogue, _children, _) = rogue_pair(&mut s);
-    let sid: [u8; 32] = rand::random();
-    let parties = vec!["node-1".to_string(), "node-2".to_string()];
-    rogue.route(sid, parties.clone());
-    for (node, dest) in [("node-1", [0x11u8; 20]), ("node-2", [0x66u8; 20])] {
-        let tx = hex::decode(sample::eth_transfer(1, dest, 5).trim_start_matches("0x")).unwrap();
-        let start = crate::common::sign_start(KEY, 0, &parties, sid, "equivocation", tx);
-        assert!(rogue.send(node, CoordFrame::Start(start)));
+    let vault: [u8; 20] = [0x44; 20];
+    let cases = [
+        (
+            "equivocation",
+            sample::eth_transfer(1, [0x11; 20], 5),
+            sample::eth_transfer(1, [0x66; 20], 5),
+        ),
+        (
+            "equivocation-calldata",
+            sample::eth_tx(2, vault, 0, crate::contracts::settle_data([0x42; 20], 5)),
+            sample::eth_tx(2, vault, 0, crate::contracts::settle_data([0x42; 20], 400)),
+        ),
+    ];
+    for (rid, one, other) in cases {
+        let sid: [u8; 32] = rand::random();
+        let parties = vec!["node-1".to_string(), "node-2".to_string()];
+        rogue.route(sid, parties.clone());
+        for (node, tx) in [("node-1", one), ("node-2", other)] {
+            let tx = hex::decode(tx.trim_start_matches("0x")).unwrap();
+            let start = crate::common::sign_start(KEY, 0, &parties, sid, rid, tx);
+            assert!(rogue.send(node, CoordFrame::Start(start)));
+        }
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            let (node, rsid, result) = rogue
+                .next_report(Duration::from_secs(60))
+                .expect("a report from each node");
+            assert_eq!(rsid, sid);
+            let failure = result.expect_err("no node may produce a signature");
+            assert_eq!(
+                failure.code, "session.intent_mismatch",
+                "{rid}: {failure:?}"
+            );
+            assert!(
+                failure.message.contains("node-1") && failure.message.contains("node-2"),
+                "{}",
+                failure.message
+            );
+            seen.push(node);
+        }
+        seen.sort();
+        assert_eq!(seen, ["node-1", "node-2"], "{rid}");
     }
-    let mut seen = Vec::new();
-    while seen.len() < 2 {
-        let (node, rsid, result) = rogue
-            .next_report(Duration::from_secs(60))
-            .expect("a report from each node");
-        assert_eq!(rsid, sid);
-        let failure = result.expect_err("no node may produce a signature");
-        assert_eq!(failure.code, "session.intent_mismatch", "{failure:?}");
-        assert!(
-            failure.message.contains("node-1") && failure.message.contains("node-2"),
-            "{}",
-            failure.message
-        );
-        seen.push(node);
-    }
-    seen.sort();
-    assert_eq!(seen, ["node-1", "node-2"]);
 }
 
 /// Starts session `sid` signing part 0 of request `rid` (a transfer with `nonce`) on both

@@ -1,4 +1,4 @@
-//! Row 27 of the security matrix: 80 sign requests (200 with `CUSTODY_SOAK=1`) submitted at once, next to slow clients
+//! Row 27 of the security matrix: 50 sign requests (200 with `CUSTODY_SOAK=1`) submitted at once, next to slow clients
 //! (some trickle a whole request a few bytes at a time, others open connections and dribble
 //! headers). Memory stays bounded, every request is signed, and none waits behind the others
 //! for ever: sessions are admitted in arrival order with bounded parallelism.
@@ -36,7 +36,7 @@ fn row_27_concurrent_requests_with_slow_clients_all_sign_in_bounded_memory() {
     let ca = s.cluster.layout.ca();
     let token = s.cluster.layout.token().unwrap();
     let client = s.cluster.api.with_token(Some(&token));
-    let total = crate::common::rounds(80, 200);
+    let total = crate::common::rounds(50, 200);
     let bodies: Vec<Value> = (0..total)
         .map(|i| transfer("load", crate::common::KEY, 400_000 + i as u64))
         .collect();

@@ -15,6 +15,7 @@ mod btc_psbt;
 mod bundles;
 mod canary;
 mod common;
+mod contracts;
 mod devnet;
 mod durability;
 mod erc20;

@@ -160,11 +160,18 @@ fn chain_id_outside_the_node_scope_is_refused_without_signature() {
     }
 }
 
+/// The nodes' `[scope] contract_calls` is on here (the node-level switch is unit-tested in
+/// `signer-node`'s config): a call to the token that is not a transfer or an allowance, and a
+/// call to a contract the policy does not name, are refused by the signed policy.
 #[test]
-fn contract_calls_are_refused_unless_the_node_scope_allows_them() {
+fn contract_calls_the_policy_does_not_name_are_refused() {
     let s = shared();
-    let id = rid("call");
-    let body = json!({"request_id": id, "key_id": KEY, "chain": "ethereum",
-        "unsigned_tx": sample::eth_tx(3, [0x33; 20], 0, vec![0xde, 0xad, 0xbe, 0xef])});
-    assert_refused(&submit(&s, &body), "node.scope.contract_call");
+    for (to, code) in [
+        ([0x33; 20], "policy.contract.unknown"),
+        ([0x77; 20], "policy.contract.unknown"),
+    ] {
+        let body = json!({"request_id": rid("call"), "key_id": KEY, "chain": "ethereum",
+            "unsigned_tx": sample::eth_tx(3, to, 0, vec![0xde, 0xad, 0xbe, 0xef])});
+        assert_refused(&submit(&s, &body), code);
+    }
 }
