@@ -9,6 +9,7 @@
 
 mod library;
 mod plot;
+mod policy_cost;
 mod system;
 
 use std::time::{Duration, Instant};
@@ -46,6 +47,10 @@ struct Args {
     /// library baseline, signing loads or plots).
     #[arg(long)]
     lifecycle_only: bool,
+    /// Only the cost of decoding and judging one request on a node (transfer, contract call,
+    /// allowance), without clusters.
+    #[arg(long)]
+    policy_only: bool,
     /// Where to write the results and plots.
     #[arg(long, default_value = "docs/bench")]
     out: std::path::PathBuf,
@@ -69,6 +74,11 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut rows = Vec::new();
     let mut plot = plot::Data::default();
+    if args.policy_only {
+        policy_cost::rows(&mut rows)?;
+        println!("{}", render(&rows));
+        return Ok(());
+    }
     if args.lifecycle_only {
         for (n, t) in [(3, 2), (5, 3)] {
             eprintln!("system: {n}-node cluster, {t}-of-{n} key (test-only primes) ...");
@@ -106,6 +116,7 @@ fn main() -> anyhow::Result<()> {
             format!("{:.1} s", took.as_secs_f64()),
         ));
     }
+    policy_cost::rows(&mut rows)?;
     let commit = redb_commit()?;
     rows.push(row(
         "one durable redb commit on this disk (the warm path makes about 12)",

@@ -38,7 +38,11 @@ fn devnet_from_scratch_signs_its_sample_transaction() {
     assert!(stdout.contains("\"status\": \"signed\""), "{stdout}");
     // The README's sample settlement call: every node decoded it as the vault's `settle`.
     assert!(stdout.contains("settle call signed"), "{stdout}");
-    assert_eq!(stdout.matches("decoded: vault.settle(batch=0x0b0b").count(), 3, "{stdout}");
+    assert_eq!(
+        stdout.matches("decoded: vault.settle(batch=0x0b0b").count(),
+        3,
+        "{stdout}"
+    );
     assert!(
         stdout.contains("account smoke-client (m/0): withdrawal signed"),
         "{stdout}"
