@@ -135,6 +135,7 @@ fn plan(
                 unsigned_tx: None,
                 psbt: None,
                 message: Some(message),
+                typed_data: None,
                 account: Some(name.clone()),
                 address_index: (!eth).then_some(addr.index),
             };

@@ -62,6 +62,7 @@ fuzz_target!(|data: &[u8]| {
         change: vec![],
         fee: 1,
         calldata: Some(format!("0x{}", hex::encode(calldata))),
+        typed_data: None,
     };
     let ctx = EvalContext {
         now: 1_000,

@@ -192,6 +192,9 @@ pub(crate) struct PolicyDoc {
     /// Omitted when empty, so that a policy without contracts keeps the hash it always had.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub contracts: BTreeMap<String, crate::calls::ContractRule>,
+    /// Omitted when empty, like `contracts`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub typed_data: BTreeMap<String, crate::calls::TypedRule>,
 }
 
 /// `[chains.<label>]`

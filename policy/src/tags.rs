@@ -31,7 +31,12 @@ pub const CONTRACT_ARG: &str = "contract.arg";
 /// A function that carries other calls is refused unless the policy opens it (`inner`); then
 /// every inner call is decoded and judged, nests no further, and all move one asset.
 pub const CONTRACT_NESTED: &str = "contract.nested";
-/// An unlimited ERC-20 or Permit2 allowance is refused unless the token's
+/// EIP-712 typed data names a domain (chainId, verifyingContract, and name and version where
+/// the entry gives them) of a `[typed_data.<name>]` of the policy.
+pub const TYPED_DATA_DOMAIN: &str = "typed_data.domain";
+/// The typed data's primary type is the entry's, and every field constraint holds.
+pub const TYPED_DATA_FIELD: &str = "typed_data.field";
+/// An unlimited ERC-20 or Permit2 allowance (or EIP-2612 permit) is refused unless the token's
 /// `unlimited_spenders` names the spender.
 pub const ALLOWANCE_UNLIMITED: &str = "allowance.unlimited";
 /// Message signatures (proof of reserves) are refused unless the chain allows them.
@@ -56,7 +61,7 @@ pub const TIMELOCK_TIER: &str = "timelock.tier";
 pub const APPROVAL_QUORUM: &str = "approval.quorum";
 
 /// Every tag, in the order in which a [`crate::Decision`] lists them.
-pub const ALL: [&str; 22] = [
+pub const ALL: [&str; 24] = [
     INTENT_SHAPE,
     FREEZE,
     REQUEST_EXPIRED,
@@ -68,6 +73,8 @@ pub const ALL: [&str; 22] = [
     CONTRACT_FUNCTION,
     CONTRACT_ARG,
     CONTRACT_NESTED,
+    TYPED_DATA_DOMAIN,
+    TYPED_DATA_FIELD,
     ALLOWANCE_UNLIMITED,
     SCOPE_MESSAGE,
     AMOUNT_OVERFLOW,

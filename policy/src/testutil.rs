@@ -80,6 +80,7 @@ pub fn intent(amount: u128) -> WithdrawalIntent {
         change: vec![],
         fee: 10,
         calldata: None,
+        typed_data: None,
     }
 }
 

@@ -161,7 +161,8 @@ pub struct KeyLock {
     pub at: u64,
 }
 
-/// `POST /v1/sign-requests`. Exactly one of `unsigned_tx`, `psbt` or `message` is present.
+/// `POST /v1/sign-requests`. Exactly one of `unsigned_tx`, `psbt`, `message` or `typed_data`
+/// is present.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -186,6 +187,11 @@ pub struct SignRequestBody {
     /// Proof of reserves: a UTF-8 message (EIP-191 on ethereum, BIP-322 simple on bitcoin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Ethereum: EIP-712 typed data as `eth_signTypedData_v4` takes it (`types`, `primaryType`,
+    /// `domain`, `message`); the nodes sign only what their policy's `[typed_data]` allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub typed_data: Option<serde_json::Value>,
     /// Segregated account the request spends from (its derived key signs; every input must be
     /// the account's). Absent: the key's master public key.
     #[serde(default, skip_serializing_if = "Option::is_none")]

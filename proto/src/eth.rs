@@ -193,6 +193,7 @@ impl UnsignedEip1559 {
                 }
                 _ => None,
             },
+            typed_data: None,
         })
     }
 

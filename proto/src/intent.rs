@@ -55,6 +55,8 @@ pub enum IntentKind {
     ContractCall,
     /// A message signature (proof of reserves), not a transaction.
     Message,
+    /// EIP-712 typed data (a permit, an order); the policy's `[typed_data]` judges it.
+    TypedData,
 }
 
 /// One payment: a destination and an amount in base units.
@@ -96,6 +98,10 @@ pub struct WithdrawalIntent {
     /// their canonical bytes are what they always were.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calldata: Option<String>,
+    /// EIP-712 typed data (its JSON, as the node parsed it), which the policy judges with its
+    /// `[typed_data]` entries. Absent for everything else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typed_data: Option<String>,
 }
 
 impl WithdrawalIntent {

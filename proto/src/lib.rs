@@ -19,6 +19,7 @@ pub mod payload;
 pub mod presig;
 pub mod reserves;
 pub mod sig;
+pub mod typed;
 pub mod wire;
 
 /// Chains a sign request may name.

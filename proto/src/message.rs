@@ -259,6 +259,7 @@ pub fn message_intent(key_id: &str, chain: ChainRef, _message: &[u8]) -> Withdra
         change: vec![],
         fee: 0,
         calldata: None,
+        typed_data: None,
     }
 }
 

@@ -13,7 +13,7 @@ use crate::{
     eth::UnsignedEip1559,
     hd::SpendKeys,
     intent::{ChainRef, WithdrawalIntent},
-    message, wire,
+    message, typed, wire,
 };
 
 /// A request as it travels to nodes: raw bytes exactly as the client sent them (decoded from
@@ -33,6 +33,8 @@ pub enum SignPayload {
     },
     /// EIP-191 `personal_sign` of a UTF-8 message (proof of reserves).
     EthMessage(#[serde(with = "wire::serde_bytes_vec")] Vec<u8>),
+    /// EIP-712 typed data: the JSON document (`eth_signTypedData_v4`).
+    EthTypedData(#[serde(with = "wire::serde_bytes_vec")] Vec<u8>),
     /// BIP-322 simple signature of a UTF-8 message for the key's P2WPKH address.
     BtcMessage {
         /// Network of the address.
@@ -87,6 +89,9 @@ pub enum PayloadError {
     /// A message that is not a proof-of-reserves attestation for the signing key.
     #[error(transparent)]
     Message(#[from] message::MessageError),
+    /// EIP-712 typed data that does not parse or is ambiguous.
+    #[error(transparent)]
+    TypedData(#[from] typed::TypedDataError),
     /// An account address index past the account's window.
     #[error("`address_index` {0} is out of range: an account has addresses 0..{1}")]
     AddressIndex(u32, usize),
@@ -105,6 +110,7 @@ impl PayloadError {
             PayloadError::Eth(e) => e.code(),
             PayloadError::Btc(e) => e.code(),
             PayloadError::Message(e) => e.code(),
+            PayloadError::TypedData(e) => e.code(),
             PayloadError::AddressIndex(..) => "account.address_index",
             PayloadError::SignatureCount(..) => "internal",
         }
@@ -141,6 +147,10 @@ impl SignPayload {
                 field(b"eth_message");
                 field(m);
             }
+            SignPayload::EthTypedData(d) => {
+                field(b"eth_typed_data");
+                field(d);
+            }
             SignPayload::BtcMessage {
                 network,
                 message,
@@ -164,6 +174,20 @@ impl SignPayload {
             return shape("`address_index` is for bitcoin messages of an `account` only");
         }
         let msg_bytes = |m: &String| m.as_bytes().to_vec();
+        if let Some(t) = &b.typed_data {
+            if b.chain != "ethereum"
+                || b.unsigned_tx.is_some()
+                || b.psbt.is_some()
+                || b.message.is_some()
+                || b.network.is_some()
+            {
+                return shape("`typed_data` is an ethereum request on its own (no `unsigned_tx`, `psbt`, `message` or `network`)");
+            }
+            // The document as JSON text; each node parses it again.
+            let bytes = serde_json::to_vec(t)
+                .map_err(|e| PayloadError::Shape(format!("`typed_data`: {e}")))?;
+            return Ok(SignPayload::EthTypedData(bytes));
+        }
         match (b.chain.as_str(), &b.unsigned_tx, &b.psbt, &b.message) {
             ("ethereum", Some(tx), None, None) => {
                 if b.network.is_some() {
@@ -199,7 +223,7 @@ impl SignPayload {
                 address_index: b.address_index.unwrap_or(0),
             }),
             ("ethereum" | "bitcoin", ..) => {
-                shape("send exactly one of `unsigned_tx` (ethereum), `psbt` (bitcoin) or `message`")
+                shape("send exactly one of `unsigned_tx` (ethereum), `psbt` (bitcoin), `message` or `typed_data` (ethereum)")
             }
             (other, ..) => Err(PayloadError::Chain(other.to_string())),
         }
@@ -234,6 +258,9 @@ impl SignPayload {
                 let a = message::check_attestation(m, "ethereum", &address, account)?;
                 attested_key = Some(a.key_id);
                 Body::EthMessage(m.clone())
+            }
+            SignPayload::EthTypedData(d) => {
+                Body::EthTypedData(Box::new(typed::decode(d)?), d.clone())
             }
             SignPayload::BtcMessage {
                 network,
@@ -287,6 +314,8 @@ enum Body {
     BtcPsbt(Box<UnsignedPsbt>),
     /// EIP-191 message.
     EthMessage(Vec<u8>),
+    /// EIP-712 typed data, parsed, and its JSON.
+    EthTypedData(Box<typed::Typed>, Vec<u8>),
     /// BIP-322 message, for candidate key `key`.
     BtcMessage {
         network: btc::Network,
@@ -318,7 +347,7 @@ impl Decoded {
         Ok(match &self.body {
             Body::BtcPsbt(p) => p.input_key(i)?,
             Body::BtcMessage { key, .. } => *key,
-            Body::EthTx(_) | Body::EthMessage(_) => 0,
+            Body::EthTx(_) | Body::EthMessage(_) | Body::EthTypedData(..) => 0,
         })
     }
 
@@ -344,7 +373,7 @@ impl Decoded {
         match &self.body {
             Body::EthTx(t) => Some(t.signing_hash()),
             Body::BtcPsbt(p) => Some(p.txid()),
-            Body::EthMessage(_) | Body::BtcMessage { .. } => None,
+            Body::EthMessage(_) | Body::EthTypedData(..) | Body::BtcMessage { .. } => None,
         }
     }
 
@@ -367,6 +396,7 @@ impl Decoded {
             Body::EthMessage(m) => {
                 message::message_intent(key_id, ChainRef::Ethereum { chain_id: 0 }, m)
             }
+            Body::EthTypedData(t, json) => typed::intent(key_id, t, json),
             Body::BtcMessage {
                 network,
                 message: m,
@@ -389,6 +419,7 @@ impl Decoded {
             Body::EthTx(t) => Preimage::Keccak(t.signing_preimage()),
             Body::BtcPsbt(p) => Preimage::Sha256d(p.sighash_preimage(i)?),
             Body::EthMessage(m) => Preimage::Keccak(message::eip191_preimage(m)),
+            Body::EthTypedData(t, _) => Preimage::Keccak(t.preimage.clone()),
             Body::BtcMessage { message: m, .. } => {
                 let (pubkey, _) = self.signer(i)?;
                 Preimage::Sha256d(message::bip322_sighash_preimage(m, &pubkey)?)
@@ -411,7 +442,7 @@ impl Decoded {
                 signed_tx: Some(p.finalize(&rs)?),
                 bip322_signature: None,
             },
-            Body::EthMessage(_) => Finalized {
+            Body::EthMessage(_) | Body::EthTypedData(..) => Finalized {
                 signed_tx: None,
                 bip322_signature: None,
             },

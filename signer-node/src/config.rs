@@ -96,7 +96,8 @@ pub struct Scope {
     pub bitcoin_networks: Vec<String>,
     /// Sign EIP-191 / BIP-322 messages (`node.scope.message`).
     pub messages: bool,
-    /// Sign Ethereum calls other than plain and ERC-20 transfers (`node.scope.contract_call`).
+    /// Sign Ethereum calls other than plain and ERC-20 transfers, and EIP-712 typed data
+    /// (`node.scope.contract_call`).
     pub contract_calls: bool,
 }
 
@@ -116,10 +117,14 @@ impl Scope {
                 )),
             };
         }
-        if intent.kind == IntentKind::ContractCall && !self.contract_calls {
+        let call = matches!(
+            intent.kind,
+            IntentKind::ContractCall | IntentKind::TypedData
+        );
+        if call && !self.contract_calls {
             return Err((
                 "node.scope.contract_call",
-                "this node does not sign contract calls (`[scope] contract_calls` is off)".into(),
+                "this node does not sign contract calls or typed data (`[scope] contract_calls` is off)".into(),
             ));
         }
         let allowed = match &intent.chain {
@@ -229,6 +234,7 @@ mod tests {
             change: vec![],
             fee: 1,
             calldata: Some("0xdeadbeef".into()),
+            typed_data: None,
         }
     }
 
@@ -241,7 +247,10 @@ mod tests {
         let refused = scope.check(&call(IntentKind::ContractCall)).unwrap_err();
         assert_eq!(refused.0, "node.scope.contract_call");
         assert!(scope.check(&call(IntentKind::Transfer)).is_ok());
+        let typed = scope.check(&call(IntentKind::TypedData)).unwrap_err();
+        assert_eq!(typed.0, "node.scope.contract_call");
         scope.contract_calls = true;
         assert!(scope.check(&call(IntentKind::ContractCall)).is_ok());
+        assert!(scope.check(&call(IntentKind::TypedData)).is_ok());
     }
 }

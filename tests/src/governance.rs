@@ -245,6 +245,15 @@ asset = "test-token"
 recipient = "to"
 args.amount = {{ max = "500_000_000_000_000_000_000" }} # 500 tokens
 
+# EIP-2612 permits of the test token: an allowance of `value` to `spender`, counted like a transfer.
+[typed_data.test-token-permit]
+chain = "sepolia"
+verifying_contract = "{TEST_TOKEN}"
+name = "Test Token"
+version = "1"
+primary_type = "Permit"
+permit = "test-token"
+
 {keys}[destinations]
 require_allowlist = false
 "#,

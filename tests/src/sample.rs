@@ -47,6 +47,47 @@ pub fn settle_calldata(batch: [u8; 32], to: [u8; 20], amount: u128) -> Vec<u8> {
     data
 }
 
+/// An EIP-2612 `Permit` of the devnet's test token (`[typed_data.test-token-permit]`), as
+/// `eth_signTypedData_v4` takes it: `owner` lets `spender` move `value` base units.
+pub fn permit_typed_data(
+    verifying_contract: [u8; 20],
+    owner: &str,
+    spender: [u8; 20],
+    value: u128,
+) -> serde_json::Value {
+    serde_json::json!({
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"}
+            ],
+            "Permit": [
+                {"name": "owner", "type": "address"},
+                {"name": "spender", "type": "address"},
+                {"name": "value", "type": "uint256"},
+                {"name": "nonce", "type": "uint256"},
+                {"name": "deadline", "type": "uint256"}
+            ]
+        },
+        "primaryType": "Permit",
+        "domain": {
+            "name": "Test Token",
+            "version": "1",
+            "chainId": 11_155_111,
+            "verifyingContract": format!("0x{}", hex::encode(verifying_contract))
+        },
+        "message": {
+            "owner": owner,
+            "spender": format!("0x{}", hex::encode(spender)),
+            "value": value.to_string(),
+            "nonce": 0,
+            "deadline": 4_102_444_800u64
+        }
+    })
+}
+
 /// An unsigned ERC-20 `transfer(to, amount)` call to `token`, hex with `0x`.
 pub fn erc20_transfer(nonce: u64, token: [u8; 20], to: [u8; 20], amount: u128) -> String {
     let mut data = vec![0xa9, 0x05, 0x9c, 0xbb];

@@ -137,23 +137,47 @@ pub(super) fn judge(
     let Ok(n) = amount.parse::<U256>() else {
         return r.refuse(tags::CONTRACT_ARG, "bug: allowance amount".into());
     };
+    r.view = Some(d.view);
+    grant(r, doc, &found.contract.chain, &token, spender, n, max)
+}
+
+/// An allowance of `n` (the type's maximum is `max`) of `token` to `spender`, on chain label
+/// `chain`: shown in the reading's view, judged by `allowance.unlimited`, counted as a payment.
+pub(super) fn grant(
+    mut r: Reading,
+    doc: &PolicyDoc,
+    chain: &str,
+    token: &str,
+    spender: &str,
+    n: U256,
+    max: U256,
+) -> Reading {
     // 2^128 and more cannot be counted against any limit: as good as unlimited.
     let unlimited = n == max || u128::try_from(n).is_err();
-    let mut view = d.view;
-    view.allowance = Some(AllowanceView {
-        token: token.clone(),
-        spender: spender.to_string(),
-        amount: n.to_string(),
-        unlimited,
-    });
-    r.view = Some(view);
+    if let Some(view) = r.view.as_mut() {
+        view.allowance = Some(AllowanceView {
+            token: token.to_string(),
+            spender: spender.to_string(),
+            amount: n.to_string(),
+            unlimited,
+        });
+    }
     let asset = Asset::Erc20 {
-        contract: token.clone(),
+        contract: token.to_string(),
     };
+    if n.is_zero() {
+        // A revocation moves nothing and may go to any spender: no payment to count.
+        r.passed.insert(
+            tags::ALLOWANCE_UNLIMITED,
+            format!("an allowance of 0 to `{spender}`: a revocation"),
+        );
+        r.counted = Some((asset, vec![]));
+        return r;
+    }
     let allowed = doc
         .assets
         .iter()
-        .find(|(_, a)| a.chain == found.contract.chain && a.asset == asset);
+        .find(|(_, a)| a.chain == chain && a.asset == asset);
     let counted = if unlimited {
         match allowed {
             Some((label, a)) if a.unlimited_spenders.contains(spender) => {

@@ -15,6 +15,9 @@ use crate::tags;
 /// The longest rendering of one argument in a view; longer values are cut and say so.
 const MAX_SHOWN: usize = 512;
 
+/// The most calls one multicall may carry.
+pub(crate) const NESTED_LIMIT: usize = 64;
+
 /// Functions that carry other calls. A policy that names one must say which argument holds
 /// them (`inner`), or the call is refused as `contract.nested`: a signer must not approve what
 /// it cannot read.
@@ -290,14 +293,27 @@ fn nested(
     if depth > 0 {
         return Err(refuse("a nested call may not nest calls again".into()));
     }
+    let calls = match arg(f, values, &inner.arg) {
+        Some(DynSolValue::Array(calls)) => calls,
+        Some(DynSolValue::Bytes(data)) => return forwarded(ctx, f, values, inner, data, d),
+        _ => {
+            return Err(refuse(format!(
+                "bug: `{}` is not bytes or bytes[]",
+                inner.arg
+            )))
+        }
+    };
     if value > 0 {
         return Err(refuse(format!(
             "a multicall that carries `{value}` native units: each inner call could spend them"
         )));
     }
-    let Some(DynSolValue::Array(calls)) = arg(f, values, inner) else {
-        return Err(refuse(format!("bug: `{inner}` is not a bytes[] argument")));
-    };
+    if calls.len() > NESTED_LIMIT {
+        return Err(refuse(format!(
+            "a multicall of {} calls, over {NESTED_LIMIT}",
+            calls.len()
+        )));
+    }
     if calls.is_empty() {
         return Err(refuse("a multicall with no inner call".into()));
     }
@@ -321,6 +337,68 @@ fn nested(
     d.passed.insert(
         tags::CONTRACT_NESTED,
         format!("{} inner call(s), each decoded and allowed", calls.len()),
+    );
+    Ok(())
+}
+
+/// One call forwarded to another contract of the policy (Safe `execTransaction(to, value,
+/// data, operation, …)`): a plain CALL only, decoded and judged with that contract's entry.
+fn forwarded(
+    ctx: &Ctx,
+    f: &FunctionRule,
+    values: &[DynSolValue],
+    inner: &super::Inner,
+    data: &[u8],
+    d: &mut Decoded,
+) -> Result<(), Refusal> {
+    let refuse = |why: String| (tags::CONTRACT_NESTED, why);
+    if let Some(op) = &inner.operation {
+        match arg(f, values, op) {
+            Some(DynSolValue::Uint(n, _)) if n.is_zero() => {}
+            _ => return Err(refuse(format!(
+                "`{op}` is not 0 (CALL): a delegatecall would run the inner code as this contract"
+            ))),
+        }
+    }
+    let to = match inner.to.as_ref().and_then(|t| arg(f, values, t)) {
+        Some(DynSolValue::Address(a)) => format!("0x{}", hex::encode(a)),
+        _ => return Err(refuse("bug: `inner_to` is not an address".into())),
+    };
+    let value = match inner.value.as_ref().map(|v| arg(f, values, v)) {
+        None => 0,
+        Some(Some(DynSolValue::Uint(n, _))) => u128::try_from(*n).map_err(|_| {
+            refuse(format!(
+                "the inner call's value `{n}` does not fit 128 bits"
+            ))
+        })?,
+        Some(_) => return Err(refuse("bug: `inner_value` is not a uint".into())),
+    };
+    let Some((name, contract)) = ctx
+        .doc
+        .contracts
+        .iter()
+        .find(|(_, c)| c.chain == ctx.contract.chain && c.address == to)
+    else {
+        return Err(refuse(format!(
+            "the inner call goes to `{to}`, which is not a `[contracts.<name>]` of the policy"
+        )));
+    };
+    let ictx = Ctx {
+        doc: ctx.doc,
+        name,
+        contract,
+        allowlisted: ctx.allowlisted,
+    };
+    let call = call(&ictx, data, value, 1)
+        .map_err(|(tag, why)| refuse(format!("the inner call refused by `{tag}`: {why}")))?;
+    d.view.inner.push(call.view);
+    if let Some((tag, why)) = call.refused {
+        return Err(refuse(format!("the inner call refused by `{tag}`: {why}")));
+    }
+    d.moves.extend(call.moves);
+    d.passed.insert(
+        tags::CONTRACT_NESTED,
+        format!("one inner call to `[contracts.{name}]`, decoded and allowed"),
     );
     Ok(())
 }

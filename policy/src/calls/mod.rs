@@ -13,6 +13,7 @@
 mod allowance;
 mod constraint;
 mod decode;
+mod typed;
 
 use std::collections::BTreeMap;
 
@@ -50,11 +51,43 @@ pub(crate) struct FunctionRule {
     /// The address argument that receives the amount (else the contract itself).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recipient: Option<String>,
-    /// The `bytes[]` argument that holds calls to this same contract (a `multicall`).
+    /// Where the calls this one carries are (`multicall`, Safe `execTransaction`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub inner: Option<String>,
+    pub inner: Option<Inner>,
     #[serde(skip)]
     pub abi: Function,
+}
+
+/// `[typed_data.<name>]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct TypedRule {
+    pub chain: String,
+    pub verifying_contract: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub primary_type: String,
+    /// The asset label of an EIP-2612 `Permit` (an allowance of its token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permit: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, ArgRule>,
+}
+
+/// `inner = "<arg>"`: a `bytes[]` argument of calls to this same contract (a `multicall`), or a
+/// `bytes` argument of one call to the contract in the address argument `inner_to`, with its
+/// native value in `inner_value` and a call type in `inner_operation` that must be 0 (CALL;
+/// Safe's DELEGATECALL would run the inner code as the Safe itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Inner {
+    pub arg: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
 }
 
 /// `amount = "<arg>"` and `asset = "<asset label>"`.
@@ -77,7 +110,7 @@ pub(crate) struct Reading {
 }
 
 impl Reading {
-    fn none() -> Reading {
+    pub(super) fn none() -> Reading {
         Reading {
             view: None,
             refused: None,
@@ -86,7 +119,7 @@ impl Reading {
         }
     }
 
-    fn refuse(mut self, tag: &'static str, reason: String) -> Reading {
+    pub(super) fn refuse(mut self, tag: &'static str, reason: String) -> Reading {
         self.refused = Some((tag, reason));
         self
     }
@@ -99,8 +132,10 @@ pub(crate) fn read(
     doc: &PolicyDoc,
     allowlisted: &dyn Fn(&str) -> bool,
 ) -> Reading {
-    if intent.kind != IntentKind::ContractCall {
-        return Reading::none();
+    match intent.kind {
+        IntentKind::ContractCall => {}
+        IntentKind::TypedData => return typed::read(intent, doc, allowlisted),
+        _ => return Reading::none(),
     }
     let mut r = Reading::none();
     let Some(chain) = doc.chain_label(&intent.chain) else {

@@ -31,6 +31,8 @@ pub(crate) struct RawPolicy {
     pub accounts: BTreeMap<Label, RawAccount>,
     #[serde(default)]
     pub contracts: BTreeMap<Label, RawContract>,
+    #[serde(default)]
+    pub typed_data: BTreeMap<Label, RawTypedData>,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +179,9 @@ pub(crate) struct RawFunction {
     pub asset: Option<Label>,
     pub recipient: Option<Label>,
     pub inner: Option<Label>,
+    pub inner_to: Option<Label>,
+    pub inner_value: Option<Label>,
+    pub inner_operation: Option<Label>,
     #[serde(default)]
     pub args: BTreeMap<Label, Spanned<RawArg>>,
 }
@@ -190,4 +195,18 @@ pub(crate) struct RawArg {
     pub max: Option<Lit>,
     pub allowlisted: Option<Spanned<bool>>,
     pub prefix: Option<Label>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTypedData {
+    pub chain: Label,
+    pub verifying_contract: Label,
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub primary_type: Label,
+    /// An EIP-2612 `Permit` of this asset's token: an allowance of `value` to `spender`.
+    pub permit: Option<Label>,
+    #[serde(default)]
+    pub fields: BTreeMap<Label, Spanned<RawArg>>,
 }

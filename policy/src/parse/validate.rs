@@ -9,6 +9,7 @@ use proto::intent::{Asset, ChainRef};
 
 mod accounts;
 mod contracts;
+mod typed;
 
 use super::raw::{
     Label, Lit, RawAllow, RawApproval, RawAsset, RawDeny, RawDestinations, RawPolicy, RawTimelock,
@@ -144,6 +145,7 @@ impl<'a> Validator<'a> {
         let account_classes = self.account_classes(raw.account_classes, &assets);
         let accounts = self.accounts(raw.accounts, &assets, &account_classes);
         let contracts = self.contracts(raw.contracts, &assets);
+        let typed_data = self.typed_data(raw.typed_data, &assets);
         Some(PolicyDoc {
             version: version?,
             name: raw.name,
@@ -157,6 +159,7 @@ impl<'a> Validator<'a> {
             account_classes,
             accounts,
             contracts,
+            typed_data,
         })
     }
 

@@ -22,6 +22,12 @@ mod permit2 {
     }
 }
 
+mod safe {
+    alloy_sol_types::sol! {
+        function execTransaction(address to, uint256 value, bytes data, uint8 operation, uint256 safeTxGas, uint256 baseGas, uint256 gasPrice, address gasToken, address refundReceiver, bytes signatures) payable returns (bool success);
+    }
+}
+
 mod nesting {
     alloy_sol_types::sol! {
         function multicall(uint256 deadline, bytes[] data);
@@ -103,6 +109,17 @@ inner = "data"
 
 [contracts.vault.functions.pause]
 abi = '{"type":"function","name":"pause","inputs":[],"outputs":[],"stateMutability":"nonpayable"}'
+
+[contracts.safe]
+chain = "eth"
+address = "0x7777777777777777777777777777777777777777"
+
+[contracts.safe.functions.exec]
+signature = "execTransaction(address to, uint256 value, bytes data, uint8 operation, uint256 safeTxGas, uint256 baseGas, uint256 gasPrice, address gasToken, address refundReceiver, bytes signatures) payable"
+inner = "data"
+inner_to = "to"
+inner_value = "value"
+inner_operation = "operation"
 "#;
 
 fn policy() -> Policy {
@@ -142,6 +159,7 @@ fn call(to: &str, value: u128, data: &[u8]) -> WithdrawalIntent {
         change: vec![],
         fee: 10,
         calldata: Some(format!("0x{}", hex::encode(data))),
+        typed_data: None,
     }
 }
 
@@ -495,6 +513,10 @@ fn a_limited_allowance_counts_as_a_payment_to_the_spender() {
         denied_by(&judge(&call(USDC, 0, &more))),
         vec![tags::DEST_ALLOW]
     );
+    // Revoking an allowance moves nothing: allowed for any spender, counted as no payment.
+    let revoke = call(USDC, 0, &approve(STRANGER, U256::ZERO));
+    assert!(judge(&revoke).is_allow(), "{:#?}", judge(&revoke));
+    assert!(counted_intent(&revoke, &policy()).payments.is_empty());
 }
 
 #[test]
@@ -583,4 +605,56 @@ fn a_signature_and_its_json_fragment_hash_the_same() {
         Policy::from_toml(&text, "b.toml").unwrap().hash(),
         policy().hash()
     );
+}
+
+const SAFE: &str = "0x7777777777777777777777777777777777777777";
+
+fn exec(to: &str, value: u64, data: Vec<u8>, operation: u8) -> Vec<u8> {
+    safe::execTransactionCall {
+        to: addr(to),
+        value: U256::from(value),
+        data: data.into(),
+        operation,
+        safeTxGas: U256::ZERO,
+        baseGas: U256::ZERO,
+        gasPrice: U256::ZERO,
+        gasToken: Address::ZERO,
+        refundReceiver: Address::ZERO,
+        signatures: vec![1u8; 65].into(),
+    }
+    .abi_encode()
+}
+
+#[test]
+fn contract_nested_opens_a_safe_transaction_to_a_named_contract_only() {
+    let i = call(SAFE, 0, &exec(VAULT, 0, settle(EXCHANGE, 300), 0));
+    let d = judge(&i);
+    assert!(d.is_allow(), "{d:#?}");
+    assert_eq!(d.call.as_ref().unwrap().inner[0].contract, "vault");
+    assert_eq!(
+        counted_intent(&i, &policy()).payments,
+        vec![Payment {
+            destination: EXCHANGE.into(),
+            amount: 300
+        }]
+    );
+    // The inner call is judged by the vault's own constraints.
+    let d = judge(&call(SAFE, 0, &exec(VAULT, 0, settle(EXCHANGE, 901), 0)));
+    denies(&d, tags::CONTRACT_NESTED);
+    assert!(
+        reason(&d, tags::CONTRACT_NESTED).contains("`contract.arg`"),
+        "{d:#?}"
+    );
+    // A DELEGATECALL would run the inner code as the Safe itself.
+    let d = judge(&call(SAFE, 0, &exec(VAULT, 0, settle(EXCHANGE, 3), 1)));
+    denies(&d, tags::CONTRACT_NESTED);
+    assert!(reason(&d, tags::CONTRACT_NESTED).contains("delegatecall"));
+    // To a contract the policy does not name.
+    let d = judge(&call(SAFE, 0, &exec(STRANGER, 0, settle(EXCHANGE, 3), 0)));
+    denies(&d, tags::CONTRACT_NESTED);
+    // Value to the vault's payable deposit is counted as the chain's coin.
+    let i = call(SAFE, 0, &exec(VAULT, 400, depositCall {}.abi_encode(), 0));
+    assert!(judge(&i).is_allow(), "{:#?}", judge(&i));
+    assert_eq!(counted_intent(&i, &policy()).payments[0].amount, 400);
+    assert_eq!(counted_intent(&i, &policy()).asset, Asset::Native);
 }

@@ -6,3 +6,4 @@ mod contracts;
 mod example;
 mod props;
 mod review;
+mod typed;

@@ -75,6 +75,7 @@ fn intent(payments: &[(usize, u128)]) -> WithdrawalIntent {
         change: vec![],
         fee: 1,
         calldata: None,
+        typed_data: None,
     }
 }
 

@@ -147,6 +147,7 @@ impl UnsignedPsbt {
             change: change.into_iter().map(to_payment).collect(),
             fee: u128::from(self.fee),
             calldata: None,
+            typed_data: None,
         })
     }
 

@@ -174,6 +174,19 @@ fn write_more_samples(dir: &std::path::Path, key: &proto::api::KeyInfo) -> anyho
         ),
     });
     write_json(dir, "sample-settle-request.json", &settle)?;
+    // An EIP-2612 permit of the test token: 100 tokens to 0x42…42 (typed data, no transaction).
+    let permit = json!({
+        "request_id": "devnet-permit-1",
+        "key_id": key.key_id,
+        "chain": "ethereum",
+        "typed_data": custody_tests::sample::permit_typed_data(
+            [0x33; 20],
+            key.ethereum_address.as_deref().unwrap_or_default(),
+            [0x42; 20],
+            100_000_000_000_000_000_000,
+        ),
+    });
+    write_json(dir, "sample-permit-request.json", &permit)?;
     let pk: [u8; 33] = hex::decode(key.public_key.as_deref().unwrap_or_default())?
         .try_into()
         .map_err(|_| anyhow::anyhow!("malformed public key"))?;
@@ -233,7 +246,8 @@ fn account_psbt(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// The README's account path: create an account, withdraw a deposit to its first address.
-/// Signs the sample `settle` call; every node must show it as `vault.settle`.
+/// Signs the sample `settle` call (every node must show it as `vault.settle`) and the sample
+/// permit.
 fn smoke_settle(cluster: &Cluster, dir: &std::path::Path) -> anyhow::Result<()> {
     let body: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
         dir.join("sample-settle-request.json"),
@@ -258,6 +272,20 @@ fn smoke_settle(cluster: &Cluster, dir: &std::path::Path) -> anyhow::Result<()> 
         println!("{node} decoded: {}", call.unwrap_or_default());
     }
     println!("settle call signed");
+    let body: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        dir.join("sample-permit-request.json"),
+    )?)?;
+    let (status, v) = cluster.api.post("/v1/sign-requests", &body)?;
+    anyhow::ensure!(
+        status == 202 || status == 200,
+        "permit refused: {status} {v}"
+    );
+    let r = cluster.wait_request("devnet-permit-1", Duration::from_secs(120))?;
+    anyhow::ensure!(
+        r.status == proto::api::RequestStatus::Signed && r.signature.is_some(),
+        "permit not signed: {r:?}"
+    );
+    println!("permit signed");
     Ok(())
 }
 

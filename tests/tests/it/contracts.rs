@@ -87,3 +87,68 @@ fn allowance_unlimited_approve_is_refused_and_a_limited_one_signed() {
     assert_eq!(allowance.amount, (10 * TOKEN).to_string());
     assert!(!allowance.unlimited);
 }
+
+sol! {
+    struct Permit {
+        address owner;
+        address spender;
+        uint256 value;
+        uint256 nonce;
+        uint256 deadline;
+    }
+}
+
+/// The EIP-712 signing hash of the sample permit, computed with alloy's static `sol!` types
+/// (not the `dyn-abi` typed-data code the nodes run).
+fn permit_hash(verifying: [u8; 20], owner: &str, spender: [u8; 20], value: u128) -> [u8; 32] {
+    let domain = alloy_sol_types::eip712_domain! {
+        name: "Test Token",
+        version: "1",
+        chain_id: 11_155_111,
+        verifying_contract: Address::from(verifying),
+    };
+    let permit = Permit {
+        owner: owner.parse().unwrap(),
+        spender: Address::from(spender),
+        value: U256::from(value),
+        nonce: U256::ZERO,
+        deadline: U256::from(4_102_444_800u64),
+    };
+    alloy_sol_types::SolStruct::eip712_signing_hash(&permit, &domain).0
+}
+
+#[test]
+fn typed_data_a_permit_is_signed_by_the_key_and_a_foreign_domain_refused() {
+    let s = shared();
+    let owner = s.key.ethereum_address.clone().unwrap();
+    let token = to20(custody_tests::governance::TEST_TOKEN);
+    let body = json!({"request_id": rid("permit"), "key_id": KEY, "chain": "ethereum",
+        "typed_data": sample::permit_typed_data(token, &owner, [0x42; 20], 7 * TOKEN)});
+    let r = submit(&s, &body);
+    assert_eq!(r.status, proto::api::RequestStatus::Signed, "{r:?}");
+    assert!(r.signed_tx.is_none());
+    let sig = r.signature.as_ref().unwrap();
+    let word = |h: &str| U256::from_be_slice(&hex::decode(h.trim_start_matches("0x")).unwrap());
+    let signature = alloy_primitives::Signature::new(word(&sig.r), word(&sig.s), sig.y_parity == 1);
+    let hash = permit_hash(token, &owner, [0x42; 20], 7 * TOKEN);
+    let from = signature
+        .recover_address_from_prehash(&hash.into())
+        .unwrap();
+    assert_eq!(
+        format!("{from:#x}"),
+        owner,
+        "the key signed the EIP-712 hash"
+    );
+    for (node, v) in &r.verdicts {
+        let call = v.call.as_ref().unwrap_or_else(|| panic!("{node}: {v:?}"));
+        assert_eq!(call.contract, "test-token-permit");
+        assert_eq!(
+            call.allowance.as_ref().unwrap().amount,
+            (7 * TOKEN).to_string()
+        );
+    }
+    // The same permit for another verifying contract: no entry names that domain.
+    let body = json!({"request_id": rid("permit"), "key_id": KEY, "chain": "ethereum",
+        "typed_data": sample::permit_typed_data([0x77; 20], &owner, [0x42; 20], 7 * TOKEN)});
+    assert_refused(&submit(&s, &body), "policy.typed_data.domain");
+}

@@ -43,6 +43,8 @@ fn devnet_from_scratch_signs_its_sample_transaction() {
         3,
         "{stdout}"
     );
+    // And the sample EIP-2612 permit (typed data).
+    assert!(stdout.contains("permit signed"), "{stdout}");
     assert!(
         stdout.contains("account smoke-client (m/0): withdrawal signed"),
         "{stdout}"

@@ -10,7 +10,9 @@ use toml::Value;
 
 use super::super::raw::{Label, Lit, RawArg, RawContract, RawFunction};
 use super::Validator;
-use crate::calls::{canonical_signature, ArgRule, Bound, ContractRule, Counted, FunctionRule};
+use crate::calls::{
+    canonical_signature, ArgRule, Bound, ContractRule, Counted, FunctionRule, Inner,
+};
 use crate::literals;
 use crate::model::AssetRule;
 
@@ -197,15 +199,64 @@ impl Validator<'_> {
                 ok = false;
             }
         }
-        if let Some(i) = &f.inner {
-            ok &= self.param(
-                &where_,
-                &abi,
-                i,
-                "`inner`",
-                |t| matches!(t, DynSolType::Array(e) if **e == DynSolType::Bytes),
-            );
-        }
+        let inner = match &f.inner {
+            Some(i) => {
+                let one = find(&abi, i.get_ref())
+                    .and_then(|p| p.resolve().ok())
+                    .is_some_and(|t| t == DynSolType::Bytes);
+                ok &= self.param(&where_, &abi, i, "`inner`", |t| {
+                    *t == DynSolType::Bytes
+                        || matches!(t, DynSolType::Array(e) if **e == DynSolType::Bytes)
+                });
+                match (&f.inner_to, one) {
+                    (Some(to), true) => {
+                        ok &= self.param(&where_, &abi, to, "`inner_to`", |t| {
+                            *t == DynSolType::Address
+                        });
+                    }
+                    (None, true) => {
+                        let msg = format!("{where_}: `inner` is one call (`bytes`): name the address it goes to with `inner_to`");
+                        self.err(i.span(), msg);
+                        ok = false;
+                    }
+                    (Some(to), false) => {
+                        let msg = format!("{where_}: `inner_to` is for one inner call (`bytes`); a `bytes[]` multicall calls this contract");
+                        self.err(to.span(), msg);
+                        ok = false;
+                    }
+                    (None, false) => {}
+                }
+                for (l, what) in [
+                    (&f.inner_value, "`inner_value`"),
+                    (&f.inner_operation, "`inner_operation`"),
+                ] {
+                    if let Some(l) = l {
+                        ok &= self
+                            .param(&where_, &abi, l, what, |t| matches!(t, DynSolType::Uint(_)));
+                    }
+                }
+                Some(Inner {
+                    arg: i.get_ref().clone(),
+                    to: f.inner_to.as_ref().map(|l| l.get_ref().clone()),
+                    value: f.inner_value.as_ref().map(|l| l.get_ref().clone()),
+                    operation: f.inner_operation.as_ref().map(|l| l.get_ref().clone()),
+                })
+            }
+            None => {
+                let extra = [
+                    (&f.inner_to, "inner_to"),
+                    (&f.inner_value, "inner_value"),
+                    (&f.inner_operation, "inner_operation"),
+                ];
+                for (l, key) in extra {
+                    if let Some(l) = l {
+                        self.err(l.span(), format!("{where_}: `{key}` needs `inner`"));
+                        ok = false;
+                    }
+                }
+                None
+            }
+        };
         let mut args = BTreeMap::new();
         for (name, rule) in &f.args {
             let Some(ty) = find(&abi, name.get_ref()).and_then(|p| p.resolve().ok()) else {
@@ -216,7 +267,7 @@ impl Validator<'_> {
                 ok = false;
                 continue;
             };
-            match self.arg_rule(site, &ty, name, rule.get_ref()) {
+            match self.arg_rule(site.chain, Some(&ty), name, rule.get_ref()) {
                 Some(r) if r == ArgRule::default() => {
                     let msg = format!("argument `{}`: no constraint (give `eq`, `one_of`, `min`, `max`, `allowlisted` or `prefix`)", name.get_ref());
                     self.err(rule.span(), msg);
@@ -233,7 +284,7 @@ impl Validator<'_> {
             args,
             amount,
             recipient: f.recipient.map(|r| r.into_inner()),
-            inner: f.inner.map(|r| r.into_inner()),
+            inner,
             abi,
         })
     }
@@ -268,17 +319,22 @@ impl Validator<'_> {
         }
     }
 
-    fn arg_rule(
+    /// The constraints on one argument of type `ty`, or on a typed-data field whose type only
+    /// the request declares (`None`: checked against the value when a request comes).
+    pub(super) fn arg_rule(
         &mut self,
-        site: &Site,
-        ty: &DynSolType,
+        chain: &ChainRef,
+        ty: Option<&DynSolType>,
         name: &Label,
         raw: &RawArg,
     ) -> Option<ArgRule> {
         let arg = name.get_ref();
         let mut ok = true;
         let value = |v: &mut Self, lit: &Lit, what: &str| -> Option<String> {
-            let r = literal(site.chain, ty, lit.get_ref());
+            let r = match ty {
+                Some(ty) => literal(chain, ty, lit.get_ref()),
+                None => any_literal(lit.get_ref()),
+            };
             r.map_err(|e| v.err(lit.span(), format!("argument `{arg}`, `{what}`: {e}")))
                 .ok()
         };
@@ -295,7 +351,7 @@ impl Validator<'_> {
         one_of.dedup();
         let bound = |v: &mut Self, lit: &Option<Lit>, what: &str| -> Option<Bound> {
             let lit = lit.as_ref()?;
-            if !matches!(ty, DynSolType::Uint(_)) {
+            if let Some(ty) = ty.filter(|t| !matches!(t, DynSolType::Uint(_))) {
                 v.err(
                     lit.span(),
                     format!("argument `{arg}`: `{what}` applies to unsigned integers, not `{ty}`"),
@@ -315,7 +371,7 @@ impl Validator<'_> {
         ok &= raw.min.is_none() == min.is_none() && raw.max.is_none() == max.is_none();
         let allowlisted = raw.allowlisted.as_ref().is_some_and(|a| *a.get_ref());
         if let Some(a) = &raw.allowlisted {
-            if *a.get_ref() && *ty != DynSolType::Address {
+            if let Some(ty) = ty.filter(|t| *a.get_ref() && **t != DynSolType::Address) {
                 self.err(
                     a.span(),
                     format!("argument `{arg}`: `allowlisted` applies to addresses, not `{ty}`"),
@@ -325,14 +381,16 @@ impl Validator<'_> {
         }
         let prefix = match &raw.prefix {
             None => None,
-            Some(p) => match prefix(ty, p.get_ref()) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    self.err(p.span(), format!("argument `{arg}`, `prefix`: {e}"));
-                    ok = false;
-                    None
+            Some(p) => {
+                match ty.map_or_else(|| any_prefix(p.get_ref()), |ty| prefix(ty, p.get_ref())) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        self.err(p.span(), format!("argument `{arg}`, `prefix`: {e}"));
+                        ok = false;
+                        None
+                    }
                 }
-            },
+            }
         };
         ok.then_some(ArgRule {
             eq,
@@ -349,6 +407,32 @@ fn find<'f>(abi: &'f Function, name: &str) -> Option<&'f Param> {
     abi.inputs
         .iter()
         .find(|p| !p.name.is_empty() && p.name == name)
+}
+
+/// A constraint value of a field whose type the policy does not know: 0x-hex in lowercase,
+/// integers (or strings of digits) in decimal, booleans as `true`/`false`, other text as is.
+fn any_literal(v: &Value) -> Result<String, String> {
+    match v {
+        Value::Integer(_) => literals::amount(v).map(|n| n.to_string()),
+        Value::Boolean(b) => Ok(b.to_string()),
+        Value::String(s) if s.starts_with("0x") => hex_bytes(s),
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'_') => {
+            literals::amount(v).map(|n| n.to_string())
+        }
+        Value::String(s) => Ok(s.clone()),
+        other => Err(format!(
+            "expected a string, integer or boolean, found {}",
+            literals::describe(other)
+        )),
+    }
+}
+
+fn any_prefix(p: &str) -> Result<String, String> {
+    if p.starts_with("0x") {
+        hex_bytes(p)
+    } else {
+        Ok(p.to_string())
+    }
 }
 
 /// A constraint value in the canonical text of its argument's type.
