@@ -355,9 +355,11 @@ fn forwarded(
     if let Some(op) = &inner.operation {
         match arg(f, values, op) {
             Some(DynSolValue::Uint(n, _)) if n.is_zero() => {}
-            _ => return Err(refuse(format!(
+            _ => {
+                return Err(refuse(format!(
                 "`{op}` is not 0 (CALL): a delegatecall would run the inner code as this contract"
-            ))),
+            )))
+            }
         }
     }
     let to = match inner.to.as_ref().and_then(|t| arg(f, values, t)) {
@@ -407,12 +409,6 @@ fn forwarded(
 /// strings quoted; cut at `max` characters.
 pub(super) fn render(v: &DynSolValue, max: usize) -> String {
     let full = match v {
-        DynSolValue::Address(a) => format!("0x{}", hex::encode(a)),
-        DynSolValue::Bool(b) => b.to_string(),
-        DynSolValue::Int(i, _) => i.to_string(),
-        DynSolValue::Uint(u, _) => u.to_string(),
-        DynSolValue::FixedBytes(w, n) => format!("0x{}", hex::encode(&w[..(*n).min(32)])),
-        DynSolValue::Bytes(b) => format!("0x{}", hex::encode(b)),
         DynSolValue::String(s) => format!("{s:?}"),
         DynSolValue::Function(f) => format!("0x{}", hex::encode(f)),
         DynSolValue::Array(xs) | DynSolValue::FixedArray(xs) => {
@@ -423,6 +419,8 @@ pub(super) fn render(v: &DynSolValue, max: usize) -> String {
             let parts: Vec<String> = xs.iter().map(|x| render(x, max)).collect();
             format!("({})", parts.join(", "))
         }
+        // Addresses, booleans, integers and bytes: the text constraints compare.
+        other => super::constraint::plain(other).unwrap_or_default(),
     };
     if full.len() <= max {
         return full;

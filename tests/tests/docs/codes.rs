@@ -54,6 +54,7 @@ const CODE_FAMILIES: &[&str] = &[
     "store",
     "threshold",
     "tx",
+    "typed_data",
     "unfreeze",
     "veto",
 ];

@@ -24,6 +24,24 @@ struct Site<'s> {
 }
 
 impl Validator<'_> {
+    /// The chain of a `[contracts]` or `[typed_data]` section (`section`): an ethereum chain of
+    /// the policy, which must allow contract calls (reported, not fatal).
+    pub(super) fn call_chain(&mut self, label: &Label, section: &str) -> Option<ChainRef> {
+        let chain = self.chain_ref(label)?;
+        let name = label.get_ref();
+        if !matches!(chain, ChainRef::Ethereum { .. }) {
+            let msg =
+                format!("`{section}`: contract calls and typed data exist on ethereum chains only");
+            self.err(label.span(), msg);
+            return None;
+        }
+        if self.chains.get(name).is_some_and(|r| !r.contract_calls) {
+            let msg = format!("`{section}` is on chain `{name}`, which does not allow contract calls: set `contract_calls = true` in `[chains.{name}]`");
+            self.err(label.span(), msg);
+        }
+        Some(chain)
+    }
+
     pub(super) fn contracts(
         &mut self,
         raw: BTreeMap<Label, RawContract>,
@@ -33,24 +51,11 @@ impl Validator<'_> {
         let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
         let reserved = crate::calls::allowance_selectors();
         for (label, c) in raw {
-            let Some(chain) = self.chain_ref(&c.chain) else {
+            let name = label.get_ref().clone();
+            let Some(chain) = self.call_chain(&c.chain, &format!("[contracts.{name}]")) else {
                 continue;
             };
-            let name = label.get_ref().clone();
             let chain_label = c.chain.get_ref().clone();
-            if !matches!(chain, ChainRef::Ethereum { .. }) {
-                let msg = format!("`[contracts.{name}]`: contracts only exist on ethereum chains");
-                self.err(c.chain.span(), msg);
-                continue;
-            }
-            if self
-                .chains
-                .get(&chain_label)
-                .is_some_and(|r| !r.contract_calls)
-            {
-                let msg = format!("`[contracts.{name}]` is on chain `{chain_label}`, which does not allow contract calls: set `contract_calls = true` in `[chains.{chain_label}]`");
-                self.err(c.chain.span(), msg);
-            }
             let Some(address) = self.address(&c.chain, &c.address) else {
                 continue;
             };

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use proto::intent::{Asset, ChainRef};
+use proto::intent::Asset;
 
 use super::super::raw::{Label, RawTypedData};
 use super::Validator;
@@ -18,25 +18,10 @@ impl Validator<'_> {
         let mut out = BTreeMap::new();
         for (label, t) in raw {
             let name = label.get_ref().clone();
-            let Some(chain) = self.chain_ref(&t.chain) else {
+            let Some(chain) = self.call_chain(&t.chain, &format!("[typed_data.{name}]")) else {
                 continue;
             };
             let chain_label = t.chain.get_ref().clone();
-            if !matches!(chain, ChainRef::Ethereum { .. }) {
-                let msg = format!(
-                    "`[typed_data.{name}]`: EIP-712 typed data is signed on ethereum chains only"
-                );
-                self.err(t.chain.span(), msg);
-                continue;
-            }
-            if self
-                .chains
-                .get(&chain_label)
-                .is_some_and(|r| !r.contract_calls)
-            {
-                let msg = format!("`[typed_data.{name}]` is on chain `{chain_label}`, which does not allow contract calls: set `contract_calls = true` in `[chains.{chain_label}]`");
-                self.err(t.chain.span(), msg);
-            }
             let Some(verifying_contract) = self.address(&t.chain, &t.verifying_contract) else {
                 continue;
             };
