@@ -8,7 +8,9 @@
 //!   a 60-second time-lock and one approval at or above 1 ETH (the README walkthrough);
 //! - Holesky (`gate`): per-transaction limit 5000 wei, two approvals at or above 500 wei and a
 //!   20-second time-lock at or above 1000 wei (the policy tests);
-//! - Hoodi (`vel`): at most 30 wei per 24 hours per key (the velocity test).
+//! - Hoodi (`vel`): at most 30 wei per 24 hours per key (the velocity test); `vel-token`, at
+//!   most 30 units per 24 hours per key, moved by ERC-20 transfers and by the `vel-vault`'s
+//!   `settle` calls alike (the test of a window filled by both).
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +32,10 @@ pub const VAULT: &str = "0x4444444444444444444444444444444444444444";
 pub const TEST_TOKEN: &str = "0x3333333333333333333333333333333333333333";
 /// Chain id of the velocity test's chain (Hoodi).
 pub const VELOCITY_CHAIN: u64 = 560_048;
+/// The velocity-limited token on Hoodi (`[assets.vel-token]`).
+pub const VEL_TOKEN: &str = "0x5555555555555555555555555555555555555555";
+/// The vault on Hoodi whose `settle` is counted as `vel-token` (`[contracts.vel-vault]`).
+pub const VEL_VAULT: &str = "0x6666666666666666666666666666666666666666";
 /// Keys the policy names: the devnet's (default `--key-id`), the tests' and the bench's.
 pub const TEST_KEYS: [&str; 11] = [
     "devnet-key",
@@ -136,7 +142,7 @@ impl Governance {
             .map(|k| {
                 let assets = match *k {
                     "gate-key" | "frz-key" => "[\"gate\"]",
-                    "vel-key" => "[\"vel\"]",
+                    "vel-key" => "[\"vel\", \"vel-token\"]",
                     "acct-key" => "[\"eth\", \"btc\", \"eip191\", \"vel\"]",
                     _ => "[\"eth\", \"test-token\", \"btc\", \"eip191\"]",
                 };
@@ -171,6 +177,7 @@ max_fee = "1_000_000_000_000_000"
 [chains.hoodi]
 id = "ethereum:{VELOCITY_CHAIN}"
 max_fee = "1_000_000_000_000_000"
+contract_calls = true
 
 [approvers.ops]
 keys = [{approvers}]
@@ -225,6 +232,15 @@ per_tx = 100
 window = "24h"
 max = 30
 
+[assets.vel-token]
+chain = "hoodi"
+asset = "erc20:{VEL_TOKEN}"
+per_tx = 100
+
+[[assets.vel-token.velocity]]
+window = "24h"
+max = 30
+
 # Every client account (intents naming an `account`) is held to this class, with its own ledger.
 [account_classes.default.limits.btc]
 per_tx = 1_000_000 # 0.01 BTC per withdrawal
@@ -244,6 +260,17 @@ amount = "amount"
 asset = "test-token"
 recipient = "to"
 args.amount = {{ max = "500_000_000_000_000_000_000" }} # 500 tokens
+
+# A vault on Hoodi whose `settle` moves `vel-token`: the same velocity window as its transfers.
+[contracts.vel-vault]
+chain = "hoodi"
+address = "{VEL_VAULT}"
+
+[contracts.vel-vault.functions.settle]
+signature = "settle(bytes32 batch, address to, uint256 amount)"
+amount = "amount"
+asset = "vel-token"
+recipient = "to"
 
 # EIP-2612 permits of the test token: an allowance of `value` to `spender`, counted like a transfer.
 [typed_data.test-token-permit]

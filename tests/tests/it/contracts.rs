@@ -6,15 +6,19 @@
 
 use alloy_primitives::{Address, FixedBytes, U256};
 use alloy_sol_types::{sol, SolCall};
-use custody_tests::{governance::VAULT, sample};
+use custody_tests::{
+    governance::{VAULT, VELOCITY_CHAIN, VEL_TOKEN, VEL_VAULT},
+    sample,
+};
 use serde_json::json;
 
-use crate::common::{rid, shared, KEY};
+use crate::common::{rid, shared, Shared, KEY};
 use crate::signing::{assert_refused, assert_valid_signature, submit};
 
 sol! {
     function settle(bytes32 batch, address to, uint256 amount);
     function approve(address spender, uint256 amount);
+    function transfer(address to, uint256 amount);
 }
 
 const TOKEN: u128 = 1_000_000_000_000_000_000;
@@ -151,4 +155,71 @@ fn typed_data_a_permit_is_signed_by_the_key_and_a_foreign_domain_refused() {
     let body = json!({"request_id": rid("permit"), "key_id": KEY, "chain": "ethereum",
         "typed_data": sample::permit_typed_data([0x77; 20], &owner, [0x42; 20], 7 * TOKEN)});
     assert_refused(&submit(&s, &body), "policy.typed_data.domain");
+}
+
+/// `limit.velocity` on the cluster: the `vel-token` window (30 units per 24 hours for
+/// `vel-key`) is filled by ERC-20 transfers and `vel-vault` `settle` calls together, each node
+/// counting both kinds in the reservations it keeps. 10 by transfer and 15 by settle leave 5:
+/// a settle of 10 is refused only if the transfer was counted, a transfer of 10 only if the
+/// settle was. Signatures are recovered with alloy (k256) to `vel-key`'s address.
+#[test]
+fn limit_velocity_window_is_filled_by_transfers_and_settle_calls_together() {
+    let s = shared();
+    let (st, key) = s.cluster.api.get("/v1/keys/vel-key").unwrap();
+    assert_eq!(st, 200, "{key}");
+    let address = key["ethereum_address"].as_str().unwrap().to_string();
+    let transfer = |nonce: u64, units: u64| {
+        let data = transferCall {
+            to: Address::from([0x5a; 20]),
+            amount: U256::from(units),
+        }
+        .abi_encode();
+        vel_request(nonce, to20(VEL_TOKEN), data)
+    };
+    let settle = |nonce: u64, units: u64| {
+        let data = settleCall {
+            batch: FixedBytes([0x0c; 32]),
+            to: Address::from([0x5a; 20]),
+            amount: U256::from(units),
+        }
+        .abi_encode();
+        vel_request(nonce, to20(VEL_VAULT), data)
+    };
+    assert_signed_by(&s, &transfer(1, 10), &address);
+    let r = assert_signed_by(&s, &settle(2, 15), &address);
+    for (node, v) in &r.verdicts {
+        let call = v.call.as_ref().unwrap_or_else(|| panic!("{node}: {v:?}"));
+        assert_eq!(call.contract, "vel-vault", "{node}");
+    }
+    assert_refused(&submit(&s, &settle(3, 10)), "policy.limit.velocity");
+    assert_refused(&submit(&s, &transfer(4, 10)), "policy.limit.velocity");
+    // What is left of the window is still usable, by either kind.
+    assert_signed_by(&s, &settle(5, 5), &address);
+    assert_refused(&submit(&s, &transfer(6, 1)), "policy.limit.velocity");
+}
+
+/// A request of `vel-key` on Hoodi: a call to `to` with `data`.
+fn vel_request(nonce: u64, to: [u8; 20], data: Vec<u8>) -> serde_json::Value {
+    json!({"request_id": rid("vel-mix"), "key_id": "vel-key", "chain": "ethereum",
+        "unsigned_tx": sample::eth_tx_on(VELOCITY_CHAIN, nonce, to, 0, data)})
+}
+
+/// Submits `body`, asserts it was signed and that the signed transaction recovers (alloy, k256)
+/// to `address`.
+fn assert_signed_by(
+    s: &Shared,
+    body: &serde_json::Value,
+    address: &str,
+) -> proto::api::SignRequestView {
+    use alloy_consensus::{transaction::SignerRecoverable, TxEnvelope};
+    use alloy_eips::eip2718::Decodable2718;
+    let r = submit(s, body);
+    assert_eq!(r.status, proto::api::RequestStatus::Signed, "{r:?}");
+    let raw = hex::decode(r.signed_tx.as_deref().unwrap().trim_start_matches("0x")).unwrap();
+    let signer = TxEnvelope::decode_2718(&mut raw.as_slice())
+        .unwrap()
+        .recover_signer()
+        .unwrap();
+    assert_eq!(format!("{signer:#x}"), address);
+    r
 }
