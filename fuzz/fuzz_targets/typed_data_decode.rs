@@ -1,5 +1,5 @@
 //! EIP-712 typed data: any bytes either decode (and then hash, and are judged by a policy with
-//! a permit entry, without a panic) or are refused with `typed_data.malformed`. What decodes
+//! an EIP-2612 permit entry and Permit2 entries, without a panic) or are refused with `typed_data.malformed`. What decodes
 //! has a 66-byte preimage starting with 0x1901, and decodes the same twice.
 #![no_main]
 
@@ -26,6 +26,18 @@ verifying_contract = "0x3333333333333333333333333333333333333333"
 primary_type = "Permit"
 permit = "usdc"
 fields.deadline = { max = 2_000_000 }
+[typed_data.permit2-single]
+chain = "eth"
+verifying_contract = "0x000000000022d473030f116ddee9f6b43ac78ba3"
+primary_type = "PermitSingle"
+[typed_data.permit2-batch]
+chain = "eth"
+verifying_contract = "0x000000000022d473030f116ddee9f6b43ac78ba3"
+primary_type = "PermitBatch"
+[typed_data.permit2-transfer]
+chain = "eth"
+verifying_contract = "0x000000000022d473030f116ddee9f6b43ac78ba3"
+primary_type = "PermitTransferFrom"
 "#;
 
 fuzz_target!(|data: &[u8]| {

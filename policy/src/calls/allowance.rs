@@ -1,5 +1,6 @@
 //! ERC-20 allowances: `approve` and `increaseAllowance` on a token of the policy, and
-//! `approve` on Permit2, decode to an allowance (token, spender, amount). The allowance counts
+//! `approve` on Permit2, decode to an allowance (token, spender, amount), as do EIP-2612 and
+//! Permit2 signatures (`typed.rs`). The allowance counts
 //! as a payment of its amount to the spender; an unlimited one is refused
 //! (`allowance.unlimited`) unless the token's `unlimited_spenders` names the spender, and then
 //! counts as 0 (the officers trust that spender's code with the whole balance).

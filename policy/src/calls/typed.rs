@@ -1,6 +1,7 @@
 //! EIP-712 typed data, judged with `[typed_data.<name>]`: the domain must be one the policy
 //! names (`typed_data.domain`), the primary type and every constrained field must match
-//! (`typed_data.field`), and an EIP-2612 `Permit` is an allowance (`allowance.unlimited`).
+//! (`typed_data.field`), and an EIP-2612 `Permit` or any Permit2 signature is an allowance
+//! (`allowance.unlimited`).
 
 use alloy_dyn_abi::{DynSolValue, TypedData};
 use alloy_primitives::U256;
@@ -52,17 +53,26 @@ pub(super) fn read(
     };
     let contract = format!("0x{}", hex::encode(contract));
     let chain = doc.chain_label(&intent.chain);
-    let found = doc.typed_data.iter().find(|(_, t)| {
-        Some(t.chain.as_str()) == chain
-            && t.verifying_contract == contract
-            && t.name
-                .as_deref()
-                .is_none_or(|n| d.name.as_deref() == Some(n))
-            && t.version
-                .as_deref()
-                .is_none_or(|v| d.version.as_deref() == Some(v))
-    });
-    let Some((label, rule)) = found else {
+    let entries: Vec<(&String, &super::TypedRule)> = doc
+        .typed_data
+        .iter()
+        .filter(|(_, t)| {
+            Some(t.chain.as_str()) == chain
+                && t.verifying_contract == contract
+                && t.name
+                    .as_deref()
+                    .is_none_or(|n| d.name.as_deref() == Some(n))
+                && t.version
+                    .as_deref()
+                    .is_none_or(|v| d.version.as_deref() == Some(v))
+        })
+        .collect();
+    // One domain may have an entry per primary type (Permit2 signs several).
+    let found = entries
+        .iter()
+        .find(|(_, t)| t.primary_type == data.primary_type)
+        .or(entries.first());
+    let Some(&(label, rule)) = found else {
         return r.refuse(
             tags::TYPED_DATA_DOMAIN,
             format!("no `[typed_data.<name>]` of the policy names the {shown}"),
@@ -122,12 +132,13 @@ pub(super) fn read(
         allowance: None,
     });
     if *name != rule.primary_type {
+        let signed: Vec<String> = entries
+            .iter()
+            .map(|(l, t)| format!("`[typed_data.{l}]` signs `{}`", t.primary_type))
+            .collect();
         return r.refuse(
             tags::TYPED_DATA_FIELD,
-            format!(
-                "the primary type is `{name}`; `[typed_data.{label}]` signs `{}`",
-                rule.primary_type
-            ),
+            format!("the primary type is `{name}`; {}", signed.join(", ")),
         );
     }
     let field = |f: &str| {
@@ -157,6 +168,9 @@ pub(super) fn read(
             rule.fields.len()
         ),
     );
+    if contract == allowance::PERMIT2 {
+        return permit2(r, doc, &rule.chain, name, &field);
+    }
     let Some(_asset) = &rule.permit else {
         return r;
     };
@@ -170,5 +184,75 @@ pub(super) fn read(
             tags::TYPED_DATA_FIELD,
             format!("`[typed_data.{label}]` reads an EIP-2612 permit, which needs `address spender` and `uint256 value`"),
         ),
+    }
+}
+
+/// A Permit2 signature (`PermitSingle`, `PermitBatch`, `PermitTransferFrom`,
+/// `PermitBatchTransferFrom` and their witness forms): `details` (`PermitDetails`) or
+/// `permitted` (`TokenPermissions`) name a token and an amount that `spender` may take, an
+/// allowance like Permit2's `approve`. A signature Permit2 would honour for several tokens is
+/// refused (one token per signature), and so is one whose type names no token and amount:
+/// every Permit2 signature is read as an allowance, or not signed.
+fn permit2<'a>(
+    r: Reading,
+    doc: &PolicyDoc,
+    chain: &str,
+    name: &str,
+    field: &dyn Fn(&str) -> Option<&'a DynSolValue>,
+) -> Reading {
+    let unread = |why: String| {
+        (
+            tags::TYPED_DATA_FIELD,
+            format!("a Permit2 `{name}` {why}: every Permit2 signature must read as an allowance"),
+        )
+    };
+    let grant_of = match field("details").or_else(|| field("permitted")) {
+        Some(DynSolValue::Array(items)) | Some(DynSolValue::FixedArray(items)) => {
+            match items.as_slice() {
+                [one] => Some(one),
+                _ => {
+                    let (tag, why) = unread(format!(
+                        "covers {} tokens; sign one `PermitSingle` or `PermitTransferFrom` per token",
+                        items.len()
+                    ));
+                    return r.refuse(tag, why);
+                }
+            }
+        }
+        other => other,
+    };
+    let Some(DynSolValue::CustomStruct {
+        prop_names, tuple, ..
+    }) = grant_of
+    else {
+        let (tag, why) = unread("names no `details` or `permitted` token and amount".into());
+        return r.refuse(tag, why);
+    };
+    let get = |f: &str| {
+        prop_names
+            .iter()
+            .position(|n| n == f)
+            .and_then(|i| tuple.get(i))
+    };
+    match (get("token"), get("amount"), field("spender")) {
+        (
+            Some(DynSolValue::Address(token)),
+            Some(DynSolValue::Uint(n, bits)),
+            Some(DynSolValue::Address(spender)),
+        ) => {
+            let max = if *bits >= 256 {
+                U256::MAX
+            } else {
+                (U256::from(1u8) << *bits) - U256::from(1u8)
+            };
+            let token = format!("0x{}", hex::encode(token));
+            let spender = format!("0x{}", hex::encode(spender));
+            allowance::grant(r, doc, chain, &token, &spender, *n, max)
+        }
+        _ => {
+            let (tag, why) =
+                unread("has no `address token`, `uint amount` and `address spender`".into());
+            r.refuse(tag, why)
+        }
     }
 }

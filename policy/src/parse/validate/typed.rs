@@ -39,10 +39,10 @@ impl Validator<'_> {
                 continue;
             }
             let mut ok = true;
+            let token = Asset::Erc20 {
+                contract: verifying_contract.clone(),
+            };
             if let Some(p) = &t.permit {
-                let token = Asset::Erc20 {
-                    contract: verifying_contract.clone(),
-                };
                 let is_token = assets
                     .get(p.get_ref())
                     .is_some_and(|a| a.chain == chain_label && a.asset == token);
@@ -56,6 +56,17 @@ impl Validator<'_> {
                     self.err(t.primary_type.span(), msg);
                     ok = false;
                 }
+            }
+            // An EIP-2612 permit of a token the policy names is an allowance: never signed
+            // without being counted as one.
+            let token_of = assets
+                .iter()
+                .find(|(_, a)| a.chain == chain_label && a.asset == token);
+            if let (None, "Permit", Some((asset, _))) = (&t.permit, primary_type.as_str(), token_of)
+            {
+                let msg = format!("a `Permit` of the token of `[assets.{asset}]` is an allowance: give `permit = \"{asset}\"` so that it is counted as one");
+                self.err(t.primary_type.span(), msg);
+                ok = false;
             }
             let mut fields = BTreeMap::new();
             for (field, rule) in &t.fields {
