@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use policy::{counted_intent, evaluate, EvalContext, HistoryEntry, Policy};
+use policy::{evaluate_counted, EvalContext, HistoryEntry, Policy};
 use proto::eth::UnsignedEip1559;
 use proto::intent::{Asset, ChainRef};
 
@@ -20,8 +20,8 @@ fn judge(policy: &Policy, tx: &[u8], history: &[HistoryEntry], ctx: &EvalContext
     let Ok(intent) = decoded.intent("hot", &[0x5e; 20]) else {
         return false;
     };
-    let d = evaluate(&intent, policy, history, &[], ctx);
-    let _moves = counted_intent(&intent, policy);
+    // As a node does: one reading of the call gives the decision and the counted moves.
+    let (d, _counted) = evaluate_counted(&intent, policy, history, &[], ctx);
     d.is_allow()
 }
 

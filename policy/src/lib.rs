@@ -31,7 +31,7 @@ pub use bundle::{
 };
 pub use decision::{Decision, Outcome, RuleResult, Verdict};
 pub use error::{PolicyError, PolicyWarning};
-pub use eval::{counted_intent, decoded_call, evaluate};
+pub use eval::{counted_intent, decoded_call, evaluate, evaluate_counted};
 pub use input::{Approval, EvalContext, HistoryEntry};
 pub use model::{Horizons, Policy, PolicyHash, POLICY_DOMAIN};
 

@@ -141,12 +141,7 @@ pub(super) fn read(
             format!("the primary type is `{name}`; {}", signed.join(", ")),
         );
     }
-    let field = |f: &str| {
-        prop_names
-            .iter()
-            .position(|n| n == f)
-            .and_then(|i| tuple.get(i))
-    };
+    let field = |f: &str| member(&value, f);
     for (f, c) in &rule.fields {
         let Some(v) = field(f) else {
             return r.refuse(
@@ -221,19 +216,11 @@ fn permit2<'a>(
         }
         other => other,
     };
-    let Some(DynSolValue::CustomStruct {
-        prop_names, tuple, ..
-    }) = grant_of
-    else {
+    let Some(grant_of @ DynSolValue::CustomStruct { .. }) = grant_of else {
         let (tag, why) = unread("names no `details` or `permitted` token and amount".into());
         return r.refuse(tag, why);
     };
-    let get = |f: &str| {
-        prop_names
-            .iter()
-            .position(|n| n == f)
-            .and_then(|i| tuple.get(i))
-    };
+    let get = |f: &str| member(grant_of, f);
     match (get("token"), get("amount"), field("spender")) {
         (
             Some(DynSolValue::Address(token)),
@@ -255,4 +242,16 @@ fn permit2<'a>(
             r.refuse(tag, why)
         }
     }
+}
+
+/// The field `name` of a struct value.
+fn member<'v>(v: &'v DynSolValue, name: &str) -> Option<&'v DynSolValue> {
+    let DynSolValue::CustomStruct {
+        prop_names, tuple, ..
+    } = v
+    else {
+        return None;
+    };
+    let i = prop_names.iter().position(|n| n == name)?;
+    tuple.get(i)
 }

@@ -30,6 +30,18 @@ pub fn evaluate(
     approvals: &[Approval],
     ctx: &EvalContext,
 ) -> Decision {
+    evaluate_counted(intent, policy, history, approvals, ctx).0
+}
+
+/// [`evaluate`], also returning the intent as it counted it ([`counted_intent`]), from the one
+/// reading of its call: what a node reserves and records in its ledger.
+pub fn evaluate_counted<'i>(
+    intent: &'i WithdrawalIntent,
+    policy: &Policy,
+    history: &[HistoryEntry],
+    approvals: &[Approval],
+    ctx: &EvalContext,
+) -> (Decision, Cow<'i, WithdrawalIntent>) {
     let reading = read_call(intent, &policy.doc);
     let counted = counted(intent, &reading);
     let f = Facts::new(&counted, &policy.doc, ctx);
@@ -58,7 +70,7 @@ pub fn evaluate(
     ]);
     let mut decision = decide(policy, ctx, checks);
     decision.call = reading.view;
-    decision
+    (decision, counted)
 }
 
 /// The intent as the limits count it: a decoded contract call moves the asset of its amount

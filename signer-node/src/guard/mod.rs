@@ -382,10 +382,11 @@ impl Guard {
             frozen,
             request_expires_at: None,
         };
-        let decision = policy::evaluate(intent, policy, &history, approvals, &ctx);
         // A decoded contract call moves what the policy counted (its amount argument's asset
         // to its recipient, an allowance to its spender): the ledger records that.
-        let moves = ledger::moves_of(&policy::counted_intent(intent, policy));
+        let (decision, counted) =
+            policy::evaluate_counted(intent, policy, &history, approvals, &ctx);
+        let moves = ledger::moves_of(&counted);
         drop(book);
         let mut verdict = to_verdict(&decision, first_seen);
         // A time-lock runs from when the request first became eligible: a request denied (while
